@@ -1,0 +1,356 @@
+//! What a claim does next, given what the claim's row holds. Pure: no I/O,
+//! `now` passed in, so every branch is unit-tested.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ClaimRecord, ClaimState, ClaimToken};
+use crate::store::RowView;
+
+use super::{Acquisition, ClaimOutcome, ClaimRequest};
+
+/// The next step of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The slot is empty: `INSERT … IF NOT EXISTS`.
+    Insert { record: ClaimRecord, ttl_secs: u64 },
+    /// The slot holds an expired row or a claim whose lease has passed:
+    /// overwrite it, on condition that it still holds `expected`.
+    Replace {
+        record: ClaimRecord,
+        ttl_secs: u64,
+        expected: Option<ClaimToken>,
+        how: Acquisition,
+    },
+    /// Nothing to write: the answer is known.
+    Answer(ClaimOutcome),
+}
+
+/// Decides the next step for `request`, whose fresh token is `token`.
+pub fn next_step(
+    view: &RowView,
+    request: &ClaimRequest,
+    token: ClaimToken,
+    now: DateTime<Utc>,
+) -> Step {
+    let fingerprint = request.fingerprint.as_ref().map(|f| f.as_str().to_owned());
+    let claimant = request.claimant.as_ref().map(|c| c.as_str().to_owned());
+    let record = match view {
+        RowView::Absent => {
+            return Step::Insert {
+                record: ClaimRecord::new_window(
+                    token,
+                    now,
+                    request.retention,
+                    request.complete,
+                    fingerprint,
+                    claimant,
+                ),
+                ttl_secs: request.retention.ttl_secs,
+            };
+        }
+        RowView::Remnant { token: held } => {
+            // Expired, but TTL has not removed every cell yet: a new window.
+            return Step::Replace {
+                record: ClaimRecord::new_window(
+                    token,
+                    now,
+                    request.retention,
+                    request.complete,
+                    fingerprint,
+                    claimant,
+                ),
+                ttl_secs: request.retention.ttl_secs,
+                expected: *held,
+                how: Acquisition::New,
+            };
+        }
+        RowView::Live(record) => record,
+    };
+
+    if record.token == token {
+        // Our own write, seen again after an unknown outcome. The caller
+        // knows whether it was a takeover; `New` is the safe default.
+        return Step::Answer(ClaimOutcome::Acquired {
+            record: record.clone(),
+            how: Acquisition::New,
+        });
+    }
+    let fingerprints_differ = match (&request.fingerprint, &record.fingerprint) {
+        (Some(asked), Some(stored)) => asked.as_str() != stored,
+        _ => false,
+    };
+    if fingerprints_differ {
+        return Step::Answer(ClaimOutcome::FingerprintMismatch {
+            record: record.clone(),
+        });
+    }
+    if record.state == ClaimState::Completed {
+        return Step::Answer(ClaimOutcome::Duplicate {
+            record: record.clone(),
+        });
+    }
+    if record.lease_expired(now) {
+        let taken_over = record.taken_over(
+            token,
+            now,
+            request.retention,
+            request.complete,
+            fingerprint,
+            claimant,
+        );
+        // Live means expires_at > now, so at least a millisecond remains
+        // and this rounds up to one second or more.
+        let ttl_secs = taken_over.remaining_ttl_secs(now).unwrap_or(1);
+        return Step::Replace {
+            record: taken_over,
+            ttl_secs,
+            expected: Some(record.token),
+            how: Acquisition::Takeover,
+        };
+    }
+    let same_claimant = match (&request.claimant, &record.claimant) {
+        (Some(asked), Some(stored)) => asked.as_str() == stored,
+        _ => false,
+    };
+    if same_claimant {
+        return Step::Answer(ClaimOutcome::Acquired {
+            record: record.clone(),
+            how: Acquisition::Reentrant,
+        });
+    }
+    Step::Answer(ClaimOutcome::Duplicate {
+        record: record.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        ClaimKey, Claimant, Fingerprint, Namespace, Retention, StoredResult, now_millis, secs,
+    };
+
+    fn request() -> ClaimRequest {
+        ClaimRequest {
+            namespace: Namespace::parse("ns").unwrap(),
+            key: ClaimKey::parse("k").unwrap(),
+            retention: Retention {
+                ttl_secs: 60,
+                lease_secs: Some(10),
+            },
+            complete: false,
+            fingerprint: None,
+            claimant: None,
+        }
+    }
+
+    fn live(now: DateTime<Utc>) -> ClaimRecord {
+        ClaimRecord::new_window(
+            ClaimToken::generate(),
+            now,
+            Retention {
+                ttl_secs: 60,
+                lease_secs: Some(10),
+            },
+            false,
+            Some("fp-a".into()),
+            Some("worker-1".into()),
+        )
+    }
+
+    #[test]
+    fn absent_inserts_a_fresh_window() {
+        let now = now_millis();
+        let token = ClaimToken::generate();
+        let Step::Insert { record, ttl_secs } = next_step(&RowView::Absent, &request(), token, now)
+        else {
+            panic!("expected insert")
+        };
+        assert_eq!(record.token, token);
+        assert_eq!(ttl_secs, 60);
+        assert_eq!(record.expires_at, now + secs(60));
+        assert_eq!(record.lease_expires_at, Some(now + secs(10)));
+        assert_eq!(record.state, ClaimState::InProgress);
+    }
+
+    #[test]
+    fn complete_at_once_has_no_lease() {
+        let now = now_millis();
+        let mut asked = request();
+        asked.complete = true;
+        asked.retention.lease_secs = None;
+        let Step::Insert { record, .. } =
+            next_step(&RowView::Absent, &asked, ClaimToken::generate(), now)
+        else {
+            panic!("expected insert")
+        };
+        assert_eq!(record.state, ClaimState::Completed);
+        assert_eq!(record.lease_expires_at, None);
+        assert_eq!(record.completed_at, Some(now));
+    }
+
+    #[test]
+    fn remnant_is_replaced_on_its_token_even_a_null_one() {
+        let now = now_millis();
+        for held in [None, Some(ClaimToken::generate())] {
+            let step = next_step(
+                &RowView::Remnant { token: held },
+                &request(),
+                ClaimToken::generate(),
+                now,
+            );
+            let Step::Replace {
+                expected,
+                how,
+                ttl_secs,
+                ..
+            } = step
+            else {
+                panic!("expected replace")
+            };
+            assert_eq!(expected, held);
+            assert_eq!(how, Acquisition::New);
+            assert_eq!(ttl_secs, 60);
+        }
+    }
+
+    #[test]
+    fn a_live_in_progress_claim_is_a_duplicate() {
+        let now = now_millis();
+        let record = live(now);
+        let step = next_step(
+            &RowView::Live(record.clone()),
+            &request(),
+            ClaimToken::generate(),
+            now + secs(1),
+        );
+        assert_eq!(step, Step::Answer(ClaimOutcome::Duplicate { record }));
+    }
+
+    #[test]
+    fn a_completed_claim_is_a_duplicate_even_after_its_lease() {
+        let now = now_millis();
+        let mut record = live(now);
+        record.state = ClaimState::Completed;
+        record.completed_at = Some(now);
+        record.result = Some(StoredResult::from_stored("1".into()));
+        let step = next_step(
+            &RowView::Live(record.clone()),
+            &request(),
+            ClaimToken::generate(),
+            now + secs(30),
+        );
+        assert_eq!(step, Step::Answer(ClaimOutcome::Duplicate { record }));
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_inside_the_same_window() {
+        let now = now_millis();
+        let record = live(now);
+        let token = ClaimToken::generate();
+        let later = now + secs(10);
+        let Step::Replace {
+            record: taken,
+            ttl_secs,
+            expected,
+            how,
+        } = next_step(&RowView::Live(record.clone()), &request(), token, later)
+        else {
+            panic!("expected takeover")
+        };
+        assert_eq!(how, Acquisition::Takeover);
+        assert_eq!(expected, Some(record.token));
+        assert_eq!(taken.token, token);
+        assert_eq!(taken.expires_at, record.expires_at);
+        assert_eq!(ttl_secs, 50);
+        assert_eq!(taken.lease_expires_at, Some(later + secs(10)));
+    }
+
+    #[test]
+    fn a_different_fingerprint_is_refused_whatever_the_state() {
+        let now = now_millis();
+        let mut asked = request();
+        asked.fingerprint = Some(Fingerprint::parse("fp-b").unwrap());
+        let record = live(now);
+        assert_eq!(
+            next_step(
+                &RowView::Live(record.clone()),
+                &asked,
+                ClaimToken::generate(),
+                now
+            ),
+            Step::Answer(ClaimOutcome::FingerprintMismatch {
+                record: record.clone()
+            })
+        );
+        // Even a lease that has passed is not taken over for another payload.
+        assert!(matches!(
+            next_step(
+                &RowView::Live(record),
+                &asked,
+                ClaimToken::generate(),
+                now + secs(20)
+            ),
+            Step::Answer(ClaimOutcome::FingerprintMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_same_fingerprint_or_none_is_accepted() {
+        let now = now_millis();
+        let record = live(now);
+        for fingerprint in [Some("fp-a"), None] {
+            let mut asked = request();
+            asked.fingerprint = fingerprint.map(|f| Fingerprint::parse(f).unwrap());
+            assert!(matches!(
+                next_step(
+                    &RowView::Live(record.clone()),
+                    &asked,
+                    ClaimToken::generate(),
+                    now
+                ),
+                Step::Answer(ClaimOutcome::Duplicate { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn the_same_claimant_gets_its_token_back() {
+        let now = now_millis();
+        let record = live(now);
+        let mut asked = request();
+        asked.claimant = Some(Claimant::parse("worker-1").unwrap());
+        assert_eq!(
+            next_step(
+                &RowView::Live(record.clone()),
+                &asked,
+                ClaimToken::generate(),
+                now
+            ),
+            Step::Answer(ClaimOutcome::Acquired {
+                record: record.clone(),
+                how: Acquisition::Reentrant
+            })
+        );
+        asked.claimant = Some(Claimant::parse("worker-2").unwrap());
+        assert!(matches!(
+            next_step(&RowView::Live(record), &asked, ClaimToken::generate(), now),
+            Step::Answer(ClaimOutcome::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn our_own_token_means_we_won() {
+        let now = now_millis();
+        let record = live(now);
+        assert!(matches!(
+            next_step(
+                &RowView::Live(record.clone()),
+                &request(),
+                record.token,
+                now
+            ),
+            Step::Answer(ClaimOutcome::Acquired { .. })
+        ));
+    }
+}

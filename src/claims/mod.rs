@@ -1,0 +1,652 @@
+//! The claim lifecycle: claim, complete, release, extend, read.
+//!
+//! Two rules carry the guarantee:
+//! - every write is a compare-and-set (an LWT) on the claim's owner token;
+//! - an outcome we did not hear (timeout, broken connection) is never
+//!   guessed. A serial read, which itself runs Paxos and so settles any
+//!   half-finished proposal, says what happened; the claim then answers or
+//!   takes its next step from that. When even the read fails the caller gets
+//!   503 with `Retry-After`, never "duplicate" and never "acquired".
+
+mod decide;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use decide::{Step, next_step};
+
+use crate::domain::{
+    ClaimKey, ClaimRecord, ClaimState, ClaimToken, Claimant, Fingerprint, LeaseRequest, Namespace,
+    Retention, StoredResult, now_millis, secs,
+};
+use crate::metrics::Metrics;
+use crate::store::{CasOutcome, FailureKind, ReadMode, RowView, Store, StoreError, returned_state};
+
+/// A claim as asked for, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    pub namespace: Namespace,
+    pub key: ClaimKey,
+    pub retention: Retention,
+    pub complete: bool,
+    pub fingerprint: Option<Fingerprint>,
+    pub claimant: Option<Claimant>,
+}
+
+/// How a claim was won.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquisition {
+    /// An empty or expired slot.
+    New,
+    /// An in-progress claim whose lease had passed.
+    Takeover,
+    /// The same claimant's own in-progress claim, handed back.
+    Reentrant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Acquired {
+        record: ClaimRecord,
+        how: Acquisition,
+    },
+    Duplicate {
+        record: ClaimRecord,
+    },
+    FingerprintMismatch {
+        record: ClaimRecord,
+    },
+}
+
+/// The answer to complete, release and extend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// Done (or already done by this same token: completing twice is fine).
+    Done(ClaimRecord),
+    /// Released: the row is gone.
+    Released,
+    /// The token does not own the claim (never did, or was taken over).
+    NotOwner,
+    /// The claim is completed: it can no longer be released or extended.
+    AlreadyCompleted(ClaimRecord),
+    /// No live claim for this key.
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The outcome could not be decided in time: 503 with `Retry-After`.
+    #[error("{detail}")]
+    Undecided { detail: String },
+    /// Cassandra refused the TTL (its storage format cannot hold the expiry).
+    #[error("the database refused this TTL: {0}")]
+    TtlRejected(String),
+    /// The database refused a statement: a bug or a broken schema.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// A token-guarded update of an in-progress claim.
+enum Transition {
+    Complete(Option<StoredResult>),
+    Extend(LeaseRequest),
+}
+
+/// Bounds on how hard one request tries before answering 503.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryBudget {
+    /// The most steps (writes and reads) one request may take.
+    pub max_steps: usize,
+    /// How long one request may spend deciding.
+    pub deadline: Duration,
+    /// The first pause between serial-read attempts; it doubles.
+    pub first_backoff: Duration,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            max_steps: 8,
+            deadline: Duration::from_secs(10),
+            first_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+pub struct ClaimService {
+    store: Arc<Store>,
+    metrics: Metrics,
+    budget: RetryBudget,
+}
+
+/// What the serial read after an unknown outcome found, for the metric.
+fn resolution_label(view: &RowView, ours: ClaimToken) -> &'static str {
+    match view.token() {
+        Some(token) if token == ours => "ours",
+        Some(_) => "theirs",
+        None => "absent",
+    }
+}
+
+impl ClaimService {
+    pub fn new(store: Arc<Store>, metrics: Metrics, budget: RetryBudget) -> Self {
+        Self {
+            store,
+            metrics,
+            budget,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Claims `request.key`. Exactly one caller wins a key per retention
+    /// window (per lease, counting takeovers).
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        let outcome = self.claim_inner(request).await;
+        let label = match &outcome {
+            Ok(ClaimOutcome::Acquired { how, .. }) => match how {
+                Acquisition::New => "acquired",
+                Acquisition::Takeover => "takeover",
+                Acquisition::Reentrant => "reentrant",
+            },
+            Ok(ClaimOutcome::Duplicate { record }) => match record.state {
+                ClaimState::InProgress => "duplicate_in_progress",
+                ClaimState::Completed => "duplicate_completed",
+            },
+            Ok(ClaimOutcome::FingerprintMismatch { .. }) => "fingerprint_mismatch",
+            Err(ClaimError::Undecided { .. }) => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics.record_claim(label);
+        outcome
+    }
+
+    async fn claim_inner(&self, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+        let started = Instant::now();
+        // One fresh token per claim request, reused across its retries: if
+        // an earlier attempt of this request did land, the serial read shows
+        // this token and we know the claim is ours.
+        let token = ClaimToken::generate();
+        let mut step = next_step(&RowView::Absent, request, token, now_millis());
+        for _ in 0..self.budget.max_steps {
+            let is_insert = matches!(step, Step::Insert { .. });
+            let (written, how, result) = match step {
+                Step::Answer(outcome) => return Ok(outcome),
+                Step::Insert { record, ttl_secs } => {
+                    let result = self
+                        .store
+                        .insert_claim(&request.namespace, &request.key, &record, ttl_secs)
+                        .await;
+                    (record, Acquisition::New, result)
+                }
+                Step::Replace {
+                    record,
+                    ttl_secs,
+                    expected,
+                    how,
+                } => {
+                    let result = self
+                        .store
+                        .replace_claim(
+                            &request.namespace,
+                            &request.key,
+                            &record,
+                            ttl_secs,
+                            expected,
+                        )
+                        .await;
+                    (record, how, result)
+                }
+            };
+            let view = match result {
+                Ok(CasOutcome::Applied) => {
+                    return Ok(ClaimOutcome::Acquired {
+                        record: written,
+                        how,
+                    });
+                }
+                Ok(CasOutcome::NotApplied(columns)) if is_insert && columns.token.is_some() => {
+                    // A refused INSERT returns the whole existing row.
+                    columns.into_view(now_millis())
+                }
+                Ok(CasOutcome::NotApplied(_)) => {
+                    // A refused UPDATE returns only the conditioned column
+                    // (on Cassandra), and a refused INSERT with no token
+                    // means a row with no cells left: read it whole.
+                    self.read_serial(request, started).await?
+                }
+                Err(error) => {
+                    let view = self.resolve_unknown(request, error, token, started).await?;
+                    if let RowView::Live(record) = &view
+                        && record.token == token
+                    {
+                        return Ok(ClaimOutcome::Acquired {
+                            record: record.clone(),
+                            how,
+                        });
+                    }
+                    view
+                }
+            };
+            let view = match view {
+                // An INSERT refused by a row that holds no cells any more
+                // (the row marker outlived them): replace it on a null token.
+                RowView::Absent if is_insert => RowView::Remnant { token: None },
+                view => view,
+            };
+            step = next_step(&view, request, token, now_millis());
+            if started.elapsed() > self.budget.deadline {
+                break;
+            }
+        }
+        if let Step::Answer(outcome) = step {
+            return Ok(outcome);
+        }
+        Err(ClaimError::Undecided {
+            detail: format!(
+                "the claim of {:?} in {} could not be decided in {} steps; retry (with the same claimant, if you set one)",
+                request.key.as_str(),
+                request.namespace,
+                self.budget.max_steps
+            ),
+        })
+    }
+
+    /// A serial read that retries with backoff inside the request's budget.
+    async fn read_serial(
+        &self,
+        request: &ClaimRequest,
+        started: Instant,
+    ) -> Result<RowView, ClaimError> {
+        read_serial_with_retries(
+            &self.store,
+            &request.namespace,
+            &request.key,
+            started,
+            self.budget,
+        )
+        .await
+    }
+
+    /// Settles a conditional write whose outcome is unknown.
+    async fn resolve_unknown(
+        &self,
+        request: &ClaimRequest,
+        error: StoreError,
+        token: ClaimToken,
+        started: Instant,
+    ) -> Result<RowView, ClaimError> {
+        let statement = error.statement;
+        if error.kind == FailureKind::Rejected {
+            return Err(rejected(error));
+        }
+        tracing::warn!(
+            statement,
+            namespace = %request.namespace,
+            error = %error,
+            "conditional write outcome unknown, resolving with a serial read"
+        );
+        match self.read_serial(request, started).await {
+            Ok(view) => {
+                self.metrics
+                    .record_unknown_outcome(statement, resolution_label(&view, token));
+                Ok(view)
+            }
+            Err(undecided) => {
+                self.metrics.record_unknown_outcome(statement, "unresolved");
+                Err(undecided)
+            }
+        }
+    }
+
+    /// Completes the claim `token` owns, storing `result`.
+    pub async fn complete(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+        result: Option<StoredResult>,
+    ) -> Result<TransitionOutcome, ClaimError> {
+        let outcome = self
+            .transition(namespace, key, token, &Transition::Complete(result))
+            .await;
+        self.count("complete", &outcome);
+        outcome
+    }
+
+    /// Extends the lease of the claim `token` owns, up to its expiry.
+    pub async fn extend(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+        lease: LeaseRequest,
+    ) -> Result<TransitionOutcome, ClaimError> {
+        let outcome = self
+            .transition(namespace, key, token, &Transition::Extend(lease))
+            .await;
+        self.count("extend", &outcome);
+        outcome
+    }
+
+    /// Writes one token-guarded update of `record`, returning the record as
+    /// it will be if the update applies.
+    async fn write_transition(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        record: &ClaimRecord,
+        transition: &Transition,
+    ) -> (Result<CasOutcome, StoreError>, ClaimRecord) {
+        let now = now_millis();
+        // The updated cells must die with the rest of the row.
+        let ttl_secs = record.remaining_ttl_secs(now).unwrap_or(1);
+        match transition {
+            Transition::Complete(result) => {
+                let completed = ClaimRecord {
+                    state: ClaimState::Completed,
+                    completed_at: Some(now),
+                    lease_expires_at: None,
+                    result: result.clone(),
+                    ..record.clone()
+                };
+                let cas = self
+                    .store
+                    .complete_claim(namespace, key, record.token, now, result.as_ref(), ttl_secs)
+                    .await;
+                (cas, completed)
+            }
+            Transition::Extend(lease) => {
+                let lease_end = (now + secs(lease.0)).min(record.expires_at);
+                let extended = ClaimRecord {
+                    lease_expires_at: Some(lease_end),
+                    ..record.clone()
+                };
+                let cas = self
+                    .store
+                    .extend_lease(namespace, key, record.token, lease_end, ttl_secs)
+                    .await;
+                (cas, extended)
+            }
+        }
+    }
+
+    /// Runs one token-guarded update (complete or extend).
+    ///
+    /// It starts from a quorum read: cheap, and enough to learn the row's
+    /// expiry (the updated cells' TTL must end with the row). The update is
+    /// conditional on the token, so a stale read can only make it refuse,
+    /// never apply wrongly. Every negative answer comes from a serial read.
+    async fn transition(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+        transition: &Transition,
+    ) -> Result<TransitionOutcome, ClaimError> {
+        let started = Instant::now();
+        let mut view = self
+            .store
+            .read_claim(namespace, key, ReadMode::Quorum, now_millis())
+            .await
+            .unwrap_or(RowView::Absent);
+        let mut authoritative = false;
+        for _ in 0..self.budget.max_steps {
+            match &view {
+                RowView::Live(record) if record.token == token => {
+                    if record.state == ClaimState::Completed {
+                        // Completing twice with the same token is a success
+                        // that returns what the first completion stored.
+                        return Ok(match transition {
+                            Transition::Complete(_) => TransitionOutcome::Done(record.clone()),
+                            Transition::Extend(_) => {
+                                TransitionOutcome::AlreadyCompleted(record.clone())
+                            }
+                        });
+                    }
+                    let (cas, updated) = self
+                        .write_transition(namespace, key, record, transition)
+                        .await;
+                    match cas {
+                        Ok(CasOutcome::Applied) => return Ok(TransitionOutcome::Done(updated)),
+                        Ok(CasOutcome::NotApplied(_)) => {}
+                        Err(error) if error.kind == FailureKind::Rejected => {
+                            return Err(rejected(error));
+                        }
+                        Err(error) => {
+                            tracing::warn!(
+                                statement = error.statement,
+                                namespace = %namespace,
+                                error = %error,
+                                "conditional write outcome unknown, resolving with a serial read"
+                            );
+                            let resolved = read_serial_with_retries(
+                                &self.store,
+                                namespace,
+                                key,
+                                started,
+                                self.budget,
+                            )
+                            .await;
+                            let label = match &resolved {
+                                Ok(view) => resolution_label(view, token),
+                                Err(_) => "unresolved",
+                            };
+                            self.metrics.record_unknown_outcome(error.statement, label);
+                            view = resolved?;
+                            authoritative = true;
+                            if let RowView::Live(current) = &view
+                                && current.token == token
+                                && *current == updated
+                            {
+                                return Ok(TransitionOutcome::Done(updated));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ if authoritative => {
+                    return Ok(match &view {
+                        RowView::Live(_) => TransitionOutcome::NotOwner,
+                        RowView::Absent | RowView::Remnant { .. } => TransitionOutcome::NotFound,
+                    });
+                }
+                _ => {}
+            }
+            view =
+                read_serial_with_retries(&self.store, namespace, key, started, self.budget).await?;
+            authoritative = true;
+        }
+        Err(ClaimError::Undecided {
+            detail: format!(
+                "the update of {:?} in {namespace} could not be decided; retry",
+                key.as_str()
+            ),
+        })
+    }
+
+    /// Releases the in-progress claim `token` owns, so the key can be
+    /// claimed again at once.
+    pub async fn release(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+    ) -> Result<TransitionOutcome, ClaimError> {
+        let outcome = self.release_inner(namespace, key, token).await;
+        self.count("release", &outcome);
+        outcome
+    }
+
+    async fn release_inner(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+    ) -> Result<TransitionOutcome, ClaimError> {
+        let started = Instant::now();
+        for _ in 0..self.budget.max_steps {
+            let view = match self.store.release_claim(namespace, key, token).await {
+                Ok(CasOutcome::Applied) => return Ok(TransitionOutcome::Released),
+                Ok(CasOutcome::NotApplied(columns)) => {
+                    // The refused DELETE reports the token and state it saw,
+                    // read inside the same Paxos round: decisive.
+                    return Ok(match (columns.token, returned_state(&columns)) {
+                        (None, _) => TransitionOutcome::NotFound,
+                        (Some(held), _) if held != token => TransitionOutcome::NotOwner,
+                        (Some(_), Some(ClaimState::Completed)) => {
+                            let view = read_serial_with_retries(
+                                &self.store,
+                                namespace,
+                                key,
+                                started,
+                                self.budget,
+                            )
+                            .await?;
+                            match view {
+                                RowView::Live(record) => {
+                                    TransitionOutcome::AlreadyCompleted(record)
+                                }
+                                _ => TransitionOutcome::NotFound,
+                            }
+                        }
+                        // Our token without a state: a remnant past its expiry.
+                        (Some(_), _) => TransitionOutcome::NotFound,
+                    });
+                }
+                Err(error) if error.kind == FailureKind::Rejected => return Err(rejected(error)),
+                Err(error) => {
+                    tracing::warn!(
+                        statement = error.statement,
+                        namespace = %namespace,
+                        error = %error,
+                        "conditional delete outcome unknown, resolving with a serial read"
+                    );
+                    let resolved =
+                        read_serial_with_retries(&self.store, namespace, key, started, self.budget)
+                            .await;
+                    let label = match &resolved {
+                        Ok(view) => resolution_label(view, token),
+                        Err(_) => "unresolved",
+                    };
+                    self.metrics.record_unknown_outcome(error.statement, label);
+                    resolved?
+                }
+            };
+            match view {
+                // Gone: our delete applied (or the claim expired meanwhile);
+                // either way the key is free, which is what release means.
+                RowView::Absent | RowView::Remnant { token: None } => {
+                    return Ok(TransitionOutcome::Released);
+                }
+                RowView::Live(record) if record.token == token => {
+                    if record.state == ClaimState::Completed {
+                        return Ok(TransitionOutcome::AlreadyCompleted(record));
+                    }
+                    // Still ours and in progress: the delete did not land; try again.
+                }
+                RowView::Remnant { token: Some(held) } if held == token => {}
+                RowView::Live(_) | RowView::Remnant { .. } => {
+                    return Ok(TransitionOutcome::NotOwner);
+                }
+            }
+        }
+        Err(ClaimError::Undecided {
+            detail: format!(
+                "the release of {:?} in {namespace} could not be decided; retry",
+                key.as_str()
+            ),
+        })
+    }
+
+    /// Reads a claim linearizably.
+    pub async fn get(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+    ) -> Result<Option<ClaimRecord>, ClaimError> {
+        let started = Instant::now();
+        let view =
+            read_serial_with_retries(&self.store, namespace, key, started, self.budget).await;
+        let outcome = match view {
+            Ok(RowView::Live(record)) => Ok(Some(record)),
+            Ok(_) => Ok(None),
+            Err(error) => Err(error),
+        };
+        let label = match &outcome {
+            Ok(Some(_)) => "found",
+            Ok(None) => "not_found",
+            Err(_) => "unavailable",
+        };
+        self.metrics.record_operation("get", label);
+        outcome
+    }
+
+    fn count(&self, operation: &'static str, outcome: &Result<TransitionOutcome, ClaimError>) {
+        let label = match outcome {
+            Ok(TransitionOutcome::Done(_)) => "done",
+            Ok(TransitionOutcome::Released) => "released",
+            Ok(TransitionOutcome::NotOwner) => "not_owner",
+            Ok(TransitionOutcome::AlreadyCompleted(_)) => "already_completed",
+            Ok(TransitionOutcome::NotFound) => "not_found",
+            Err(ClaimError::Undecided { .. }) => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics.record_operation(operation, label);
+    }
+}
+
+fn rejected(error: StoreError) -> ClaimError {
+    if error.is_ttl_rejected() {
+        ClaimError::TtlRejected(error.message)
+    } else {
+        ClaimError::Store(error)
+    }
+}
+
+async fn read_serial_with_retries(
+    store: &Store,
+    namespace: &Namespace,
+    key: &ClaimKey,
+    started: Instant,
+    budget: RetryBudget,
+) -> Result<RowView, ClaimError> {
+    let mut backoff = budget.first_backoff;
+    let mut last_error = None;
+    for _ in 0..budget.max_steps {
+        match store
+            .read_claim(namespace, key, ReadMode::Serial, now_millis())
+            .await
+        {
+            Ok(view) => return Ok(view),
+            Err(error) if error.kind == FailureKind::Rejected => return Err(rejected(error)),
+            Err(error) => {
+                tracing::warn!(
+                    statement = error.statement,
+                    namespace = %namespace,
+                    error = %error,
+                    "serial read failed"
+                );
+                last_error = Some(error);
+            }
+        }
+        if started.elapsed() + backoff > budget.deadline {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+    Err(ClaimError::Undecided {
+        detail: format!(
+            "the database could not be read at the serial consistency level ({}); the outcome is \
+             unknown, so nothing is claimed or refused: retry",
+            last_error
+                .map(|error| error.to_string())
+                .unwrap_or_else(|| "deadline reached".into())
+        ),
+    })
+}

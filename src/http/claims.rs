@@ -1,0 +1,467 @@
+//! The claim endpoints: `POST …/claims/{key}` and its transitions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ClaimPath, JsonBody, OptionalJsonBody};
+use crate::claims::{Acquisition, ClaimOutcome, ClaimRequest, ClaimService, TransitionOutcome};
+use crate::domain::{
+    ClaimRecord, ClaimState, ClaimToken, Claimant, Fingerprint, LeaseRequest, Retention,
+    StoredResult, now_millis,
+};
+
+/// The body of a claim. Every field is optional; so is the body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    /// How long the key is remembered, counted from the first claim
+    /// (1 to the namespace's maximum; default from the namespace, 24 h).
+    #[schema(minimum = 1, example = 86400)]
+    pub ttl_secs: Option<u64>,
+    /// How long the claimant has to complete before the next claim may take
+    /// over (1 to ttl_secs; default 30, or ttl_secs when shorter).
+    #[schema(minimum = 1, example = 30)]
+    pub lease_secs: Option<u64>,
+    /// Claim and complete at once: a one-shot marker with no lease.
+    pub complete: Option<bool>,
+    /// The client's hash of the payload, up to 128 bytes. A later claim with
+    /// a different fingerprint gets 422.
+    #[schema(min_length = 1, max_length = 128)]
+    pub fingerprint: Option<String>,
+    /// An optional caller id, up to 128 bytes. The same claimant claiming its
+    /// own in-progress key again gets its token back (201).
+    #[schema(min_length = 1, max_length = 128)]
+    pub claimant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StateDto {
+    InProgress,
+    Completed,
+}
+
+impl From<ClaimState> for StateDto {
+    fn from(state: ClaimState) -> Self {
+        match state {
+            ClaimState::InProgress => StateDto::InProgress,
+            ClaimState::Completed => StateDto::Completed,
+        }
+    }
+}
+
+/// 201: the caller owns the key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcquiredResponse {
+    /// Always `acquired`.
+    #[schema(example = "acquired")]
+    pub outcome: &'static str,
+    /// The owner token: pass it to complete, release and extend.
+    pub token: Uuid,
+    pub state: StateDto,
+    pub expires_at: DateTime<Utc>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// True when this claim took over one whose lease had passed; the old
+    /// token is fenced out.
+    pub takeover: bool,
+}
+
+/// 409: someone else holds the key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DuplicateResponse {
+    /// Always `duplicate`.
+    #[schema(example = "duplicate")]
+    pub outcome: &'static str,
+    /// `in_progress`: retry after `Retry-After` (the winner may still fail);
+    /// `completed`: the work is done, `result` holds what the winner stored.
+    pub state: StateDto,
+    pub expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Present when completed (null if the winner stored none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// A token-guarded call: complete, release and extend.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    pub token: String,
+    /// Any JSON, up to 16 KiB once serialized; replayed to later duplicates.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    pub token: String,
+    /// The new lease, counted from now and cut at the claim's expiry.
+    #[schema(minimum = 1)]
+    pub lease_secs: u64,
+}
+
+/// 200 after complete, release or extend; 409 when refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionResponse {
+    /// `completed`, `released`, `extended`, `not_owner` or `already_completed`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// 200 for a read: state and times, never the token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimView {
+    pub state: StateDto,
+    pub claimed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub fingerprint: Option<String>,
+    pub claimant: Option<String>,
+}
+
+fn service(state: &AppState) -> ApiResult<Arc<ClaimService>> {
+    state
+        .claims
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::Unavailable {
+            detail: "the database session is not ready yet".into(),
+            retry_after_secs: 1,
+        })
+}
+
+fn bad(error: impl ToString) -> ApiError {
+    ApiError::InvalidRequest(error.to_string())
+}
+
+fn parse_token(raw: &str) -> ApiResult<ClaimToken> {
+    ClaimToken::parse(raw).map_err(bad)
+}
+
+/// Seconds until `at`, rounded up, at least 1: a `Retry-After` value.
+fn seconds_until(at: DateTime<Utc>) -> u64 {
+    let millis = (at - now_millis()).num_milliseconds().max(0) as u64;
+    millis.div_ceil(1000).max(1)
+}
+
+fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn duplicate_response(record: &ClaimRecord) -> Response {
+    let completed = record.state == ClaimState::Completed;
+    let body = DuplicateResponse {
+        outcome: "duplicate",
+        state: record.state.into(),
+        expires_at: record.expires_at,
+        lease_expires_at: if completed {
+            None
+        } else {
+            record.lease_expires_at
+        },
+        completed_at: record.completed_at.filter(|_| completed),
+        result: completed.then(|| {
+            record
+                .result
+                .as_ref()
+                .map(StoredResult::to_json)
+                .unwrap_or(serde_json::Value::Null)
+        }),
+    };
+    let mut response = json_with_status(StatusCode::CONFLICT, &body);
+    if let (false, Some(lease_end)) = (completed, record.lease_expires_at) {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(seconds_until(lease_end)),
+        );
+    }
+    response
+}
+
+/// Claim a message id.
+#[utoipa::path(
+    post,
+    path = "/v1/namespaces/{ns}/claims/{key}",
+    tag = "claims",
+    params(
+        ("ns" = String, Path, description = "Namespace, [a-z0-9][a-z0-9_-]{0,62}"),
+        ("key" = String, Path, description = "Message id, 1 to 512 bytes of UTF-8, percent-encoded"),
+    ),
+    request_body(content = Option<ClaimBody>, content_type = "application/json", description = "Optional"),
+    responses(
+        (status = 201, description = "Acquired: the caller owns the key", body = AcquiredResponse),
+        (status = 409, description = "Duplicate: another claimant holds the key", body = DuplicateResponse,
+            headers(("Retry-After" = u64, description = "For in_progress: seconds until the lease ends"))),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The key was claimed with a different fingerprint", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded, not ready, or the outcome could not be decided: retry after Retry-After", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn claim(
+    State(state): State<AppState>,
+    path: ClaimPath,
+    OptionalJsonBody(body): OptionalJsonBody<ClaimBody>,
+) -> ApiResult<Response> {
+    let complete = body.complete.unwrap_or(false);
+    let request = ClaimRequest {
+        retention: Retention::parse(&path.policy, body.ttl_secs, body.lease_secs, complete)
+            .map_err(bad)?,
+        complete,
+        fingerprint: body
+            .fingerprint
+            .as_deref()
+            .map(Fingerprint::parse)
+            .transpose()
+            .map_err(bad)?,
+        claimant: body
+            .claimant
+            .as_deref()
+            .map(Claimant::parse)
+            .transpose()
+            .map_err(bad)?,
+        namespace: path.namespace,
+        key: path.key,
+    };
+    let service = service(&state)?;
+    let _permit = state.admit()?;
+    let outcome = service.claim(&request).await?;
+    Ok(match outcome {
+        ClaimOutcome::Acquired { record, how } => json_with_status(
+            StatusCode::CREATED,
+            &AcquiredResponse {
+                outcome: "acquired",
+                token: record.token.0,
+                state: record.state.into(),
+                expires_at: record.expires_at,
+                lease_expires_at: record.lease_expires_at,
+                takeover: how == Acquisition::Takeover,
+            },
+        ),
+        ClaimOutcome::Duplicate { record } => duplicate_response(&record),
+        ClaimOutcome::FingerprintMismatch { .. } => {
+            return Err(ApiError::FingerprintMismatch(format!(
+                "key {:?} in {} was claimed with a different fingerprint: the id was reused for another payload",
+                request.key.as_str(),
+                request.namespace
+            )));
+        }
+    })
+}
+
+fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiResult<Response> {
+    let empty = |outcome| TransitionResponse {
+        outcome,
+        state: None,
+        expires_at: None,
+        lease_expires_at: None,
+        completed_at: None,
+        result: None,
+        detail: None,
+    };
+    let with_record = |outcome, record: &ClaimRecord| TransitionResponse {
+        outcome,
+        state: Some(record.state.into()),
+        expires_at: Some(record.expires_at),
+        lease_expires_at: record.lease_expires_at,
+        completed_at: record.completed_at,
+        result: record.result.as_ref().map(StoredResult::to_json),
+        detail: None,
+    };
+    Ok(match outcome {
+        TransitionOutcome::Done(record) => {
+            json_with_status(StatusCode::OK, &with_record(done, &record))
+        }
+        TransitionOutcome::Released => json_with_status(StatusCode::OK, &empty("released")),
+        TransitionOutcome::NotOwner => json_with_status(
+            StatusCode::CONFLICT,
+            &TransitionResponse {
+                detail: Some("this token does not own the claim (it was taken over, released, or never owned it)".into()),
+                ..empty("not_owner")
+            },
+        ),
+        TransitionOutcome::AlreadyCompleted(record) => json_with_status(
+            StatusCode::CONFLICT,
+            &TransitionResponse {
+                detail: Some("the claim is completed: it can no longer be released or extended".into()),
+                ..with_record("already_completed", &record)
+            },
+        ),
+        TransitionOutcome::NotFound => {
+            return Err(ApiError::NotFound(
+                "no live claim for this key (never claimed, released, or expired)".into(),
+            ));
+        }
+    })
+}
+
+/// Complete a claim, storing its result.
+#[utoipa::path(
+    post,
+    path = "/v1/namespaces/{ns}/claims/{key}/complete",
+    tag = "claims",
+    params(("ns" = String, Path), ("key" = String, Path)),
+    request_body(content = CompleteBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Completed (also when completed before by this token)", body = TransitionResponse),
+        (status = 409, description = "not_owner: the token no longer owns the claim", body = TransitionResponse),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body or result too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn complete(
+    State(state): State<AppState>,
+    path: ClaimPath,
+    JsonBody(body): JsonBody<CompleteBody>,
+) -> ApiResult<Response> {
+    let token = parse_token(&body.token)?;
+    let result = body
+        .result
+        .as_ref()
+        .map(StoredResult::from_json)
+        .transpose()
+        .map_err(|error| ApiError::PayloadTooLarge(error.to_string()))?;
+    let service = service(&state)?;
+    let _permit = state.admit()?;
+    let outcome = service
+        .complete(&path.namespace, &path.key, token, result)
+        .await?;
+    transition_response(outcome, "completed")
+}
+
+/// Release an in-progress claim so the key can be claimed again at once.
+#[utoipa::path(
+    post,
+    path = "/v1/namespaces/{ns}/claims/{key}/release",
+    tag = "claims",
+    params(("ns" = String, Path), ("key" = String, Path)),
+    request_body(content = TokenBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Released", body = TransitionResponse),
+        (status = 409, description = "not_owner, or already_completed (a completed claim cannot be released)", body = TransitionResponse),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release(
+    State(state): State<AppState>,
+    path: ClaimPath,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> ApiResult<Response> {
+    let token = parse_token(&body.token)?;
+    let service = service(&state)?;
+    let _permit = state.admit()?;
+    let outcome = service.release(&path.namespace, &path.key, token).await?;
+    transition_response(outcome, "released")
+}
+
+/// Extend the lease of an in-progress claim.
+#[utoipa::path(
+    post,
+    path = "/v1/namespaces/{ns}/claims/{key}/extend",
+    tag = "claims",
+    params(("ns" = String, Path), ("key" = String, Path)),
+    request_body(content = ExtendBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Extended", body = TransitionResponse),
+        (status = 409, description = "not_owner or already_completed", body = TransitionResponse),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn extend(
+    State(state): State<AppState>,
+    path: ClaimPath,
+    JsonBody(body): JsonBody<ExtendBody>,
+) -> ApiResult<Response> {
+    let token = parse_token(&body.token)?;
+    let lease = LeaseRequest::parse(&path.policy, body.lease_secs).map_err(bad)?;
+    let service = service(&state)?;
+    let _permit = state.admit()?;
+    let outcome = service
+        .extend(&path.namespace, &path.key, token, lease)
+        .await?;
+    transition_response(outcome, "extended")
+}
+
+/// Read a claim's state and times (never its token).
+#[utoipa::path(
+    get,
+    path = "/v1/namespaces/{ns}/claims/{key}",
+    tag = "claims",
+    params(("ns" = String, Path), ("key" = String, Path)),
+    responses(
+        (status = 200, description = "The claim", body = ClaimView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(State(state): State<AppState>, path: ClaimPath) -> ApiResult<Response> {
+    let service = service(&state)?;
+    let _permit = state.admit()?;
+    let Some(record) = service.get(&path.namespace, &path.key).await? else {
+        return Err(ApiError::NotFound(
+            "no live claim for this key (never claimed, released, or expired)".into(),
+        ));
+    };
+    Ok(json_with_status(
+        StatusCode::OK,
+        &ClaimView {
+            state: record.state.into(),
+            claimed_at: record.claimed_at,
+            expires_at: record.expires_at,
+            lease_expires_at: record.lease_expires_at,
+            completed_at: record.completed_at,
+            result: record.result.as_ref().map(StoredResult::to_json),
+            fingerprint: record.fingerprint,
+            claimant: record.claimant,
+        },
+    ))
+}

@@ -1,0 +1,147 @@
+//! The one error type of the HTTP edge. Every error leaves as an RFC 9457
+//! `application/problem+json` document; causes are logged, not returned.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::claims::ClaimError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[schema(example = "urn:dedupd:problem:invalid-request")]
+    pub r#type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("this resource does not support the {0} method")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    FingerprintMismatch(String),
+    #[error("too many requests are waiting on the database; retry shortly")]
+    Overloaded,
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_secs: u64,
+    },
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::FingerprintMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::InvalidRequest(_) => ("invalid-request", "Invalid request"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::FingerprintMismatch(_) => (
+                "fingerprint-mismatch",
+                "The key was claimed for a different payload",
+            ),
+            ApiError::Overloaded => ("overloaded", "Overloaded"),
+            ApiError::Unavailable { .. } => ("unavailable", "Outcome not decided"),
+            ApiError::Internal(_) => ("internal", "Internal error"),
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::Overloaded => Some(1),
+            ApiError::Unavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+}
+
+impl From<ClaimError> for ApiError {
+    fn from(error: ClaimError) -> Self {
+        match error {
+            ClaimError::Undecided { detail } => ApiError::Unavailable {
+                detail,
+                retry_after_secs: 1,
+            },
+            ClaimError::TtlRejected(message) => ApiError::InvalidRequest(format!(
+                "the database refused this ttl_secs (its storage format cannot hold the expiry \
+                 date; Cassandra 5.0 in its default compatibility mode stops at 2038-01-19): {message}"
+            )),
+            ClaimError::Store(error) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+/// Builds the problem response for `status` with a ready-made detail (used
+/// where axum produces the status, such as the 405 fallback).
+pub fn problem_response(error: &ApiError) -> Response {
+    let status = error.status();
+    let (slug, title) = error.slug_and_title();
+    let detail = match error {
+        // The cause is for the logs; callers get a stable sentence.
+        ApiError::Internal(cause) => {
+            tracing::error!(cause = %cause, "internal error");
+            "the server failed to handle this request; it has been logged".to_owned()
+        }
+        other => other.to_string(),
+    };
+    let problem = Problem {
+        r#type: format!("urn:dedupd:problem:{slug}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if let Some(seconds) = error.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        problem_response(&self)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,193 @@
+//! Extractors that turn raw requests into domain types, and every way that
+//! can fail into a problem document (axum's own rejections are plain text).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::{ClaimKey, Namespace, RetentionPolicy};
+
+/// Decodes one path segment: strict percent-decoding (every `%` followed by
+/// two hex digits), then UTF-8. axum's own decoding passes a stray `%`
+/// through, which would let `a%zz` and `a%25zz` name one key.
+pub fn decode_segment(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] != b'%' {
+            decoded.push(bytes[index]);
+            index += 1;
+            continue;
+        }
+        let hex = bytes
+            .get(index + 1..index + 3)
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(|pair| u8::from_str_radix(pair, 16).ok());
+        let Some(byte) = hex else {
+            return Err(format!(
+                "invalid percent-encoding in path segment {raw:?}: `%` must be followed by two hex digits"
+            ));
+        };
+        decoded.push(byte);
+        index += 3;
+    }
+    String::from_utf8(decoded).map_err(|_| format!("path segment {raw:?} does not decode to UTF-8"))
+}
+
+/// `{ns}/…/{key}` from the path, validated, with the namespace's policy.
+pub struct ClaimPath {
+    pub namespace: Namespace,
+    pub key: ClaimKey,
+    pub policy: RetentionPolicy,
+}
+
+impl FromRequestParts<AppState> for ClaimPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+        let mut raw_namespace = None;
+        let mut raw_key = None;
+        for (name, value) in &params {
+            match name {
+                "ns" => raw_namespace = Some(value),
+                "key" => raw_key = Some(value),
+                _ => {}
+            }
+        }
+        let (Some(raw_namespace), Some(raw_key)) = (raw_namespace, raw_key) else {
+            return Err(ApiError::Internal("route without {ns} and {key}".into()));
+        };
+        let namespace =
+            Namespace::parse(&decode_segment(raw_namespace).map_err(ApiError::InvalidRequest)?)
+                .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+        let policy = state.namespaces.policy(&namespace).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "namespace {namespace} is not configured on this server"
+            ))
+        })?;
+        let key = ClaimKey::parse(&decode_segment(raw_key).map_err(ApiError::InvalidRequest)?)
+            .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+        Ok(Self {
+            namespace,
+            key,
+            policy,
+        })
+    }
+}
+
+fn is_json_content_type(parts_content_type: Option<&str>) -> bool {
+    let Some(content_type) = parts_content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read_body(
+    request: Request,
+    state: &AppState,
+) -> Result<(Option<String>, Bytes), ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("<not ASCII>").to_owned());
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!(
+                    "the request body is larger than {} bytes",
+                    super::MAX_BODY_BYTES
+                ))
+            } else {
+                ApiError::InvalidRequest(rejection.body_text())
+            }
+        })?;
+    Ok((content_type, bytes))
+}
+
+fn parse_json<T: DeserializeOwned>(
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    if !is_json_content_type(content_type) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be application/json, got {}",
+            content_type.unwrap_or("no Content-Type")
+        )));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::InvalidRequest(format!("invalid JSON body: {error}")))
+}
+
+/// A JSON body that must be present.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (content_type, bytes) = read_body(request, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::InvalidRequest("a JSON body is required".into()));
+        }
+        parse_json(content_type.as_deref(), &bytes).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be absent or empty, which reads as `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (content_type, bytes) = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(content_type.as_deref(), &bytes).map(OptionalJsonBody)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(decode_segment("a%2Fb").unwrap(), "a/b");
+        assert_eq!(decode_segment("%E2%82%AC").unwrap(), "€");
+        assert_eq!(decode_segment("plain+text").unwrap(), "plain+text");
+        assert!(decode_segment("a%zz").is_err());
+        assert!(decode_segment("a%2").is_err());
+        assert!(decode_segment("%").is_err());
+        assert!(decode_segment("%FF").is_err());
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json_content_type(Some("application/json")));
+        assert!(is_json_content_type(Some(
+            "application/json; charset=utf-8"
+        )));
+        assert!(is_json_content_type(Some("Application/JSON")));
+        assert!(is_json_content_type(Some("application/problem+json")));
+        assert!(!is_json_content_type(Some("text/plain")));
+        assert!(!is_json_content_type(None));
+    }
+}

@@ -1,0 +1,176 @@
+//! The HTTP edge: routes, shared state, middleware.
+
+pub mod claims;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::claims::ClaimService;
+use crate::config::Namespaces;
+use crate::metrics::{HttpLabels, Metrics};
+use error::{ApiError, problem_response};
+
+/// Request bodies above this size get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Readiness flags.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Set once the database session is ready; until then claims get 503.
+    pub claims: Arc<OnceLock<Arc<ClaimService>>>,
+    pub namespaces: Arc<Namespaces>,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    /// Bounds the requests waiting on Cassandra. A request that finds no
+    /// permit is refused at once (503): queueing without limit would only
+    /// turn overload into timeouts, and timeouts of LWTs into unknowns.
+    pub permits: Arc<Semaphore>,
+}
+
+/// A held store permit; counts in the in-flight gauge until dropped.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    metrics: Metrics,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.metrics.in_flight.dec();
+    }
+}
+
+impl AppState {
+    pub fn admit(&self) -> Result<Admission, ApiError> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.overloaded.inc();
+            return Err(ApiError::Overloaded);
+        };
+        self.metrics.in_flight.inc();
+        Ok(Admission {
+            _permit: permit,
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; see /openapi.json".into())
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+/// Counts and times every request by its route template (never the raw
+/// path, which holds keys and would explode the label set).
+async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let labels = HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics
+        .http_latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Answers 503 problem+json when a request outlives `limit`. A backstop: the
+/// claim service's own deadline, shorter than this, normally answers first.
+async fn enforce_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem_response(&ApiError::Unavailable {
+            detail: format!(
+                "the request did not finish within {} ms; retry",
+                limit.as_millis()
+            ),
+            retry_after_secs: 1,
+        }),
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    problem_response(&ApiError::Internal("a handler panicked".into()))
+}
+
+/// The whole router. `request_timeout` is a backstop above the claim
+/// service's own deadline: it answers 503 rather than letting a request hang.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let api = Router::new()
+        .route(
+            "/v1/namespaces/{ns}/claims/{key}",
+            post(claims::claim).get(claims::get),
+        )
+        .route(
+            "/v1/namespaces/{ns}/claims/{key}/complete",
+            post(claims::complete),
+        )
+        .route(
+            "/v1/namespaces/{ns}/claims/{key}/release",
+            post(claims::release),
+        )
+        .route(
+            "/v1/namespaces/{ns}/claims/{key}/extend",
+            post(claims::extend),
+        )
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state.clone());
+    api.layer(middleware::from_fn_with_state(
+        state.metrics.clone(),
+        track_http,
+    ))
+    .layer(middleware::from_fn_with_state(
+        request_timeout,
+        enforce_deadline,
+    ))
+    .layer(CatchPanicLayer::custom(panic_response))
+    .layer(TraceLayer::new_for_http())
+}

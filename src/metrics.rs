@@ -1,0 +1,191 @@
+//! Prometheus metrics. Each application owns its registry (no global
+//! recorder), so several instances in one process, as in the tests, keep
+//! their figures apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatementLabels {
+    pub statement: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreErrorLabels {
+    pub statement: &'static str,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnknownOutcomeLabels {
+    pub statement: &'static str,
+    /// What the serial read found: `ours`, `theirs`, `absent` or `unresolved`.
+    pub resolution: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~13 s: LWTs on a healthy cluster sit in the low milliseconds,
+    // contention timeouts in the seconds.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// Every metric the service exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub claims: Family<OutcomeLabels, Counter>,
+    pub operations: Family<OperationLabels, Counter>,
+    pub store_latency: HistogramFamily<StatementLabels>,
+    pub store_errors: Family<StoreErrorLabels, Counter>,
+    pub unknown_outcomes: Family<UnknownOutcomeLabels, Counter>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_latency: HistogramFamily<HttpLabels>,
+    pub in_flight: Gauge,
+    pub overloaded: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dedupd");
+        let claims = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "claims",
+            "Claims answered, by outcome (acquired, takeover, reentrant, duplicate_in_progress, duplicate_completed, fingerprint_mismatch, unavailable)",
+            claims.clone(),
+        );
+        let operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "claim_operations",
+            "Complete, release, extend and get calls, by outcome",
+            operations.clone(),
+        );
+        let store_latency: HistogramFamily<StatementLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "store_latency_seconds",
+            "Latency of each CQL statement, including the ones that failed",
+            store_latency.clone(),
+        );
+        let store_errors = Family::<StoreErrorLabels, Counter>::default();
+        registry.register(
+            "store_errors",
+            "CQL statements that failed, by statement and error kind",
+            store_errors.clone(),
+        );
+        let unknown_outcomes = Family::<UnknownOutcomeLabels, Counter>::default();
+        registry.register(
+            "unknown_outcomes",
+            "Conditional writes whose outcome was unknown (timeout, broken connection), by how the serial read resolved them",
+            unknown_outcomes.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            http_requests.clone(),
+        );
+        let http_latency: HistogramFamily<HttpLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route and status",
+            http_latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "store_in_flight",
+            "Requests holding one of the bounded store permits",
+            in_flight.clone(),
+        );
+        let overloaded = Counter::default();
+        registry.register(
+            "overloaded",
+            "Requests refused at once because every store permit was taken",
+            overloaded.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            claims,
+            operations,
+            store_latency,
+            store_errors,
+            unknown_outcomes,
+            http_requests,
+            http_latency,
+            in_flight,
+            overloaded,
+        }
+    }
+
+    pub fn record_statement(&self, statement: &'static str, elapsed: Duration) {
+        self.store_latency
+            .get_or_create(&StatementLabels { statement })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_store_error(&self, statement: &'static str, kind: &'static str) {
+        self.store_errors
+            .get_or_create(&StoreErrorLabels { statement, kind })
+            .inc();
+    }
+
+    pub fn record_unknown_outcome(&self, statement: &'static str, resolution: &'static str) {
+        self.unknown_outcomes
+            .get_or_create(&UnknownOutcomeLabels {
+                statement,
+                resolution,
+            })
+            .inc();
+    }
+
+    pub fn record_claim(&self, outcome: &'static str) {
+        self.claims.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn record_operation(&self, operation: &'static str, outcome: &'static str) {
+        self.operations
+            .get_or_create(&OperationLabels { operation, outcome })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,329 @@
+//! The claim row's CQL: one prepared statement per transition.
+//!
+//! Every write to a claim row is a lightweight transaction. Mixing plain
+//! writes into rows that LWTs manage breaks linearizability (their
+//! timestamps come from different clocks), so there are none here.
+
+use chrono::{DateTime, Utc};
+use scylla::client::session::Session;
+use scylla::errors::PrepareError;
+use scylla::policies::retry::FallthroughRetryPolicy;
+use scylla::response::query_result::QueryResult;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+use scylla::value::{MaybeUnset, Row};
+use std::sync::Arc;
+
+use super::rows::{ClaimColumns, RowView, applied_flag};
+use super::{Store, StoreError};
+use crate::domain::{
+    ClaimKey, ClaimRecord, ClaimState, ClaimToken, KeyspaceName, Namespace, StoredResult,
+};
+
+/// Statement names, as they appear in metrics, logs and fault plans.
+pub mod statement {
+    pub const INSERT: &str = "claim_insert";
+    pub const REPLACE: &str = "claim_replace";
+    pub const COMPLETE: &str = "claim_complete";
+    pub const EXTEND: &str = "claim_extend";
+    pub const RELEASE: &str = "claim_release";
+    pub const READ_SERIAL: &str = "claim_read_serial";
+    pub const READ: &str = "claim_read";
+}
+
+const COLUMNS: &str = "owner, state, fingerprint, claimant, claimed_at, expires_at, \
+                       lease_expires_at, completed_at, result";
+
+/// The result of a conditional write.
+#[derive(Debug)]
+pub enum CasOutcome {
+    Applied,
+    /// The condition did not hold. The columns are what the database sent
+    /// back: the whole row for a refused INSERT, only the conditioned
+    /// columns for a refused UPDATE or DELETE on Cassandra.
+    NotApplied(ClaimColumns),
+}
+
+pub(super) struct ClaimStatements {
+    insert: PreparedStatement,
+    replace: PreparedStatement,
+    complete: PreparedStatement,
+    extend: PreparedStatement,
+    release: PreparedStatement,
+    read_serial: PreparedStatement,
+    read: PreparedStatement,
+}
+
+impl ClaimStatements {
+    pub(super) async fn prepare(
+        session: &Session,
+        keyspace: &KeyspaceName,
+        consistency: Consistency,
+        serial_consistency: SerialConsistency,
+    ) -> Result<Self, PrepareError> {
+        // Fully qualified: prepared statements must not depend on a
+        // session-wide `USE`, which Cassandra warns is ambiguous.
+        let table = format!("{keyspace}.claims");
+        let lwt = |mut statement: PreparedStatement| {
+            statement.set_consistency(consistency);
+            statement.set_serial_consistency(Some(serial_consistency));
+            // Never retried by the driver: a retried LWT can report "not
+            // applied" for the row its own first attempt wrote. The service
+            // resolves every failure itself with a serial read.
+            statement.set_retry_policy(Some(Arc::new(FallthroughRetryPolicy)));
+            // Not idempotent, so never speculatively executed either.
+            statement.set_is_idempotent(false);
+            statement
+        };
+        let insert = session
+            .prepare(format!(
+                "INSERT INTO {table} (namespace, key, {COLUMNS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+            ))
+            .await?;
+        let replace = session
+            .prepare(format!(
+                "UPDATE {table} USING TTL ? SET owner = ?, state = ?, fingerprint = ?, \
+                 claimant = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
+                 completed_at = ?, result = ? WHERE namespace = ? AND key = ? IF owner = ?"
+            ))
+            .await?;
+        let complete = session
+            .prepare(format!(
+                "UPDATE {table} USING TTL ? SET state = 'completed', completed_at = ?, \
+                 result = ?, lease_expires_at = null WHERE namespace = ? AND key = ? \
+                 IF owner = ? AND state = 'in_progress'"
+            ))
+            .await?;
+        let extend = session
+            .prepare(format!(
+                "UPDATE {table} USING TTL ? SET lease_expires_at = ? \
+                 WHERE namespace = ? AND key = ? IF owner = ? AND state = 'in_progress'"
+            ))
+            .await?;
+        let release = session
+            .prepare(format!(
+                "DELETE FROM {table} WHERE namespace = ? AND key = ? \
+                 IF owner = ? AND state = 'in_progress'"
+            ))
+            .await?;
+        let select = format!("SELECT {COLUMNS} FROM {table} WHERE namespace = ? AND key = ?");
+        let mut read_serial = session.prepare(select.as_str()).await?;
+        // A read at the serial consistency runs a Paxos round of its own: it
+        // finishes (or, on Paxos v2, scrubs) any proposal left half-done, so
+        // what it returns is decided and will not change under us.
+        read_serial.set_consistency(match serial_consistency {
+            SerialConsistency::Serial => Consistency::Serial,
+            SerialConsistency::LocalSerial => Consistency::LocalSerial,
+        });
+        let mut read = session.prepare(select.as_str()).await?;
+        read.set_consistency(consistency);
+        read.set_is_idempotent(true);
+        Ok(Self {
+            insert: lwt(insert),
+            replace: lwt(replace),
+            complete: lwt(complete),
+            extend: lwt(extend),
+            release: lwt(release),
+            read_serial,
+            read,
+        })
+    }
+}
+
+/// Which read to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Linearizable: a Paxos round. Decisive.
+    Serial,
+    /// A quorum read: sees every committed write, may miss an LWT in flight.
+    /// Good as a hint that a conditional write then confirms.
+    Quorum,
+}
+
+fn ttl_value(ttl_secs: u64) -> i32 {
+    i32::try_from(ttl_secs).unwrap_or(i32::MAX)
+}
+
+fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
+    match value {
+        Some(value) => MaybeUnset::Set(value),
+        None => MaybeUnset::Unset,
+    }
+}
+
+impl Store {
+    /// Claims an empty slot: `INSERT … IF NOT EXISTS USING TTL`.
+    pub async fn insert_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        record: &ClaimRecord,
+        ttl_secs: u64,
+    ) -> Result<CasOutcome, StoreError> {
+        // Absent values stay unset rather than null: a bound null would
+        // write a tombstone for every empty column of every claim.
+        let values = (
+            namespace.as_str(),
+            key.as_str(),
+            record.token.0,
+            record.state.as_str(),
+            unset_if_none(record.fingerprint.as_deref()),
+            unset_if_none(record.claimant.as_deref()),
+            record.claimed_at,
+            record.expires_at,
+            unset_if_none(record.lease_expires_at),
+            unset_if_none(record.completed_at),
+            unset_if_none(record.result.as_ref().map(StoredResult::as_str)),
+            ttl_value(ttl_secs),
+        );
+        let result = self
+            .execute(statement::INSERT, &self.claims.insert, values)
+            .await?;
+        decode_cas(statement::INSERT, result)
+    }
+
+    /// Overwrites every column of a claim row if it still holds
+    /// `expected_token` (or no token, when `None`): the takeover of an
+    /// expired lease, and the reuse of an expired row TTL has not removed yet.
+    pub async fn replace_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        record: &ClaimRecord,
+        ttl_secs: u64,
+        expected_token: Option<ClaimToken>,
+    ) -> Result<CasOutcome, StoreError> {
+        // Here absent values are bound as nulls on purpose: they must erase
+        // whatever the previous owner left in those columns.
+        let values = (
+            ttl_value(ttl_secs),
+            record.token.0,
+            record.state.as_str(),
+            record.fingerprint.as_deref(),
+            record.claimant.as_deref(),
+            record.claimed_at,
+            record.expires_at,
+            record.lease_expires_at,
+            record.completed_at,
+            record.result.as_ref().map(StoredResult::as_str),
+            namespace.as_str(),
+            key.as_str(),
+            expected_token.map(|token| token.0),
+        );
+        let result = self
+            .execute(statement::REPLACE, &self.claims.replace, values)
+            .await?;
+        decode_cas(statement::REPLACE, result)
+    }
+
+    /// Marks an in-progress claim completed, if `token` still owns it.
+    pub async fn complete_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+        completed_at: DateTime<Utc>,
+        result: Option<&StoredResult>,
+        ttl_secs: u64,
+    ) -> Result<CasOutcome, StoreError> {
+        let values = (
+            ttl_value(ttl_secs),
+            completed_at,
+            result.map(StoredResult::as_str),
+            namespace.as_str(),
+            key.as_str(),
+            token.0,
+        );
+        let result = self
+            .execute(statement::COMPLETE, &self.claims.complete, values)
+            .await?;
+        decode_cas(statement::COMPLETE, result)
+    }
+
+    /// Moves the lease end of an in-progress claim, if `token` still owns it.
+    pub async fn extend_lease(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+        lease_expires_at: DateTime<Utc>,
+        ttl_secs: u64,
+    ) -> Result<CasOutcome, StoreError> {
+        let values = (
+            ttl_value(ttl_secs),
+            lease_expires_at,
+            namespace.as_str(),
+            key.as_str(),
+            token.0,
+        );
+        let result = self
+            .execute(statement::EXTEND, &self.claims.extend, values)
+            .await?;
+        decode_cas(statement::EXTEND, result)
+    }
+
+    /// Deletes an in-progress claim, if `token` still owns it.
+    pub async fn release_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        token: ClaimToken,
+    ) -> Result<CasOutcome, StoreError> {
+        let values = (namespace.as_str(), key.as_str(), token.0);
+        let result = self
+            .execute(statement::RELEASE, &self.claims.release, values)
+            .await?;
+        decode_cas(statement::RELEASE, result)
+    }
+
+    /// Reads a claim row and classifies it as of `now`.
+    pub async fn read_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        mode: ReadMode,
+        now: DateTime<Utc>,
+    ) -> Result<RowView, StoreError> {
+        let (name, prepared) = match mode {
+            ReadMode::Serial => (statement::READ_SERIAL, &self.claims.read_serial),
+            ReadMode::Quorum => (statement::READ, &self.claims.read),
+        };
+        let result = self
+            .execute(name, prepared, (namespace.as_str(), key.as_str()))
+            .await?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
+        let row = rows
+            .maybe_first_row::<Row>()
+            .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
+        Ok(match row {
+            None => RowView::Absent,
+            Some(row) => ClaimColumns::from_row(&rows, &row).into_view(now),
+        })
+    }
+}
+
+fn decode_cas(statement: &'static str, result: QueryResult) -> Result<CasOutcome, StoreError> {
+    let rows = result
+        .into_rows_result()
+        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?;
+    let row = rows
+        .maybe_first_row::<Row>()
+        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?
+        .ok_or_else(|| StoreError::unexpected_response(statement, "no [applied] row".into()))?;
+    match applied_flag(&row) {
+        Some(true) => Ok(CasOutcome::Applied),
+        Some(false) => Ok(CasOutcome::NotApplied(ClaimColumns::from_row(&rows, &row))),
+        None => Err(StoreError::unexpected_response(
+            statement,
+            "the first column is not [applied]".into(),
+        )),
+    }
+}
+
+/// The state named in a refused conditional update, when it was returned.
+pub fn returned_state(columns: &ClaimColumns) -> Option<ClaimState> {
+    columns.state.as_deref().and_then(ClaimState::parse)
+}

@@ -1,0 +1,105 @@
+//! Everything that speaks CQL: the session, prepared statements, LWT
+//! decoding, migrations and the fault seam tests use.
+
+mod claims;
+mod error;
+pub mod faults;
+pub mod migrate;
+mod rows;
+mod session;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use scylla::client::session::Session;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+
+pub use claims::{CasOutcome, ReadMode, returned_state, statement};
+pub use error::{FailureKind, StoreError, is_cas_timeout};
+pub use rows::{ClaimColumns, RowView};
+pub use session::{ConnectError, CqlSettings, connect_session};
+
+use crate::domain::KeyspaceName;
+use crate::metrics::Metrics;
+use claims::ClaimStatements;
+use faults::{Fault, FaultPlan};
+
+/// The claim store: one session and its prepared statements.
+pub struct Store {
+    session: Arc<Session>,
+    claims: ClaimStatements,
+    metrics: Metrics,
+    faults: Arc<FaultPlan>,
+}
+
+impl Store {
+    /// Connects to the keyspace and prepares every statement. Preparing fails
+    /// when the schema is missing, which names the fix (`dedupd migrate`).
+    pub async fn connect(
+        settings: &CqlSettings,
+        keyspace: &KeyspaceName,
+        metrics: Metrics,
+        faults: Arc<FaultPlan>,
+    ) -> Result<Self, ConnectError> {
+        let session = connect_session(settings).await?;
+        Self::with_session(Arc::new(session), settings, keyspace, metrics, faults).await
+    }
+
+    pub async fn with_session(
+        session: Arc<Session>,
+        settings: &CqlSettings,
+        keyspace: &KeyspaceName,
+        metrics: Metrics,
+        faults: Arc<FaultPlan>,
+    ) -> Result<Self, ConnectError> {
+        let claims =
+            ClaimStatements::prepare(&session, keyspace, settings.consistency, settings.serial_consistency)
+                .await
+                .map_err(|source| ConnectError::Prepare {
+                    keyspace: keyspace.to_string(),
+                    source,
+                })?;
+        Ok(Self {
+            session,
+            claims,
+            metrics,
+            faults,
+        })
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Runs one prepared statement, timing it and counting its failures.
+    /// This is also where planned faults strike.
+    async fn execute(
+        &self,
+        name: &'static str,
+        prepared: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, StoreError> {
+        let fault = self.faults.next(name);
+        if fault == Some(Fault::TimeoutBeforeSend) {
+            return Err(self.failed(name, FaultPlan::injected_error()));
+        }
+        let started = Instant::now();
+        let result = self.session.execute_unpaged(prepared, values).await;
+        self.metrics.record_statement(name, started.elapsed());
+        match result {
+            Ok(_) if fault == Some(Fault::TimeoutAfterApply) => {
+                Err(self.failed(name, FaultPlan::injected_error()))
+            }
+            Ok(result) => Ok(result),
+            Err(source) => Err(self.failed(name, source)),
+        }
+    }
+
+    fn failed(&self, name: &'static str, source: scylla::errors::ExecutionError) -> StoreError {
+        let error = StoreError::new(name, source);
+        self.metrics.record_store_error(name, error.kind.as_str());
+        error
+    }
+}
