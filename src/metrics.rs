@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::store::{FailureKind, statement};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -47,6 +49,25 @@ pub struct HttpLabels {
     pub route: String,
     pub status: u16,
 }
+
+const CLAIM_OUTCOMES: [&str; 8] = [
+    "acquired",
+    "takeover",
+    "reentrant",
+    "duplicate_in_progress",
+    "duplicate_completed",
+    "fingerprint_mismatch",
+    "unavailable",
+    "error",
+];
+const CAS_STATEMENTS: &[&str] = &[
+    statement::INSERT,
+    statement::REPLACE,
+    statement::COMPLETE,
+    statement::EXTEND,
+    statement::RELEASE,
+];
+const READ_STATEMENTS: &[&str] = &[statement::READ_SERIAL, statement::READ];
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -136,6 +157,27 @@ impl Metrics {
             "Requests refused at once because every store permit was taken",
             overloaded.clone(),
         );
+        // Every known series starts at zero, so dashboards and alerts see
+        // `0` rather than no data before the first event.
+        for outcome in CLAIM_OUTCOMES {
+            let _ = claims.get_or_create(&OutcomeLabels { outcome });
+        }
+        for statement in CAS_STATEMENTS {
+            for resolution in ["ours", "theirs", "absent", "unresolved"] {
+                let _ = unknown_outcomes.get_or_create(&UnknownOutcomeLabels {
+                    statement,
+                    resolution,
+                });
+            }
+        }
+        for statement in CAS_STATEMENTS.iter().chain(READ_STATEMENTS) {
+            for kind in FailureKind::ALL {
+                let _ = store_errors.get_or_create(&StoreErrorLabels {
+                    statement,
+                    kind: kind.as_str(),
+                });
+            }
+        }
         Self {
             registry: Arc::new(registry),
             claims,

@@ -209,14 +209,18 @@ impl ClaimService {
                         how,
                     });
                 }
-                Ok(CasOutcome::NotApplied(columns)) if is_insert && columns.token.is_some() => {
-                    // A refused INSERT returns the whole existing row.
-                    columns.into_view(now_millis())
+                Ok(CasOutcome::NotApplied(columns)) if is_insert => {
+                    // A refused INSERT returns the whole existing row. One
+                    // with no cells at all is a row marker that outlived
+                    // them: a remnant to replace on a null owner.
+                    match columns.into_view(now_millis()) {
+                        RowView::Absent => RowView::Remnant { token: None },
+                        view => view,
+                    }
                 }
                 Ok(CasOutcome::NotApplied(_)) => {
                     // A refused UPDATE returns only the conditioned column
-                    // (on Cassandra), and a refused INSERT with no token
-                    // means a row with no cells left: read it whole.
+                    // (on Cassandra): read the row whole.
                     self.read_serial(request, started).await?
                 }
                 Err(error) => {
@@ -231,12 +235,6 @@ impl ClaimService {
                     }
                     view
                 }
-            };
-            let view = match view {
-                // An INSERT refused by a row that holds no cells any more
-                // (the row marker outlived them): replace it on a null token.
-                RowView::Absent if is_insert => RowView::Remnant { token: None },
-                view => view,
             };
             step = next_step(&view, request, token, now_millis());
             if started.elapsed() > self.budget.deadline {

@@ -24,6 +24,14 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Timeout,
+        FailureKind::Connection,
+        FailureKind::Unavailable,
+        FailureKind::Rejected,
+        FailureKind::BadResponse,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Timeout => "timeout",

@@ -54,13 +54,17 @@ impl Store {
         metrics: Metrics,
         faults: Arc<FaultPlan>,
     ) -> Result<Self, ConnectError> {
-        let claims =
-            ClaimStatements::prepare(&session, keyspace, settings.consistency, settings.serial_consistency)
-                .await
-                .map_err(|source| ConnectError::Prepare {
-                    keyspace: keyspace.to_string(),
-                    source,
-                })?;
+        let claims = ClaimStatements::prepare(
+            &session,
+            keyspace,
+            settings.consistency,
+            settings.serial_consistency,
+        )
+        .await
+        .map_err(|source| ConnectError::Prepare {
+            keyspace: keyspace.to_string(),
+            source,
+        })?;
         Ok(Self {
             session,
             claims,

@@ -10,7 +10,6 @@ use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::{Consistency, SerialConsistency};
 use secrecy::{ExposeSecret, SecretString};
 
-
 /// How to reach Cassandra and at which consistency to talk to it.
 #[derive(Clone)]
 pub struct CqlSettings {

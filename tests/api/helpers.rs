@@ -1,0 +1,283 @@
+//! `spawn_app()` and the calls every test makes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dedupd::claims::RetryBudget;
+use dedupd::config::Namespaces;
+use dedupd::domain::KeyspaceName;
+use dedupd::http::AppState;
+use dedupd::startup::{AppConfig, Application};
+use dedupd::store::CqlSettings;
+use dedupd::store::faults::FaultPlan;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::database::{TEST_KEYSPACE, database};
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A namespace no other test uses.
+    pub namespace: String,
+    pub faults: Arc<FaultPlan>,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Knobs a test may turn; `Default` is what most tests want.
+pub struct TestOptions {
+    pub namespaces: Namespaces,
+    pub nodes: Option<Vec<String>>,
+    pub max_in_flight: usize,
+    pub budget: RetryBudget,
+    pub shutdown_delay: Duration,
+    pub wait_ready: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self {
+            namespaces: Namespaces::default(),
+            nodes: None,
+            max_in_flight: 512,
+            budget: RetryBudget::default(),
+            shutdown_delay: Duration::ZERO,
+            wait_ready: true,
+        }
+    }
+}
+
+pub fn unique_namespace() -> String {
+    format!("t-{}", &Uuid::new_v4().simple().to_string()[..20])
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: TestOptions) -> TestApp {
+    let nodes = match options.nodes {
+        Some(nodes) => nodes,
+        None => database().nodes.clone(),
+    };
+    let config = AppConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cql: CqlSettings::local(nodes),
+        keyspace: KeyspaceName::parse(TEST_KEYSPACE).unwrap(),
+        namespaces: options.namespaces,
+        migrate: None,
+        max_in_flight: options.max_in_flight,
+        budget: options.budget,
+        shutdown_delay: options.shutdown_delay,
+        drain_timeout: Duration::from_secs(5),
+    };
+    let faults = Arc::new(FaultPlan::default());
+    let application = Application::build_with_faults(config, faults.clone())
+        .await
+        .expect("bind 127.0.0.1:0");
+    let address = format!("http://{}", application.local_addr().unwrap());
+    let state = application.state();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        namespace: unique_namespace(),
+        faults,
+        state,
+        shutdown: Some(shutdown),
+        server,
+    };
+    if options.wait_ready {
+        app.wait_ready().await;
+    }
+    app
+}
+
+impl TestApp {
+    /// Polls /readyz, bounded.
+    pub async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+                && response.status() == StatusCode::OK
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the app did not become ready within 30 s");
+    }
+
+    /// Stops the app the way SIGTERM does.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn claim_url(&self, key: &str) -> String {
+        self.url(&format!(
+            "/v1/namespaces/{}/claims/{}",
+            self.namespace,
+            encode(key)
+        ))
+    }
+
+    pub async fn claim(&self, key: &str, body: Value) -> Response {
+        self.client
+            .post(self.claim_url(key))
+            .json(&body)
+            .send()
+            .await
+            .expect("claim request")
+    }
+
+    pub async fn claim_json(&self, key: &str, body: Value) -> (StatusCode, Value) {
+        json_of(self.claim(key, body).await).await
+    }
+
+    /// Claims `key` and returns the token, asserting the claim was won.
+    pub async fn acquire(&self, key: &str, body: Value) -> String {
+        let (status, body) = self.claim_json(key, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn action(&self, key: &str, action: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}/{action}", self.claim_url(key)))
+            .json(&body)
+            .send()
+            .await
+            .expect("action request");
+        json_of(response).await
+    }
+
+    pub async fn complete(&self, key: &str, token: &str, result: Value) -> (StatusCode, Value) {
+        self.action(key, "complete", json!({"token": token, "result": result}))
+            .await
+    }
+
+    pub async fn release(&self, key: &str, token: &str) -> (StatusCode, Value) {
+        self.action(key, "release", json!({"token": token})).await
+    }
+
+    pub async fn extend(&self, key: &str, token: &str, lease_secs: u64) -> (StatusCode, Value) {
+        self.action(
+            key,
+            "extend",
+            json!({"token": token, "lease_secs": lease_secs}),
+        )
+        .await
+    }
+
+    pub async fn get(&self, key: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(self.claim_url(key))
+            .send()
+            .await
+            .expect("get request");
+        json_of(response).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+/// Percent-encodes a key for a path segment (everything but unreserved).
+pub fn encode(key: &str) -> String {
+    let mut encoded = String::new();
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+pub async fn json_of(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("response body");
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("status {status}: body is not JSON: {text:?}"));
+    (status, value)
+}
+
+/// Reads one counter or gauge sample from the metrics text, 0 when absent.
+pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(name_and_labels)?;
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// A raw HTTP/1.1 request over TCP, for requests a client library would
+/// refuse or rewrite (bad percent-encoding, odd methods, bad headers).
+pub async fn raw_request(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+impl TestApp {
+    /// `claim_json` with an owned key, for building many futures at once.
+    pub async fn claim_json_owned(&self, key: String) -> (StatusCode, Value) {
+        self.claim_json(&key, json!({})).await
+    }
+}

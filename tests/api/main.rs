@@ -1,0 +1,13 @@
+//! Integration tests: one binary (one link, one database start), one module
+//! per capability. Every test runs against a real Cassandra or ScyllaDB; see
+//! database.rs for how one is found or started.
+
+mod bad_input;
+mod concurrency;
+mod database;
+mod expiry;
+mod faults;
+mod helpers;
+mod lifecycle;
+mod migrate;
+mod operations;
