@@ -9,6 +9,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod resolve;
+pub mod sequences;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::store::{FailureKind, statement};
+use crate::store::{FailureKind, sequence_statement, statement};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -66,8 +66,15 @@ const CAS_STATEMENTS: &[&str] = &[
     statement::COMPLETE,
     statement::EXTEND,
     statement::RELEASE,
+    sequence_statement::INSERT,
+    sequence_statement::ADVANCE,
+    sequence_statement::DELETE,
 ];
-const READ_STATEMENTS: &[&str] = &[statement::READ_SERIAL, statement::READ];
+const READ_STATEMENTS: &[&str] = &[
+    statement::READ_SERIAL,
+    statement::READ,
+    sequence_statement::READ_SERIAL,
+];
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 

@@ -11,8 +11,9 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::claims::{ClaimService, RetryBudget};
 use crate::config::{Namespaces, ServeArgs};
 use crate::domain::KeyspaceName;
-use crate::http::{self, AppState, Health};
+use crate::http::{self, AppState, Health, Services};
 use crate::metrics::Metrics;
+use crate::sequences::SequenceService;
 use crate::store::faults::FaultPlan;
 use crate::store::migrate::{Replication, migrate};
 use crate::store::{CqlSettings, Store, connect_session};
@@ -74,7 +75,7 @@ impl Application {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let state = AppState {
-            claims: Arc::new(OnceLock::new()),
+            services: Arc::new(OnceLock::new()),
             namespaces: Arc::new(config.namespaces.clone()),
             metrics: Metrics::new(),
             health: Arc::new(Health::default()),
@@ -159,8 +160,8 @@ async fn connect_until_ready(config: AppConfig, state: AppState, faults: Arc<Fau
     let mut backoff = Duration::from_millis(200);
     loop {
         match connect(&config, &state, faults.clone()).await {
-            Ok(service) => {
-                let _ = state.claims.set(Arc::new(service));
+            Ok(services) => {
+                let _ = state.services.set(services);
                 tracing::info!(keyspace = %config.keyspace, nodes = ?config.cql.nodes, "database session ready");
                 return;
             }
@@ -177,7 +178,7 @@ async fn connect(
     config: &AppConfig,
     state: &AppState,
     faults: Arc<FaultPlan>,
-) -> anyhow::Result<ClaimService> {
+) -> anyhow::Result<Services> {
     if let Some(replication) = &config.migrate {
         // Its own session: migrations `USE` the keyspace, which the serving
         // session (fully qualified prepared statements) must not carry.
@@ -194,11 +195,19 @@ async fn connect(
         faults,
     )
     .await?;
-    Ok(ClaimService::new(
-        Arc::new(store),
-        state.metrics.clone(),
-        config.budget,
-    ))
+    let store = Arc::new(store);
+    Ok(Services {
+        claims: Arc::new(ClaimService::new(
+            store.clone(),
+            state.metrics.clone(),
+            config.budget,
+        )),
+        sequences: Arc::new(SequenceService::new(
+            store,
+            state.metrics.clone(),
+            config.budget,
+        )),
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

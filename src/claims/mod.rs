@@ -11,7 +11,6 @@
 mod decide;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -22,6 +21,8 @@ use crate::domain::{
     Retention, StoredResult, now_millis, secs,
 };
 use crate::metrics::Metrics;
+pub use crate::resolve::{DecideError, RetryBudget};
+use crate::resolve::{read_with_retries, rejected};
 use crate::store::{CasOutcome, FailureKind, ReadMode, RowView, Store, StoreError, returned_state};
 
 /// A claim as asked for, already validated.
@@ -75,44 +76,10 @@ pub enum TransitionOutcome {
     NotFound,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    /// The outcome could not be decided in time: 503 with `Retry-After`.
-    #[error("{detail}")]
-    Undecided { detail: String },
-    /// Cassandra refused the TTL (its storage format cannot hold the expiry).
-    #[error("the database refused this TTL: {0}")]
-    TtlRejected(String),
-    /// The database refused a statement: a bug or a broken schema.
-    #[error(transparent)]
-    Store(StoreError),
-}
-
 /// A token-guarded update of an in-progress claim.
 enum Transition {
     Complete(Option<StoredResult>),
     Extend(LeaseRequest),
-}
-
-/// Bounds on how hard one request tries before answering 503.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryBudget {
-    /// The most steps (writes and reads) one request may take.
-    pub max_steps: usize,
-    /// How long one request may spend deciding.
-    pub deadline: Duration,
-    /// The first pause between serial-read attempts; it doubles.
-    pub first_backoff: Duration,
-}
-
-impl Default for RetryBudget {
-    fn default() -> Self {
-        Self {
-            max_steps: 8,
-            deadline: Duration::from_secs(10),
-            first_backoff: Duration::from_millis(50),
-        }
-    }
 }
 
 pub struct ClaimService {
@@ -145,7 +112,7 @@ impl ClaimService {
 
     /// Claims `request.key`. Exactly one caller wins a key per retention
     /// window (per lease, counting takeovers).
-    pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, DecideError> {
         let outcome = self.claim_inner(request).await;
         let label = match &outcome {
             Ok(ClaimOutcome::Acquired { how, .. }) => match how {
@@ -158,14 +125,14 @@ impl ClaimService {
                 ClaimState::Completed => "duplicate_completed",
             },
             Ok(ClaimOutcome::FingerprintMismatch { .. }) => "fingerprint_mismatch",
-            Err(ClaimError::Undecided { .. }) => "unavailable",
+            Err(DecideError::Undecided { .. }) => "unavailable",
             Err(_) => "error",
         };
         self.metrics.record_claim(label);
         outcome
     }
 
-    async fn claim_inner(&self, request: &ClaimRequest) -> Result<ClaimOutcome, ClaimError> {
+    async fn claim_inner(&self, request: &ClaimRequest) -> Result<ClaimOutcome, DecideError> {
         let started = Instant::now();
         // One fresh token per claim request, reused across its retries: if
         // an earlier attempt of this request did land, the serial read shows
@@ -244,7 +211,7 @@ impl ClaimService {
         if let Step::Answer(outcome) = step {
             return Ok(outcome);
         }
-        Err(ClaimError::Undecided {
+        Err(DecideError::Undecided {
             detail: format!(
                 "the claim of {:?} in {} could not be decided in {} steps; retry (with the same claimant, if you set one)",
                 request.key.as_str(),
@@ -259,7 +226,7 @@ impl ClaimService {
         &self,
         request: &ClaimRequest,
         started: Instant,
-    ) -> Result<RowView, ClaimError> {
+    ) -> Result<RowView, DecideError> {
         read_serial_with_retries(
             &self.store,
             &request.namespace,
@@ -277,7 +244,7 @@ impl ClaimService {
         error: StoreError,
         token: ClaimToken,
         started: Instant,
-    ) -> Result<RowView, ClaimError> {
+    ) -> Result<RowView, DecideError> {
         let statement = error.statement;
         if error.kind == FailureKind::Rejected {
             return Err(rejected(error));
@@ -308,7 +275,7 @@ impl ClaimService {
         key: &ClaimKey,
         token: ClaimToken,
         result: Option<StoredResult>,
-    ) -> Result<TransitionOutcome, ClaimError> {
+    ) -> Result<TransitionOutcome, DecideError> {
         let outcome = self
             .transition(namespace, key, token, &Transition::Complete(result))
             .await;
@@ -323,7 +290,7 @@ impl ClaimService {
         key: &ClaimKey,
         token: ClaimToken,
         lease: LeaseRequest,
-    ) -> Result<TransitionOutcome, ClaimError> {
+    ) -> Result<TransitionOutcome, DecideError> {
         let outcome = self
             .transition(namespace, key, token, &Transition::Extend(lease))
             .await;
@@ -385,7 +352,7 @@ impl ClaimService {
         key: &ClaimKey,
         token: ClaimToken,
         transition: &Transition,
-    ) -> Result<TransitionOutcome, ClaimError> {
+    ) -> Result<TransitionOutcome, DecideError> {
         let started = Instant::now();
         let mut view = self
             .store
@@ -459,7 +426,7 @@ impl ClaimService {
                 read_serial_with_retries(&self.store, namespace, key, started, self.budget).await?;
             authoritative = true;
         }
-        Err(ClaimError::Undecided {
+        Err(DecideError::Undecided {
             detail: format!(
                 "the update of {:?} in {namespace} could not be decided; retry",
                 key.as_str()
@@ -474,7 +441,7 @@ impl ClaimService {
         namespace: &Namespace,
         key: &ClaimKey,
         token: ClaimToken,
-    ) -> Result<TransitionOutcome, ClaimError> {
+    ) -> Result<TransitionOutcome, DecideError> {
         let outcome = self.release_inner(namespace, key, token).await;
         self.count("release", &outcome);
         outcome
@@ -485,7 +452,7 @@ impl ClaimService {
         namespace: &Namespace,
         key: &ClaimKey,
         token: ClaimToken,
-    ) -> Result<TransitionOutcome, ClaimError> {
+    ) -> Result<TransitionOutcome, DecideError> {
         let started = Instant::now();
         for _ in 0..self.budget.max_steps {
             let view = match self.store.release_claim(namespace, key, token).await {
@@ -553,7 +520,7 @@ impl ClaimService {
                 }
             }
         }
-        Err(ClaimError::Undecided {
+        Err(DecideError::Undecided {
             detail: format!(
                 "the release of {:?} in {namespace} could not be decided; retry",
                 key.as_str()
@@ -566,7 +533,7 @@ impl ClaimService {
         &self,
         namespace: &Namespace,
         key: &ClaimKey,
-    ) -> Result<Option<ClaimRecord>, ClaimError> {
+    ) -> Result<Option<ClaimRecord>, DecideError> {
         let started = Instant::now();
         let view =
             read_serial_with_retries(&self.store, namespace, key, started, self.budget).await;
@@ -584,25 +551,17 @@ impl ClaimService {
         outcome
     }
 
-    fn count(&self, operation: &'static str, outcome: &Result<TransitionOutcome, ClaimError>) {
+    fn count(&self, operation: &'static str, outcome: &Result<TransitionOutcome, DecideError>) {
         let label = match outcome {
             Ok(TransitionOutcome::Done(_)) => "done",
             Ok(TransitionOutcome::Released) => "released",
             Ok(TransitionOutcome::NotOwner) => "not_owner",
             Ok(TransitionOutcome::AlreadyCompleted(_)) => "already_completed",
             Ok(TransitionOutcome::NotFound) => "not_found",
-            Err(ClaimError::Undecided { .. }) => "unavailable",
+            Err(DecideError::Undecided { .. }) => "unavailable",
             Err(_) => "error",
         };
         self.metrics.record_operation(operation, label);
-    }
-}
-
-fn rejected(error: StoreError) -> ClaimError {
-    if error.is_ttl_rejected() {
-        ClaimError::TtlRejected(error.message)
-    } else {
-        ClaimError::Store(error)
     }
 }
 
@@ -612,39 +571,9 @@ async fn read_serial_with_retries(
     key: &ClaimKey,
     started: Instant,
     budget: RetryBudget,
-) -> Result<RowView, ClaimError> {
-    let mut backoff = budget.first_backoff;
-    let mut last_error = None;
-    for _ in 0..budget.max_steps {
-        match store
-            .read_claim(namespace, key, ReadMode::Serial, now_millis())
-            .await
-        {
-            Ok(view) => return Ok(view),
-            Err(error) if error.kind == FailureKind::Rejected => return Err(rejected(error)),
-            Err(error) => {
-                tracing::warn!(
-                    statement = error.statement,
-                    namespace = %namespace,
-                    error = %error,
-                    "serial read failed"
-                );
-                last_error = Some(error);
-            }
-        }
-        if started.elapsed() + backoff > budget.deadline {
-            break;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-    Err(ClaimError::Undecided {
-        detail: format!(
-            "the database could not be read at the serial consistency level ({}); the outcome is \
-             unknown, so nothing is claimed or refused: retry",
-            last_error
-                .map(|error| error.to_string())
-                .unwrap_or_else(|| "deadline reached".into())
-        ),
+) -> Result<RowView, DecideError> {
+    read_with_retries(budget, started, || {
+        store.read_claim(namespace, key, ReadMode::Serial, now_millis())
     })
+    .await
 }

@@ -52,25 +52,44 @@ impl fmt::Display for Namespace {
     }
 }
 
-/// A message id: 1 to 512 bytes of UTF-8, any characters.
+/// Parses an identifier of 1 to 512 bytes of UTF-8, any characters: message
+/// ids and stream names, which come from other systems and may hold slashes,
+/// spaces or anything else.
+fn parse_identifier(field: &str, raw: &str) -> Result<String, ParseError> {
+    const MAX_BYTES: usize = 512;
+    if raw.is_empty() {
+        return Err(ParseError(format!("{field} must not be empty")));
+    }
+    if raw.len() > MAX_BYTES {
+        return Err(ParseError(format!(
+            "{field} is {} bytes long; the limit is {MAX_BYTES} bytes of UTF-8",
+            raw.len()
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A message id: 1 to 512 bytes of UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClaimKey(String);
 
 impl ClaimKey {
-    pub const MAX_BYTES: usize = 512;
-
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        if raw.is_empty() {
-            return Err(ParseError("key must not be empty".into()));
-        }
-        if raw.len() > Self::MAX_BYTES {
-            return Err(ParseError(format!(
-                "key is {} bytes long; the limit is {} bytes of UTF-8",
-                raw.len(),
-                Self::MAX_BYTES
-            )));
-        }
-        Ok(Self(raw.to_owned()))
+        parse_identifier("key", raw).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A sequence stream's name: the same rules as a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamName(String);
+
+impl StreamName {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        parse_identifier("stream", raw).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -156,14 +156,7 @@ pub struct ClaimView {
 }
 
 fn service(state: &AppState) -> ApiResult<Arc<ClaimService>> {
-    state
-        .claims
-        .get()
-        .cloned()
-        .ok_or_else(|| ApiError::Unavailable {
-            detail: "the database session is not ready yet".into(),
-            retry_after_secs: 1,
-        })
+    Ok(state.services()?.claims.clone())
 }
 
 fn bad(error: impl ToString) -> ApiError {

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::claims::ClaimError;
+use crate::resolve::DecideError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -90,18 +90,18 @@ impl ApiError {
     }
 }
 
-impl From<ClaimError> for ApiError {
-    fn from(error: ClaimError) -> Self {
+impl From<DecideError> for ApiError {
+    fn from(error: DecideError) -> Self {
         match error {
-            ClaimError::Undecided { detail } => ApiError::Unavailable {
+            DecideError::Undecided { detail } => ApiError::Unavailable {
                 detail,
                 retry_after_secs: 1,
             },
-            ClaimError::TtlRejected(message) => ApiError::InvalidRequest(format!(
+            DecideError::TtlRejected(message) => ApiError::InvalidRequest(format!(
                 "the database refused this ttl_secs (its storage format cannot hold the expiry \
                  date; Cassandra 5.0 in its default compatibility mode stops at 2038-01-19): {message}"
             )),
-            ClaimError::Store(error) => ApiError::Internal(error.to_string()),
+            DecideError::Store(error) => ApiError::Internal(error.to_string()),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{ClaimKey, Namespace, RetentionPolicy};
+use crate::domain::{ClaimKey, Namespace, RetentionPolicy, StreamName};
 
 /// Decodes one path segment: strict percent-decoding (every `%` followed by
 /// two hex digits), then UTF-8. axum's own decoding passes a stray `%`
@@ -39,6 +39,63 @@ pub fn decode_segment(raw: &str) -> Result<String, String> {
     String::from_utf8(decoded).map_err(|_| format!("path segment {raw:?} does not decode to UTF-8"))
 }
 
+/// The path's parameters, strictly percent-decoded, by name.
+async fn decoded_params(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    params
+        .iter()
+        .map(|(name, raw)| {
+            Ok((
+                name.to_owned(),
+                decode_segment(raw).map_err(ApiError::InvalidRequest)?,
+            ))
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiError> {
+    params
+        .iter()
+        .find(|(param, _)| param == name)
+        .map(|(_, value)| value.as_str())
+        .ok_or_else(|| ApiError::Internal(format!("route without {{{name}}}")))
+}
+
+fn namespace_and_policy(
+    params: &[(String, String)],
+    state: &AppState,
+) -> Result<(Namespace, RetentionPolicy), ApiError> {
+    let namespace = Namespace::parse(param(params, "ns")?)
+        .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+    let policy = state.namespaces.policy(&namespace).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "namespace {namespace} is not configured on this server"
+        ))
+    })?;
+    Ok((namespace, policy))
+}
+
+/// `{ns}` from the path: a valid, configured namespace and its policy.
+pub struct NamespacePath {
+    pub namespace: Namespace,
+    pub policy: RetentionPolicy,
+}
+
+impl FromRequestParts<AppState> for NamespacePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = decoded_params(parts, state).await?;
+        let (namespace, policy) = namespace_and_policy(&params, state)?;
+        Ok(Self { namespace, policy })
+    }
+}
+
 /// `{ns}/…/{key}` from the path, validated, with the namespace's policy.
 pub struct ClaimPath {
     pub namespace: Namespace,
@@ -50,36 +107,33 @@ impl FromRequestParts<AppState> for ClaimPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
-        let mut raw_namespace = None;
-        let mut raw_key = None;
-        for (name, value) in &params {
-            match name {
-                "ns" => raw_namespace = Some(value),
-                "key" => raw_key = Some(value),
-                _ => {}
-            }
-        }
-        let (Some(raw_namespace), Some(raw_key)) = (raw_namespace, raw_key) else {
-            return Err(ApiError::Internal("route without {ns} and {key}".into()));
-        };
-        let namespace =
-            Namespace::parse(&decode_segment(raw_namespace).map_err(ApiError::InvalidRequest)?)
-                .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
-        let policy = state.namespaces.policy(&namespace).ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "namespace {namespace} is not configured on this server"
-            ))
-        })?;
-        let key = ClaimKey::parse(&decode_segment(raw_key).map_err(ApiError::InvalidRequest)?)
+        let params = decoded_params(parts, state).await?;
+        let (namespace, policy) = namespace_and_policy(&params, state)?;
+        let key = ClaimKey::parse(param(&params, "key")?)
             .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
         Ok(Self {
             namespace,
             key,
             policy,
         })
+    }
+}
+
+/// `{ns}/sequences/{stream}` from the path.
+pub struct StreamPath {
+    pub namespace: Namespace,
+    pub stream: StreamName,
+}
+
+impl FromRequestParts<AppState> for StreamPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = decoded_params(parts, state).await?;
+        let (namespace, _) = namespace_and_policy(&params, state)?;
+        let stream = StreamName::parse(param(&params, "stream")?)
+            .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+        Ok(Self { namespace, stream })
     }
 }
 

@@ -32,7 +32,7 @@ pub async fn livez() -> Json<HealthResponse> {
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let (status, word) = if state.health.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if state.claims.get().is_none() {
+    } else if state.services.get().is_none() {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
     } else {
         (StatusCode::OK, "ok")

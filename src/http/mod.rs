@@ -1,10 +1,12 @@
 //! The HTTP edge: routes, shared state, middleware.
 
+pub mod batch;
 pub mod claims;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod sequences;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::claims::ClaimService;
 use crate::config::Namespaces;
 use crate::metrics::{HttpLabels, Metrics};
+use crate::sequences::SequenceService;
 use error::{ApiError, problem_response};
 
 /// Request bodies above this size get 413.
@@ -44,11 +47,17 @@ impl Health {
     }
 }
 
+/// The services behind the API, available once the database session is.
+pub struct Services {
+    pub claims: Arc<ClaimService>,
+    pub sequences: Arc<SequenceService>,
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// Set once the database session is ready; until then claims get 503.
-    pub claims: Arc<OnceLock<Arc<ClaimService>>>,
+    /// Set once the database session is ready; until then requests get 503.
+    pub services: Arc<OnceLock<Services>>,
     pub namespaces: Arc<Namespaces>,
     pub metrics: Metrics,
     pub health: Arc<Health>,
@@ -60,24 +69,40 @@ pub struct AppState {
 
 /// A held store permit; counts in the in-flight gauge until dropped.
 pub struct Admission {
+    permits: u32,
     _permit: OwnedSemaphorePermit,
     metrics: Metrics,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.metrics.in_flight.dec();
+        self.metrics.in_flight.dec_by(i64::from(self.permits));
     }
 }
 
 impl AppState {
+    /// The services, or 503 while the database session is not ready.
+    pub fn services(&self) -> Result<&Services, ApiError> {
+        self.services.get().ok_or_else(|| ApiError::Unavailable {
+            detail: "the database session is not ready yet".into(),
+            retry_after_secs: 1,
+        })
+    }
+
+    /// Takes one store permit, or refuses at once.
     pub fn admit(&self) -> Result<Admission, ApiError> {
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+        self.admit_many(1)
+    }
+
+    /// Takes `count` store permits (a batch's concurrency), or refuses at once.
+    pub fn admit_many(&self, count: u32) -> Result<Admission, ApiError> {
+        let Ok(permit) = self.permits.clone().try_acquire_many_owned(count) else {
             self.metrics.overloaded.inc();
             return Err(ApiError::Overloaded);
         };
-        self.metrics.in_flight.inc();
+        self.metrics.in_flight.inc_by(i64::from(count));
         Ok(Admission {
+            permits: count,
             _permit: permit,
             metrics: self.metrics.clone(),
         })
@@ -139,6 +164,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// service's own deadline: it answers 503 rather than letting a request hang.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let api = Router::new()
+        .route("/v1/namespaces/{ns}/claims", post(batch::claim_batch))
         .route(
             "/v1/namespaces/{ns}/claims/{key}",
             post(claims::claim).get(claims::get),
@@ -154,6 +180,13 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route(
             "/v1/namespaces/{ns}/claims/{key}/extend",
             post(claims::extend),
+        )
+        .route(
+            "/v1/namespaces/{ns}/sequences/{stream}",
+            post(sequences::advance)
+                .put(sequences::set)
+                .get(sequences::get)
+                .delete(sequences::delete),
         )
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))

@@ -4,12 +4,14 @@
 use axum::Json;
 use utoipa::OpenApi;
 
+use super::batch::{BatchBody, BatchItem, BatchResponse, BatchResult};
 use super::claims::{
     AcquiredResponse, ClaimBody, ClaimView, CompleteBody, DuplicateResponse, ExtendBody, StateDto,
     TokenBody, TransitionResponse,
 };
 use super::error::Problem;
 use super::health::HealthResponse;
+use super::sequences::{AdvanceBody, AdvanceResponse, SetBody, SkippedRange, StreamView};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,21 +22,29 @@ use super::health::HealthResponse;
         license(name = "Apache-2.0")
     ),
     paths(
+        super::batch::claim_batch,
         super::claims::claim,
         super::claims::get,
         super::claims::complete,
         super::claims::release,
         super::claims::extend,
+        super::sequences::advance,
+        super::sequences::set,
+        super::sequences::get,
+        super::sequences::delete,
         super::health::livez,
         super::health::readyz,
         super::health::metrics,
     ),
     components(schemas(
         ClaimBody, AcquiredResponse, DuplicateResponse, StateDto, TokenBody, CompleteBody,
-        ExtendBody, TransitionResponse, ClaimView, Problem, HealthResponse
+        ExtendBody, TransitionResponse, ClaimView, Problem, HealthResponse, BatchBody,
+        BatchItem, BatchResult, BatchResponse, AdvanceBody, SetBody, AdvanceResponse,
+        SkippedRange, StreamView
     )),
     tags(
         (name = "claims", description = "Claim, complete, release, extend and read message ids"),
+        (name = "sequences", description = "Per-stream sequence numbers with gap detection"),
         (name = "operations", description = "Probes and metrics"),
     )
 )]

@@ -178,7 +178,7 @@ impl Store {
             ttl_value(ttl_secs),
         );
         let result = self
-            .execute(statement::INSERT, &self.claims.insert, values)
+            .execute(statement::INSERT, &self.claims.insert, values, key.as_str())
             .await?;
         decode_cas(statement::INSERT, result)
     }
@@ -212,7 +212,12 @@ impl Store {
             expected_token.map(|token| token.0),
         );
         let result = self
-            .execute(statement::REPLACE, &self.claims.replace, values)
+            .execute(
+                statement::REPLACE,
+                &self.claims.replace,
+                values,
+                key.as_str(),
+            )
             .await?;
         decode_cas(statement::REPLACE, result)
     }
@@ -236,7 +241,12 @@ impl Store {
             token.0,
         );
         let result = self
-            .execute(statement::COMPLETE, &self.claims.complete, values)
+            .execute(
+                statement::COMPLETE,
+                &self.claims.complete,
+                values,
+                key.as_str(),
+            )
             .await?;
         decode_cas(statement::COMPLETE, result)
     }
@@ -258,7 +268,7 @@ impl Store {
             token.0,
         );
         let result = self
-            .execute(statement::EXTEND, &self.claims.extend, values)
+            .execute(statement::EXTEND, &self.claims.extend, values, key.as_str())
             .await?;
         decode_cas(statement::EXTEND, result)
     }
@@ -272,7 +282,12 @@ impl Store {
     ) -> Result<CasOutcome, StoreError> {
         let values = (namespace.as_str(), key.as_str(), token.0);
         let result = self
-            .execute(statement::RELEASE, &self.claims.release, values)
+            .execute(
+                statement::RELEASE,
+                &self.claims.release,
+                values,
+                key.as_str(),
+            )
             .await?;
         decode_cas(statement::RELEASE, result)
     }
@@ -290,7 +305,12 @@ impl Store {
             ReadMode::Quorum => (statement::READ, &self.claims.read),
         };
         let result = self
-            .execute(name, prepared, (namespace.as_str(), key.as_str()))
+            .execute(
+                name,
+                prepared,
+                (namespace.as_str(), key.as_str()),
+                key.as_str(),
+            )
             .await?;
         let rows = result
             .into_rows_result()

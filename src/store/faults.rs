@@ -24,6 +24,8 @@ pub enum Fault {
 #[derive(Debug)]
 struct Rule {
     statement: &'static str,
+    /// Only this partition (key or stream), or any when `None`.
+    partition: Option<String>,
     fault: Fault,
     remaining: usize,
 }
@@ -36,8 +38,18 @@ pub struct FaultPlan {
 
 impl FaultPlan {
     pub fn inject(&self, statement: &'static str, fault: Fault, times: usize) {
+        self.push(statement, None, fault, times);
+    }
+
+    /// As `inject`, for one partition (a claim key or a stream name) only.
+    pub fn inject_for(&self, statement: &'static str, partition: &str, fault: Fault, times: usize) {
+        self.push(statement, Some(partition.to_owned()), fault, times);
+    }
+
+    fn push(&self, statement: &'static str, partition: Option<String>, fault: Fault, times: usize) {
         self.rules.lock().expect("fault plan lock").push(Rule {
             statement,
+            partition,
             fault,
             remaining: times,
         });
@@ -48,11 +60,16 @@ impl FaultPlan {
     }
 
     /// Takes the next fault planned for `statement`, if any.
-    pub(crate) fn next(&self, statement: &'static str) -> Option<Fault> {
+    pub(crate) fn next(&self, statement: &'static str, partition: &str) -> Option<Fault> {
         let mut rules = self.rules.lock().expect("fault plan lock");
-        let rule = rules
-            .iter_mut()
-            .find(|rule| rule.statement == statement && rule.remaining > 0)?;
+        let rule = rules.iter_mut().find(|rule| {
+            rule.statement == statement
+                && rule.remaining > 0
+                && rule
+                    .partition
+                    .as_deref()
+                    .is_none_or(|only| only == partition)
+        })?;
         rule.remaining -= 1;
         Some(rule.fault)
     }

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_claims.cql",
         cql: include_str!("../../cql/0002_claims.cql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_sequences.cql",
+        cql: include_str!("../../cql/0003_sequences.cql"),
+    },
 ];
 
 /// The keyspace's replication, always `NetworkTopologyStrategy`.

@@ -6,6 +6,7 @@ mod error;
 pub mod faults;
 pub mod migrate;
 mod rows;
+mod sequences;
 mod session;
 
 use std::sync::Arc;
@@ -19,17 +20,20 @@ use scylla::statement::prepared::PreparedStatement;
 pub use claims::{CasOutcome, ReadMode, returned_state, statement};
 pub use error::{FailureKind, StoreError, is_cas_timeout};
 pub use rows::{ClaimColumns, RowView};
+pub use sequences::{SequenceCas, Watermark, statement as sequence_statement};
 pub use session::{ConnectError, CqlSettings, connect_session};
 
 use crate::domain::KeyspaceName;
 use crate::metrics::Metrics;
 use claims::ClaimStatements;
 use faults::{Fault, FaultPlan};
+use sequences::SequenceStatements;
 
 /// The claim store: one session and its prepared statements.
 pub struct Store {
     session: Arc<Session>,
     claims: ClaimStatements,
+    sequences: SequenceStatements,
     metrics: Metrics,
     faults: Arc<FaultPlan>,
 }
@@ -54,20 +58,21 @@ impl Store {
         metrics: Metrics,
         faults: Arc<FaultPlan>,
     ) -> Result<Self, ConnectError> {
-        let claims = ClaimStatements::prepare(
-            &session,
-            keyspace,
-            settings.consistency,
-            settings.serial_consistency,
-        )
-        .await
-        .map_err(|source| ConnectError::Prepare {
+        let prepare_error = |source| ConnectError::Prepare {
             keyspace: keyspace.to_string(),
             source,
-        })?;
+        };
+        let (consistency, serial) = (settings.consistency, settings.serial_consistency);
+        let claims = ClaimStatements::prepare(&session, keyspace, consistency, serial)
+            .await
+            .map_err(prepare_error)?;
+        let sequences = SequenceStatements::prepare(&session, keyspace, consistency, serial)
+            .await
+            .map_err(prepare_error)?;
         Ok(Self {
             session,
             claims,
+            sequences,
             metrics,
             faults,
         })
@@ -78,14 +83,16 @@ impl Store {
     }
 
     /// Runs one prepared statement, timing it and counting its failures.
-    /// This is also where planned faults strike.
+    /// This is also where planned faults strike; `partition` (the key or
+    /// stream) lets a plan aim at one partition.
     async fn execute(
         &self,
         name: &'static str,
         prepared: &PreparedStatement,
         values: impl SerializeRow,
+        partition: &str,
     ) -> Result<QueryResult, StoreError> {
-        let fault = self.faults.next(name);
+        let fault = self.faults.next(name, partition);
         if fault == Some(Fault::TimeoutBeforeSend) {
             return Err(self.failed(name, FaultPlan::injected_error()));
         }

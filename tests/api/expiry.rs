@@ -97,7 +97,14 @@ async fn the_same_claimant_after_its_lease_gets_a_fresh_lease_by_takeover() {
 
 /// Writes a claim row directly, with an LWT as the service does.
 async fn plant_row(app: &TestApp, key: &str, cql_set: &str, values: Vec<scylla::value::CqlValue>) {
-    let store = app.state.claims.get().expect("ready").store().clone();
+    let store = app
+        .state
+        .services
+        .get()
+        .expect("ready")
+        .claims
+        .store()
+        .clone();
     let statement = format!(
         "INSERT INTO {TEST_KEYSPACE}.claims (namespace, key{cql_set}) IF NOT EXISTS USING TTL 600"
     );

@@ -3,6 +3,7 @@
 //! database.rs for how one is found or started.
 
 mod bad_input;
+mod batch;
 mod concurrency;
 mod database;
 mod expiry;
@@ -11,3 +12,4 @@ mod helpers;
 mod lifecycle;
 mod migrate;
 mod operations;
+mod sequences;

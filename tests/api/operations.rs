@@ -108,6 +108,8 @@ async fn the_openapi_document_lists_every_route() {
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();
     for path in [
+        "/v1/namespaces/{ns}/claims",
+        "/v1/namespaces/{ns}/sequences/{stream}",
         "/v1/namespaces/{ns}/claims/{key}",
         "/v1/namespaces/{ns}/claims/{key}/complete",
         "/v1/namespaces/{ns}/claims/{key}/release",

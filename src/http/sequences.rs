@@ -1,0 +1,226 @@
+//! The sequence endpoints: `…/sequences/{stream}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{JsonBody, StreamPath};
+use crate::domain::{SequenceNumber, WatermarkValue};
+use crate::sequences::{AdvanceOutcome, StreamOutcome};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceBody {
+    /// The message's number in its stream, 1 to 2^63−1.
+    #[schema(minimum = 1, maximum = 9223372036854775807_u64)]
+    pub seq: u64,
+    /// Accept a jump, reporting the skipped range, instead of answering
+    /// `gap` (for producers that may leave holes, such as several nodes).
+    pub allow_gaps: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBody {
+    /// The new watermark, 0 to 2^63−1.
+    #[schema(minimum = 0, maximum = 9223372036854775807_u64)]
+    pub last: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkippedRange {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// The answer to an offered number.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdvanceResponse {
+    /// `accepted`, `duplicate` or `gap`.
+    pub outcome: &'static str,
+    /// The stream's watermark after this call.
+    pub last: u64,
+    /// For `gap`: ask for redelivery from this number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u64>,
+    /// For `accepted` with `allow_gaps`: the numbers jumped over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkippedRange>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    pub last: u64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+fn bad(error: impl ToString) -> ApiError {
+    ApiError::InvalidRequest(error.to_string())
+}
+
+/// Offer a message's sequence number.
+#[utoipa::path(
+    post,
+    path = "/v1/namespaces/{ns}/sequences/{stream}",
+    tag = "sequences",
+    params(
+        ("ns" = String, Path, description = "Namespace"),
+        ("stream" = String, Path, description = "Stream name, 1 to 512 bytes of UTF-8, percent-encoded"),
+    ),
+    request_body(content = AdvanceBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted: the watermark moved", body = AdvanceResponse),
+        (status = 409, description = "duplicate (at or below the watermark) or gap (numbers missing: redeliver from `expected`)", body = AdvanceResponse),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn advance(
+    State(state): State<AppState>,
+    path: StreamPath,
+    JsonBody(body): JsonBody<AdvanceBody>,
+) -> ApiResult<Response> {
+    let seq = SequenceNumber::parse(body.seq).map_err(bad)?;
+    let service = state.services()?.sequences.clone();
+    let _permit = state.admit()?;
+    let outcome = service
+        .advance(
+            &path.namespace,
+            &path.stream,
+            seq,
+            body.allow_gaps.unwrap_or(false),
+        )
+        .await?;
+    let (status, body) = match outcome {
+        AdvanceOutcome::Accepted { last, skipped } => (
+            StatusCode::OK,
+            AdvanceResponse {
+                outcome: "accepted",
+                last,
+                expected: None,
+                skipped: skipped.map(|(from, to)| SkippedRange { from, to }),
+            },
+        ),
+        AdvanceOutcome::Duplicate { last } => (
+            StatusCode::CONFLICT,
+            AdvanceResponse {
+                outcome: "duplicate",
+                last,
+                expected: None,
+                skipped: None,
+            },
+        ),
+        AdvanceOutcome::Gap { last, expected } => (
+            StatusCode::CONFLICT,
+            AdvanceResponse {
+                outcome: "gap",
+                last,
+                expected: Some(expected),
+                skipped: None,
+            },
+        ),
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// Set a stream's watermark (streams numbered elsewhere, operator resets).
+#[utoipa::path(
+    put,
+    path = "/v1/namespaces/{ns}/sequences/{stream}",
+    tag = "sequences",
+    params(("ns" = String, Path), ("stream" = String, Path)),
+    request_body(content = SetBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Set", body = StreamView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn set(
+    State(state): State<AppState>,
+    path: StreamPath,
+    JsonBody(body): JsonBody<SetBody>,
+) -> ApiResult<Response> {
+    let last = WatermarkValue::parse(body.last).map_err(bad)?;
+    let service = state.services()?.sequences.clone();
+    let _permit = state.admit()?;
+    service.set(&path.namespace, &path.stream, last).await?;
+    let view = service.get(&path.namespace, &path.stream).await?;
+    Ok((
+        StatusCode::OK,
+        Json(StreamView {
+            last: view.map_or(last.get(), |watermark| watermark.last),
+            updated_at: view.and_then(|watermark| watermark.updated_at),
+        }),
+    )
+        .into_response())
+}
+
+/// Read a stream's watermark.
+#[utoipa::path(
+    get,
+    path = "/v1/namespaces/{ns}/sequences/{stream}",
+    tag = "sequences",
+    params(("ns" = String, Path), ("stream" = String, Path)),
+    responses(
+        (status = 200, description = "The watermark", body = StreamView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
+    let service = state.services()?.sequences.clone();
+    let _permit = state.admit()?;
+    let Some(watermark) = service.get(&path.namespace, &path.stream).await? else {
+        return Err(ApiError::NotFound(format!(
+            "no stream {:?} in {}",
+            path.stream.as_str(),
+            path.namespace
+        )));
+    };
+    Ok((
+        StatusCode::OK,
+        Json(StreamView {
+            last: watermark.last,
+            updated_at: watermark.updated_at,
+        }),
+    )
+        .into_response())
+}
+
+/// Delete a stream: its next number starts from `last = 0` again.
+#[utoipa::path(
+    delete,
+    path = "/v1/namespaces/{ns}/sequences/{stream}",
+    tag = "sequences",
+    params(("ns" = String, Path), ("stream" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
+    let service = state.services()?.sequences.clone();
+    let _permit = state.admit()?;
+    match service.delete(&path.namespace, &path.stream).await? {
+        StreamOutcome::Done => Ok(StatusCode::NO_CONTENT.into_response()),
+        StreamOutcome::NotFound => Err(ApiError::NotFound(format!(
+            "no stream {:?} in {}",
+            path.stream.as_str(),
+            path.namespace
+        ))),
+    }
+}

@@ -1,0 +1,348 @@
+//! Per-stream sequence numbers: consumer-side dedup without a time bound,
+//! and gap reports that tell a consumer what to ask to have redelivered.
+//!
+//! A producer numbers a stream's messages 1, 2, 3… The consumer advances
+//! the stream's watermark with each message it processes. A number at or
+//! below the watermark is a duplicate; the next number is accepted; a jump
+//! means messages were lost, and is reported (strict) or accepted with the
+//! skipped range (`allow_gaps`).
+//!
+//! Every advance is a compare-and-set on the watermark (`IF last = ?`), so
+//! two consumers racing with the same number can never both be accepted.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::domain::{Namespace, SequenceNumber, StreamName, WatermarkValue, now_millis};
+use crate::metrics::Metrics;
+use crate::resolve::{DecideError, RetryBudget, read_with_retries, rejected};
+use crate::store::{FailureKind, SequenceCas, Store, StoreError, Watermark};
+
+/// What a consumer hears for a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdvanceOutcome {
+    /// The watermark moved to `last`. `skipped` is the range of numbers
+    /// jumped over (only with `allow_gaps`).
+    Accepted {
+        last: u64,
+        skipped: Option<(u64, u64)>,
+    },
+    /// Already processed: the number is at or below the watermark.
+    Duplicate { last: u64 },
+    /// Numbers are missing: ask for redelivery from `expected`.
+    Gap { last: u64, expected: u64 },
+}
+
+/// The verdict for `seq` against a watermark, before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Advance,
+    Refuse(AdvanceOutcome),
+}
+
+/// Pure: what to do with `seq` when the stream stands at `last`.
+pub fn judge(seq: u64, allow_gaps: bool, last: u64) -> Verdict {
+    if seq <= last {
+        return Verdict::Refuse(AdvanceOutcome::Duplicate { last });
+    }
+    let expected = last + 1;
+    if seq > expected && !allow_gaps {
+        return Verdict::Refuse(AdvanceOutcome::Gap { last, expected });
+    }
+    Verdict::Advance
+}
+
+fn skipped(seq: u64, last: u64) -> Option<(u64, u64)> {
+    (seq > last + 1).then(|| (last + 1, seq - 1))
+}
+
+/// The answer to a watermark set, delete or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutcome {
+    Done,
+    NotFound,
+}
+
+pub struct SequenceService {
+    store: Arc<Store>,
+    metrics: Metrics,
+    budget: RetryBudget,
+}
+
+impl SequenceService {
+    pub fn new(store: Arc<Store>, metrics: Metrics, budget: RetryBudget) -> Self {
+        Self {
+            store,
+            metrics,
+            budget,
+        }
+    }
+
+    async fn read(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        started: Instant,
+    ) -> Result<Option<Watermark>, DecideError> {
+        read_with_retries(self.budget, started, || {
+            self.store.read_sequence(namespace, stream)
+        })
+        .await
+    }
+
+    /// Logs an unknown outcome, resolves it with a serial read and counts how.
+    async fn resolve(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        error: StoreError,
+        writer: Uuid,
+        started: Instant,
+    ) -> Result<Option<Watermark>, DecideError> {
+        if error.kind == FailureKind::Rejected {
+            return Err(rejected(error));
+        }
+        tracing::warn!(
+            statement = error.statement,
+            namespace = %namespace,
+            error = %error,
+            "conditional write outcome unknown, resolving with a serial read"
+        );
+        let resolved = self.read(namespace, stream, started).await;
+        let label = match &resolved {
+            Ok(Some(watermark)) if watermark.writer == Some(writer) => "ours",
+            Ok(Some(_)) => "theirs",
+            Ok(None) => "absent",
+            Err(_) => "unresolved",
+        };
+        self.metrics.record_unknown_outcome(error.statement, label);
+        resolved
+    }
+
+    /// Offers `seq` to the stream.
+    pub async fn advance(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        seq: SequenceNumber,
+        allow_gaps: bool,
+    ) -> Result<AdvanceOutcome, DecideError> {
+        let outcome = self
+            .advance_inner(namespace, stream, seq.get(), allow_gaps)
+            .await;
+        let label = match &outcome {
+            Ok(AdvanceOutcome::Accepted { skipped: None, .. }) => "accepted",
+            Ok(AdvanceOutcome::Accepted {
+                skipped: Some(_), ..
+            }) => "accepted_with_gap",
+            Ok(AdvanceOutcome::Duplicate { .. }) => "duplicate",
+            Ok(AdvanceOutcome::Gap { .. }) => "gap",
+            Err(DecideError::Undecided { .. }) => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics.record_operation("sequence_advance", label);
+        outcome
+    }
+
+    async fn advance_inner(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        seq: u64,
+        allow_gaps: bool,
+    ) -> Result<AdvanceOutcome, DecideError> {
+        let started = Instant::now();
+        // Written with the advance: after an unknown outcome, a serial read
+        // that finds it proves the advance was this request's, not that of
+        // a concurrent consumer offering the same number.
+        let writer = Uuid::new_v4();
+        // The first attempt guesses the common case, in-order delivery: the
+        // stream stands at seq - 1 (or does not exist, for seq 1). A wrong
+        // guess costs nothing but a refused CAS, which returns the truth.
+        let mut current: Option<u64> = (seq > 1).then_some(seq - 1);
+        let mut known = false;
+        for _ in 0..self.budget.max_steps {
+            let last = current.unwrap_or(0);
+            if known && let Verdict::Refuse(outcome) = judge(seq, allow_gaps, last) {
+                return Ok(outcome);
+            }
+            let now = now_millis();
+            let cas = match current {
+                None => {
+                    self.store
+                        .insert_sequence(namespace, stream, seq, writer, now)
+                        .await
+                }
+                Some(expected) => {
+                    self.store
+                        .advance_sequence(namespace, stream, expected, seq, writer, now)
+                        .await
+                }
+            };
+            let seen = match cas {
+                Ok(SequenceCas::Applied) => {
+                    return Ok(AdvanceOutcome::Accepted {
+                        last: seq,
+                        skipped: skipped(seq, last),
+                    });
+                }
+                Ok(SequenceCas::NotApplied(seen)) => seen,
+                Err(error) => {
+                    let seen = self
+                        .resolve(namespace, stream, error, writer, started)
+                        .await?;
+                    if let Some(watermark) = seen
+                        && watermark.writer == Some(writer)
+                    {
+                        return Ok(AdvanceOutcome::Accepted {
+                            last: seq,
+                            skipped: skipped(seq, last),
+                        });
+                    }
+                    seen
+                }
+            };
+            current = seen.map(|watermark| watermark.last);
+            known = true;
+        }
+        Err(DecideError::Undecided {
+            detail: format!(
+                "the advance of stream {:?} in {namespace} kept losing races; retry",
+                stream.as_str()
+            ),
+        })
+    }
+
+    /// Sets the watermark to `last`, creating the stream if needed.
+    pub async fn set(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        last: WatermarkValue,
+    ) -> Result<(), DecideError> {
+        let started = Instant::now();
+        let target = last.get();
+        let writer = Uuid::new_v4();
+        let mut current: Option<u64> = None;
+        for _ in 0..self.budget.max_steps {
+            let now = now_millis();
+            let cas = match current {
+                None => {
+                    self.store
+                        .insert_sequence(namespace, stream, target, writer, now)
+                        .await
+                }
+                Some(expected) => {
+                    self.store
+                        .advance_sequence(namespace, stream, expected, target, writer, now)
+                        .await
+                }
+            };
+            let seen = match cas {
+                Ok(SequenceCas::Applied) => {
+                    self.metrics.record_operation("sequence_set", "done");
+                    return Ok(());
+                }
+                Ok(SequenceCas::NotApplied(seen)) => seen,
+                Err(error) => {
+                    let seen = self
+                        .resolve(namespace, stream, error, writer, started)
+                        .await?;
+                    if seen.is_some_and(|watermark| watermark.writer == Some(writer)) {
+                        self.metrics.record_operation("sequence_set", "done");
+                        return Ok(());
+                    }
+                    seen
+                }
+            };
+            current = seen.map(|watermark| watermark.last);
+        }
+        self.metrics.record_operation("sequence_set", "unavailable");
+        Err(DecideError::Undecided {
+            detail: format!(
+                "setting stream {:?} in {namespace} kept losing races; retry",
+                stream.as_str()
+            ),
+        })
+    }
+
+    /// Deletes a stream: its next message starts from `last = 0` again.
+    pub async fn delete(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+    ) -> Result<StreamOutcome, DecideError> {
+        let started = Instant::now();
+        for _ in 0..self.budget.max_steps {
+            match self.store.delete_sequence(namespace, stream).await {
+                Ok(SequenceCas::Applied) => return Ok(StreamOutcome::Done),
+                Ok(SequenceCas::NotApplied(_)) => return Ok(StreamOutcome::NotFound),
+                Err(error) => {
+                    // Gone after an unknown delete: deleted (by us, or by a
+                    // concurrent delete); either way the answer is "deleted".
+                    let seen = self
+                        .resolve(namespace, stream, error, Uuid::nil(), started)
+                        .await?;
+                    if seen.is_none() {
+                        return Ok(StreamOutcome::Done);
+                    }
+                }
+            }
+        }
+        Err(DecideError::Undecided {
+            detail: format!(
+                "deleting stream {:?} in {namespace} could not be decided; retry",
+                stream.as_str()
+            ),
+        })
+    }
+
+    /// Reads a stream's watermark linearizably.
+    pub async fn get(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+    ) -> Result<Option<Watermark>, DecideError> {
+        self.read(namespace, stream, Instant::now()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_number_advances() {
+        assert_eq!(judge(1, false, 0), Verdict::Advance);
+        assert_eq!(judge(8, false, 7), Verdict::Advance);
+    }
+
+    #[test]
+    fn numbers_at_or_below_the_watermark_are_duplicates() {
+        assert_eq!(
+            judge(7, false, 7),
+            Verdict::Refuse(AdvanceOutcome::Duplicate { last: 7 })
+        );
+        assert_eq!(
+            judge(1, true, 7),
+            Verdict::Refuse(AdvanceOutcome::Duplicate { last: 7 })
+        );
+    }
+
+    #[test]
+    fn a_jump_is_a_gap_unless_gaps_are_allowed() {
+        assert_eq!(
+            judge(10, false, 7),
+            Verdict::Refuse(AdvanceOutcome::Gap {
+                last: 7,
+                expected: 8
+            })
+        );
+        assert_eq!(judge(10, true, 7), Verdict::Advance);
+        assert_eq!(skipped(10, 7), Some((8, 9)));
+        assert_eq!(skipped(8, 7), None);
+        assert_eq!(skipped(5, 0), Some((1, 4)));
+    }
+}
