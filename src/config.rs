@@ -12,6 +12,7 @@ use scylla::statement::{Consistency, SerialConsistency};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::claims::ReadFirstPolicy;
 use crate::domain::{CASSANDRA_MAX_TTL_SECS, KeyspaceName, Namespace, RetentionPolicy};
 use crate::store::CqlSettings;
 use crate::store::migrate::Replication;
@@ -48,6 +49,13 @@ pub enum SerialConsistencyArg {
     LocalSerial,
     /// Linearizable across all datacenters (multi-DC deployments).
     Serial,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadFirstArg {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,6 +143,15 @@ pub struct ServeArgs {
     /// How long one request may take to decide, in milliseconds.
     #[arg(long, env = "DEDUPD_REQUEST_DEADLINE_MS", default_value_t = 10_000)]
     pub request_deadline_ms: u64,
+    /// Read before claiming, so that redeliveries of completed work are
+    /// answered without a Paxos round: `auto` (per namespace, while at least
+    /// --read-first-threshold of its recent claims were such redeliveries),
+    /// `always` or `never`.
+    #[arg(long, env = "DEDUPD_READ_FIRST", value_enum, default_value = "auto")]
+    pub read_first: ReadFirstArg,
+    /// The share of completed duplicates above which `auto` reads first.
+    #[arg(long, env = "DEDUPD_READ_FIRST_THRESHOLD", default_value_t = 0.25)]
+    pub read_first_threshold: f64,
     /// After SIGTERM, how long /readyz reports 503 before the listener
     /// closes, so load balancers stop sending traffic first.
     #[arg(long, env = "DEDUPD_SHUTDOWN_DELAY_SECS", default_value_t = 5)]
@@ -155,6 +172,18 @@ pub struct MigrateArgs {
     /// may start before the database is up).
     #[arg(long, env = "DEDUPD_MIGRATE_WAIT_SECS", default_value_t = 120)]
     pub wait_secs: u64,
+}
+
+impl ServeArgs {
+    pub fn read_first(&self) -> ReadFirstPolicy {
+        match self.read_first {
+            ReadFirstArg::Auto => ReadFirstPolicy::Auto {
+                threshold: self.read_first_threshold.clamp(0.0, 1.0),
+            },
+            ReadFirstArg::Always => ReadFirstPolicy::Always,
+            ReadFirstArg::Never => ReadFirstPolicy::Never,
+        }
+    }
 }
 
 impl CqlArgs {

@@ -97,6 +97,13 @@ pub struct Metrics {
     pub http_latency: HistogramFamily<HttpLabels>,
     pub in_flight: Gauge,
     pub overloaded: Counter,
+    pub read_first: Family<ReadFirstLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadFirstLabels {
+    /// `hit`: a completed claim answered without Paxos; `miss`: the LWT ran.
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -164,6 +171,15 @@ impl Metrics {
             "Requests refused at once because every store permit was taken",
             overloaded.clone(),
         );
+        let read_first = Family::<ReadFirstLabels, Counter>::default();
+        registry.register(
+            "read_first",
+            "Quorum reads made before a claim: hit (a completed duplicate answered without Paxos) or miss",
+            read_first.clone(),
+        );
+        for result in ["hit", "miss"] {
+            let _ = read_first.get_or_create(&ReadFirstLabels { result });
+        }
         // Every known series starts at zero, so dashboards and alerts see
         // `0` rather than no data before the first event.
         for outcome in CLAIM_OUTCOMES {
@@ -196,6 +212,7 @@ impl Metrics {
             http_latency,
             in_flight,
             overloaded,
+            read_first,
         }
     }
 
@@ -217,6 +234,13 @@ impl Metrics {
                 statement,
                 resolution,
             })
+            .inc();
+    }
+
+    pub fn record_read_first(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.read_first
+            .get_or_create(&ReadFirstLabels { result })
             .inc();
     }
 

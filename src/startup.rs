@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::claims::{ClaimService, RetryBudget};
+use crate::claims::{ClaimService, ReadFirstPolicy, RetryBudget};
 use crate::config::{Namespaces, ServeArgs};
 use crate::domain::KeyspaceName;
 use crate::http::{self, AppState, Health, Services};
@@ -29,6 +29,7 @@ pub struct AppConfig {
     pub migrate: Option<Replication>,
     pub max_in_flight: usize,
     pub budget: RetryBudget,
+    pub read_first: ReadFirstPolicy,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
 }
@@ -46,6 +47,7 @@ impl AppConfig {
                 deadline: Duration::from_millis(args.request_deadline_ms),
                 ..RetryBudget::default()
             },
+            read_first: args.read_first(),
             shutdown_delay: Duration::from_secs(args.shutdown_delay_secs),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs),
         })
@@ -201,6 +203,7 @@ async fn connect(
             store.clone(),
             state.metrics.clone(),
             config.budget,
+            config.read_first,
         )),
         sequences: Arc::new(SequenceService::new(
             store,

@@ -9,12 +9,15 @@
 //!   503 with `Retry-After`, never "duplicate" and never "acquired".
 
 mod decide;
+mod read_first;
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 pub use decide::{Step, next_step};
+use read_first::ReadFirst;
+pub use read_first::ReadFirstPolicy;
 
 use crate::domain::{
     ClaimKey, ClaimRecord, ClaimState, ClaimToken, Claimant, Fingerprint, LeaseRequest, Namespace,
@@ -86,6 +89,7 @@ pub struct ClaimService {
     store: Arc<Store>,
     metrics: Metrics,
     budget: RetryBudget,
+    read_first: ReadFirst,
 }
 
 /// What the serial read after an unknown outcome found, for the metric.
@@ -98,11 +102,17 @@ fn resolution_label(view: &RowView, ours: ClaimToken) -> &'static str {
 }
 
 impl ClaimService {
-    pub fn new(store: Arc<Store>, metrics: Metrics, budget: RetryBudget) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        metrics: Metrics,
+        budget: RetryBudget,
+        read_first: ReadFirstPolicy,
+    ) -> Self {
         Self {
             store,
             metrics,
             budget,
+            read_first: ReadFirst::new(read_first),
         }
     }
 
@@ -113,7 +123,16 @@ impl ClaimService {
     /// Claims `request.key`. Exactly one caller wins a key per retention
     /// window (per lease, counting takeovers).
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, DecideError> {
-        let outcome = self.claim_inner(request).await;
+        let outcome = match self.completed_duplicate(request).await {
+            Some(answer) => Ok(answer),
+            None => self.claim_inner(request).await,
+        };
+        let completed_duplicate = matches!(
+            &outcome,
+            Ok(ClaimOutcome::Duplicate { record }) if record.state == ClaimState::Completed
+        );
+        self.read_first
+            .observe(&request.namespace, completed_duplicate);
         let label = match &outcome {
             Ok(ClaimOutcome::Acquired { how, .. }) => match how {
                 Acquisition::New => "acquired",
@@ -130,6 +149,52 @@ impl ClaimService {
         };
         self.metrics.record_claim(label);
         outcome
+    }
+
+    /// The shortcut for redeliveries of finished work: one quorum read
+    /// instead of a Paxos round.
+    ///
+    /// Why a plain read may decide here, when everywhere else only a serial
+    /// read or an LWT may: `completed` is terminal inside the window. No
+    /// transition leaves it (release and extend refuse it, takeover applies
+    /// only to in-progress claims, completing again changes nothing), and
+    /// only expiry ends it. A quorum read returns only committed values, and
+    /// a value committed by Paxos was chosen and stays chosen. So a live
+    /// completed row seen now stays the linearizable state until
+    /// `expires_at`, and "duplicate, completed" is the answer an LWT would
+    /// give. Anything else (absent, in progress, expired, a failed read)
+    /// decides nothing and falls through to the LWT.
+    async fn completed_duplicate(&self, request: &ClaimRequest) -> Option<ClaimOutcome> {
+        if !self.read_first.applies_to(&request.namespace) {
+            return None;
+        }
+        let view = self
+            .store
+            .read_claim(
+                &request.namespace,
+                &request.key,
+                ReadMode::Quorum,
+                now_millis(),
+            )
+            .await;
+        let record = match view {
+            Ok(RowView::Live(record)) if record.state == ClaimState::Completed => record,
+            _ => {
+                self.metrics.record_read_first(false);
+                return None;
+            }
+        };
+        self.metrics.record_read_first(true);
+        // The same decision the LWT path makes for a completed row.
+        match next_step(
+            &RowView::Live(record),
+            request,
+            ClaimToken::generate(),
+            now_millis(),
+        ) {
+            Step::Answer(outcome) => Some(outcome),
+            _ => None,
+        }
     }
 
     async fn claim_inner(&self, request: &ClaimRequest) -> Result<ClaimOutcome, DecideError> {

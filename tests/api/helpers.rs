@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dedupd::claims::RetryBudget;
+use dedupd::claims::{ReadFirstPolicy, RetryBudget};
 use dedupd::config::Namespaces;
 use dedupd::domain::KeyspaceName;
 use dedupd::http::AppState;
@@ -43,6 +43,7 @@ pub struct TestOptions {
     pub nodes: Option<Vec<String>>,
     pub max_in_flight: usize,
     pub budget: RetryBudget,
+    pub read_first: ReadFirstPolicy,
     pub shutdown_delay: Duration,
     pub wait_ready: bool,
 }
@@ -54,6 +55,7 @@ impl Default for TestOptions {
             nodes: None,
             max_in_flight: 512,
             budget: RetryBudget::default(),
+            read_first: ReadFirstPolicy::default(),
             shutdown_delay: Duration::ZERO,
             wait_ready: true,
         }
@@ -81,6 +83,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         migrate: None,
         max_in_flight: options.max_in_flight,
         budget: options.budget,
+        read_first: options.read_first,
         shutdown_delay: options.shutdown_delay,
         drain_timeout: Duration::from_secs(5),
     };

@@ -12,4 +12,5 @@ mod helpers;
 mod lifecycle;
 mod migrate;
 mod operations;
+mod read_first;
 mod sequences;
