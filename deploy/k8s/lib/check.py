@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""Helpers for deploy/k8s/validate. Run by it, with the tools venv's Python.
+
+  check.py split OUT SCHEMAS RENDERED...
+      Sorts every object of the rendered streams by kind: core Kubernetes
+      kinds go to OUT/core/<stream>.yaml (for kubernetes-validate), custom
+      resources to OUT/cr/<schema>/<stream>-<n>.json (for check-jsonschema
+      with SCHEMAS/<schema>). An object of a kind with neither is an error.
+
+  check.py invariants RENDERED_DIR
+      The project's own rules, which no schema can express: the restricted
+      security context, probes and shutdown timing, and that each overlay's
+      database settings match the database manifests.
+
+  check.py mutations
+      Lists the self-test's deliberate breakages (name<TAB>description).
+
+  check.py mutate ROOT NAME
+      Applies one breakage to a copy of deploy/k8s at ROOT and prints the
+      text that validate's output must contain when it catches it.
+"""
+
+import json
+import os
+import re
+import sys
+
+import yaml
+
+# API groups served by Kubernetes itself: kubernetes-validate has schemas
+# for these. Everything else must have a schema in deploy/k8s/schemas.
+CORE_GROUPS = {
+    "",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "apps",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+}
+
+# Custom resources and the hand-written schema each is checked against.
+CUSTOM_SCHEMAS = {
+    ("scylla.scylladb.com/v1", "ScyllaCluster"): "scyllacluster-v1.json",
+    ("k8ssandra.io/v1alpha1", "K8ssandraCluster"): "k8ssandracluster-v1alpha1.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1.json",
+}
+
+
+def load_stream(path):
+    with open(path, encoding="utf-8") as handle:
+        return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
+
+
+def describe(obj):
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind', '?')}/{meta.get('name', '?')}"
+
+
+# ---------------------------------------------------------------- split
+
+
+def split(out, schemas, rendered):
+    errors = []
+    os.makedirs(os.path.join(out, "core"), exist_ok=True)
+    for path in rendered:
+        stream = os.path.splitext(os.path.basename(path))[0]
+        try:
+            docs = load_stream(path)
+        except yaml.YAMLError as error:
+            errors.append(f"{stream}: not YAML: {error}")
+            continue
+        core = []
+        custom_count = 0
+        for doc in docs:
+            if not isinstance(doc, dict) or "apiVersion" not in doc or "kind" not in doc:
+                errors.append(f"{stream}: an object without apiVersion and kind: {str(doc)[:80]}")
+                continue
+            api_version, kind = doc["apiVersion"], doc["kind"]
+            group = api_version.rpartition("/")[0] if "/" in api_version else ""
+            schema = CUSTOM_SCHEMAS.get((api_version, kind))
+            if schema:
+                if not os.path.exists(os.path.join(schemas, schema)):
+                    errors.append(f"{stream}: {describe(doc)}: schema {schema} is missing")
+                    continue
+                directory = os.path.join(out, "cr", schema)
+                os.makedirs(directory, exist_ok=True)
+                custom_count += 1
+                name = f"{stream}-{custom_count}-{kind.lower()}.json"
+                with open(os.path.join(directory, name), "w", encoding="utf-8") as handle:
+                    json.dump(doc, handle, indent=1, default=str)
+            elif group in CORE_GROUPS:
+                core.append(doc)
+            else:
+                errors.append(
+                    f"{stream}: {describe(doc)} is a {kind} of {api_version}, a kind with no "
+                    f"schema: add one to deploy/k8s/schemas and to CUSTOM_SCHEMAS in {__file__}"
+                )
+        if core:
+            with open(os.path.join(out, "core", f"{stream}.yaml"), "w", encoding="utf-8") as handle:
+                yaml.safe_dump_all(core, handle, sort_keys=False)
+        print(f"  {stream}: {len(core)} core objects, {custom_count} custom resources")
+    for error in errors:
+        print(f"ERROR {error}")
+    return 1 if errors else 0
+
+
+# ---------------------------------------------------------------- invariants
+
+
+class Problems:
+    def __init__(self):
+        self.items = []
+
+    def check(self, condition, where, message):
+        if not condition:
+            self.items.append(f"{where}: {message}")
+        return condition
+
+
+def quantity_present(resources, section, name):
+    return bool(((resources or {}).get(section) or {}).get(name))
+
+
+def check_pod_template(problems, where, template):
+    spec = template.get("spec") or {}
+    pod_sc = spec.get("securityContext") or {}
+    problems.check(spec.get("automountServiceAccountToken") is False, where,
+                   "automountServiceAccountToken must be false")
+    problems.check(pod_sc.get("runAsNonRoot") is True, where, "pod runAsNonRoot must be true")
+    problems.check(pod_sc.get("runAsUser") == 65532, where, "pod runAsUser must be 65532")
+    problems.check((pod_sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", where,
+                   "pod seccompProfile must be RuntimeDefault")
+    for container in spec.get("containers") or []:
+        cwhere = f"{where} container {container.get('name')}"
+        sc = container.get("securityContext") or {}
+        problems.check(sc.get("allowPrivilegeEscalation") is False, cwhere,
+                       "allowPrivilegeEscalation must be false")
+        problems.check(sc.get("readOnlyRootFilesystem") is True, cwhere,
+                       "readOnlyRootFilesystem must be true")
+        problems.check("ALL" in ((sc.get("capabilities") or {}).get("drop") or []), cwhere,
+                       "capabilities must drop ALL")
+        resources = container.get("resources")
+        for section, name in (("requests", "cpu"), ("requests", "memory"), ("limits", "memory")):
+            problems.check(quantity_present(resources, section, name), cwhere,
+                           f"resources.{section}.{name} must be set")
+        for env in container.get("env") or []:
+            if env.get("name") in ("DEDUPD_CQL_PASSWORD", "DEDUPD_CQL_USERNAME"):
+                problems.check("secretKeyRef" in (env.get("valueFrom") or {}), cwhere,
+                               f"{env['name']} must come from a Secret (secretKeyRef)")
+
+
+def env_of(configmaps, container):
+    """The environment the container gets from its envFrom ConfigMaps."""
+    merged = {}
+    for source in container.get("envFrom") or []:
+        ref = (source.get("configMapRef") or {}).get("name")
+        if ref in configmaps:
+            merged.update(configmaps[ref].get("data") or {})
+    return merged
+
+
+def database_endpoints(streams):
+    """What the database manifests offer: host names -> (dc, nodes, namespace, ports, pod labels)."""
+    endpoints = {}
+    for docs in streams.values():
+        for doc in docs:
+            kind = doc.get("kind")
+            meta = doc.get("metadata") or {}
+            namespace = meta.get("namespace", "default")
+            spec = doc.get("spec") or {}
+            if kind == "ScyllaCluster":
+                dc = (spec.get("datacenter") or {}).get("name")
+                nodes = sum(int(r.get("members") or 0) for r in (spec.get("datacenter") or {}).get("racks") or [])
+                service = f"{meta['name']}-client"
+                info = {"dc": dc, "nodes": nodes, "namespace": namespace, "source": describe(doc),
+                        "pod_labels": {"scylla/cluster": meta["name"]}}
+                for host in (f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}.svc"):
+                    endpoints[host] = info
+            elif kind == "K8ssandraCluster":
+                cassandra = spec.get("cassandra") or {}
+                cluster = cassandra.get("clusterName") or meta["name"]
+                cluster = re.sub(r"[^a-z0-9-]", "-", cluster.lower())
+                for dc in cassandra.get("datacenters") or []:
+                    dc_meta = dc.get("metadata") or {}
+                    service = f"{cluster}-{dc_meta.get('name')}-service"
+                    dc_ns = dc_meta.get("namespace", namespace)
+                    info = {"dc": dc.get("datacenterName") or dc_meta.get("name"),
+                            "nodes": int(dc.get("size") or 0), "namespace": dc_ns,
+                            "source": describe(doc),
+                            "pod_labels": {"cassandra.datastax.com/cluster": cluster}}
+                    for host in (f"{service}.{dc_ns}.svc.cluster.local", f"{service}.{dc_ns}.svc"):
+                        endpoints[host] = info
+    return endpoints
+
+
+def parse_replication(raw):
+    raw = (raw or "").strip()
+    if raw.isdigit():
+        return {"*": int(raw)}
+    result = {}
+    for part in raw.split(","):
+        dc, _, factor = part.partition(":")
+        if not factor.strip().isdigit():
+            return None
+        result[dc.strip()] = int(factor)
+    return result
+
+
+def egress_allows(policy, namespace, pod_labels, port):
+    for rule in (policy.get("spec") or {}).get("egress") or []:
+        ports = [p.get("port") for p in rule.get("ports") or []]
+        if port not in ports:
+            continue
+        peers = rule.get("to")
+        if not peers:
+            return True
+        for peer in peers:
+            if "ipBlock" in peer:
+                continue
+            if "namespaceSelector" in peer:
+                # Only the namespace-name label is known without a cluster.
+                ns_labels = (peer["namespaceSelector"] or {}).get("matchLabels") or {}
+                if ns_labels.get("kubernetes.io/metadata.name", namespace) != namespace:
+                    continue
+            elif (policy.get("metadata") or {}).get("namespace") != namespace:
+                continue  # a bare podSelector means the policy's own namespace
+            selector = ((peer.get("podSelector") or {}).get("matchLabels")) or {}
+            if all(pod_labels.get(k) == v for k, v in selector.items()):
+                return True
+    return False
+
+
+def check_overlay(problems, name, docs, endpoints):
+    by_kind = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
+
+    for secret in by_kind.get("Secret", []):
+        problems.check(False, name, f"renders {describe(secret)}: Secrets are created by hand, never "
+                       "committed in a kustomization (see base/secret.example.yaml)")
+
+    deployments = by_kind.get("Deployment", [])
+    if not problems.check(len(deployments) == 1, name, "expected exactly one Deployment"):
+        return
+    deployment = deployments[0]
+    where = f"{name} {describe(deployment)}"
+    spec = deployment["spec"]
+    template = spec["template"]
+    check_pod_template(problems, where, template)
+    pod = template["spec"]
+    containers = pod.get("containers") or []
+    container = next((c for c in containers if c.get("name") == "dedupd"), None)
+    if not problems.check(container is not None, where, "no container named dedupd"):
+        return
+    problems.check(((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable") == 0,
+                   where, "rollingUpdate.maxUnavailable must be 0")
+    problems.check((spec.get("minReadySeconds") or 0) > 0, where, "minReadySeconds must be set")
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
+    problems.check(ports.get("http") == 8080, where, "container port `http` must be 8080")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        get = ((container.get(probe) or {}).get("httpGet")) or {}
+        problems.check(get.get("path") == path and get.get("port") == "http", where,
+                       f"{probe} must GET {path} on port http")
+    keys = {c.get("topologyKey") for c in pod.get("topologySpreadConstraints") or []}
+    problems.check({"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys, where,
+                   "topologySpreadConstraints must cover zone and hostname")
+
+    env = env_of(configmaps, container)
+    for key in ("DEDUPD_CQL_NODES", "DEDUPD_LOCAL_DC", "DEDUPD_REPLICATION"):
+        problems.check(bool(env.get(key)), where, f"{key} is not set (a components/<database> sets it)")
+    problems.check(env.get("DEDUPD_LOG_FORMAT") == "json", where, "DEDUPD_LOG_FORMAT must be json")
+
+    # Shutdown: the kubelet must not kill the pod while it drains.
+    pre_stop = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
+    if problems.check(isinstance(pre_stop, int), where, "lifecycle.preStop.sleep.seconds must be set"):
+        try:
+            delay = int(env.get("DEDUPD_SHUTDOWN_DELAY_SECS", 5))
+            drain = int(env.get("DEDUPD_DRAIN_TIMEOUT_SECS", 20))
+        except ValueError:
+            delay, drain = 5, 20
+            problems.check(False, where, "DEDUPD_SHUTDOWN_DELAY_SECS/DEDUPD_DRAIN_TIMEOUT_SECS are not numbers")
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        needed = pre_stop + delay + drain
+        problems.check(grace > needed, where,
+                       f"terminationGracePeriodSeconds ({grace}) must exceed preStop ({pre_stop}) + "
+                       f"DEDUPD_SHUTDOWN_DELAY_SECS ({delay}) + DEDUPD_DRAIN_TIMEOUT_SECS ({drain}) = {needed}")
+
+    # Replicas: the HPA owns the count when there is one.
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    if hpas:
+        hpa = hpas[0]["spec"]
+        problems.check("replicas" not in spec, where,
+                       "has spec.replicas while an HPA scales it: every apply would reset the count")
+        problems.check(hpa.get("scaleTargetRef", {}).get("name") == deployment["metadata"]["name"], name,
+                       "the HPA does not target the Deployment")
+        min_replicas = hpa.get("minReplicas", 1)
+    else:
+        problems.check(isinstance(spec.get("replicas"), int), where,
+                       "has no HPA, so spec.replicas must be set to a number")
+        min_replicas = spec.get("replicas", 1)
+    if name.startswith("production"):
+        problems.check(min_replicas >= 3, name, f"production runs at least 3 replicas (has {min_replicas})")
+        problems.check(bool(hpas), name, "production has an HPA")
+        problems.check(bool(by_kind.get("PodDisruptionBudget")), name, "production has a PDB")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        pspec = pdb["spec"]
+        if "minAvailable" in pspec:
+            problems.check(isinstance(pspec["minAvailable"], int) and pspec["minAvailable"] < min_replicas,
+                           name, f"{describe(pdb)} minAvailable would block every node drain at "
+                           f"{min_replicas} replica(s)")
+        else:
+            problems.check(pspec.get("maxUnavailable") not in (0, "0%"), name,
+                           f"{describe(pdb)} maxUnavailable 0 blocks every node drain")
+
+    # Service and ServiceMonitor agree on the port name and select the pods.
+    pod_labels = (template.get("metadata") or {}).get("labels") or {}
+    services = by_kind.get("Service", [])
+    problems.check(len(services) == 1, name, "expected exactly one Service")
+    for service in services:
+        sspec = service["spec"]
+        problems.check(all(pod_labels.get(k) == v for k, v in (sspec.get("selector") or {}).items()),
+                       name, f"{describe(service)} does not select the Deployment's pods")
+        problems.check(any(p.get("name") == "http" and p.get("targetPort") == "http"
+                           for p in sspec.get("ports") or []), name,
+                       f"{describe(service)} must expose port `http` to targetPort `http`")
+        for monitor in by_kind.get("ServiceMonitor", []):
+            mspec = monitor["spec"]
+            wanted = (mspec.get("selector") or {}).get("matchLabels") or {}
+            labels = service["metadata"].get("labels") or {}
+            problems.check(all(labels.get(k) == v for k, v in wanted.items()), name,
+                           f"{describe(monitor)} does not select {describe(service)}")
+            port_names = {p.get("name") for p in sspec.get("ports") or []}
+            for endpoint in mspec.get("endpoints") or []:
+                problems.check(endpoint.get("port") in port_names, name,
+                               f"{describe(monitor)} scrapes port {endpoint.get('port')!r}, "
+                               f"which {describe(service)} does not name")
+                problems.check(endpoint.get("path") == "/metrics", name, f"{describe(monitor)} path must be /metrics")
+
+    # The migration Job: same image, bounded retries.
+    jobs = by_kind.get("Job", [])
+    problems.check(len(jobs) == 1, name, "expected one migration Job")
+    for job in jobs:
+        jwhere = f"{name} {describe(job)}"
+        jspec = job["spec"]
+        check_pod_template(problems, jwhere, jspec["template"])
+        problems.check(isinstance(jspec.get("backoffLimit"), int) and jspec["backoffLimit"] <= 6, jwhere,
+                       "backoffLimit must be set, at most 6")
+        jcontainer = (jspec["template"]["spec"].get("containers") or [{}])[0]
+        problems.check(jcontainer.get("args") == ["migrate"], jwhere, "must run `dedupd migrate`")
+        problems.check(jcontainer.get("image") == container.get("image"), jwhere,
+                       f"image {jcontainer.get('image')} differs from the server's {container.get('image')}")
+
+    # Every dedupd pod is fenced in by a NetworkPolicy, both ways.
+    policies = by_kind.get("NetworkPolicy", [])
+    for workload, pod_template in [(deployment, template)] + [(j, j["spec"]["template"]) for j in jobs]:
+        labels = (pod_template.get("metadata") or {}).get("labels") or {}
+        covering = [p for p in policies
+                    if all(labels.get(k) == v for k, v in
+                           (((p["spec"].get("podSelector") or {}).get("matchLabels")) or {}).items())
+                    and {"Ingress", "Egress"} <= set(p["spec"].get("policyTypes") or [])]
+        problems.check(bool(covering), name,
+                       f"no NetworkPolicy restricts both ingress and egress of {describe(workload)}'s pods")
+
+    # The database settings match a database this repository deploys.
+    local_dc = env.get("DEDUPD_LOCAL_DC")
+    replication = parse_replication(env.get("DEDUPD_REPLICATION"))
+    problems.check(replication is not None, where, f"DEDUPD_REPLICATION {env.get('DEDUPD_REPLICATION')!r} is not `n` or `dc:n,...`")
+    for node in (env.get("DEDUPD_CQL_NODES") or "").split(","):
+        host, _, port = node.strip().rpartition(":")
+        if not problems.check(host in endpoints, where,
+                              f"DEDUPD_CQL_NODES names {host!r}, which no database manifest here "
+                              f"serves (known: {', '.join(sorted(endpoints)) or 'none'})"):
+            continue
+        db = endpoints[host]
+        problems.check(port == "9042", where, f"contact point {node!r} is not the CQL port 9042")
+        problems.check(local_dc == db["dc"], where,
+                       f"DEDUPD_LOCAL_DC is {local_dc!r} but {db['source']} names its datacenter {db['dc']!r}")
+        if replication:
+            factor = replication.get(db["dc"], replication.get("*"))
+            problems.check(factor == 3, where,
+                           f"DEDUPD_REPLICATION gives datacenter {db['dc']!r} a factor of {factor}, not 3")
+            problems.check(factor is None or factor <= db["nodes"], where,
+                           f"replication factor {factor} exceeds the {db['nodes']} nodes of {db['source']}")
+            unknown = set(replication) - {"*", db["dc"]}
+            problems.check(not unknown, where, f"DEDUPD_REPLICATION names datacenters {sorted(unknown)} "
+                           f"that {db['source']} does not have")
+        for policy in policies:
+            problems.check(egress_allows(policy, db["namespace"], db["pod_labels"], 9042), name,
+                           f"{describe(policy)} does not let the pods reach {db['source']} "
+                           f"(namespace {db['namespace']}) on 9042")
+
+
+def check_database(problems, name, docs):
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    for doc in docs:
+        where = f"{name} {describe(doc)}"
+        spec = doc.get("spec") or {}
+        if doc["kind"] == "ScyllaCluster":
+            racks = (spec.get("datacenter") or {}).get("racks") or []
+            members = sum(int(r.get("members") or 0) for r in racks)
+            problems.check(members == 3, where, f"has {members} members, dedupd's replication expects 3")
+            for rack in racks:
+                config = rack.get("scyllaConfig")
+                if problems.check(config in configmaps, where,
+                                  f"rack {rack.get('name')} uses scyllaConfig {config!r}, not defined here"):
+                    text = (configmaps[config].get("data") or {}).get("scylla.yaml", "")
+                    settings = yaml.safe_load(text) or {}
+                    problems.check(settings.get("authenticator") == "PasswordAuthenticator", where,
+                                   f"{config} must turn on PasswordAuthenticator")
+        elif doc["kind"] == "K8ssandraCluster":
+            cassandra = spec.get("cassandra") or {}
+            problems.check(spec.get("auth", True) is True, where, "auth must stay on")
+            problems.check(str(cassandra.get("serverVersion", "")).startswith("5.0."), where,
+                           "serverVersion must be a Cassandra 5.0.x release")
+            yaml_config = ((cassandra.get("config") or {}).get("cassandraYaml")) or {}
+            for dc in cassandra.get("datacenters") or []:
+                dc_yaml = dict(yaml_config)
+                dc_yaml.update(((dc.get("config") or {}).get("cassandraYaml")) or {})
+                dc_name = (dc.get("metadata") or {}).get("name")
+                problems.check(dc_yaml.get("paxos_variant") == "v2", where,
+                               f"datacenter {dc_name} must set paxos_variant: v2 (it has "
+                               f"{dc_yaml.get('paxos_variant')!r})")
+                problems.check(dc.get("size") == 3, where,
+                               f"datacenter {dc_name} has {dc.get('size')} nodes, dedupd's replication expects 3")
+
+
+def invariants(rendered_dir):
+    streams = {}
+    for entry in sorted(os.listdir(rendered_dir)):
+        if entry.endswith(".yaml"):
+            streams[entry[:-5]] = load_stream(os.path.join(rendered_dir, entry))
+    problems = Problems()
+    databases = {k: v for k, v in streams.items() if k.startswith("database-")}
+    overlays = {k[len("overlay-"):]: v for k, v in streams.items() if k.startswith("overlay-")}
+    endpoints = database_endpoints(databases)
+    for name, docs in databases.items():
+        check_database(problems, name, docs)
+    for name, docs in overlays.items():
+        check_overlay(problems, name, docs, endpoints)
+    for item in problems.items:
+        print(f"ERROR invariant: {item}")
+    if not problems.items:
+        print(f"  {len(overlays)} overlays and {len(databases)} database manifests agree")
+    return 1 if problems.items else 0
+
+
+# ---------------------------------------------------------------- self-test
+
+
+def edit_yaml(path, change):
+    with open(path, encoding="utf-8") as handle:
+        docs = list(yaml.safe_load_all(handle))
+    change(docs)
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump_all(docs, handle, sort_keys=False)
+
+
+def edit_text(path, old, new):
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if old not in text:
+        raise SystemExit(f"self-test is stale: {old!r} not found in {path}")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text.replace(old, new, 1))
+
+
+def dedupd_container(docs):
+    return docs[0]["spec"]["template"]["spec"]["containers"][0]
+
+
+# name -> (description, file under deploy/k8s, change, text validate must print)
+MUTATIONS = {
+    "core-wrong-type": (
+        "Deployment spec.replicas: \"two\" (a string) in overlays/dev",
+        "overlays/dev/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"].update(replicas="two")),
+        "spec.replicas: 'two' is not of type 'integer'",
+    ),
+    "core-unknown-field": (
+        "unknown field `livenessprobe` (lower case) in the Deployment's container, under --strict",
+        "base/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: dedupd_container(d).update(livenessprobe={"periodSeconds": 10})),
+        "'livenessprobe' was unexpected",
+    ),
+    "core-removed-api": (
+        "PodDisruptionBudget as policy/v1beta1 (gone since 1.25): kubernetes-validate only warns",
+        "base/pdb.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0].update(apiVersion="policy/v1beta1")),
+        "Couldn't find schema for kind PodDisruptionBudget",
+    ),
+    "scylla-wrong-type": (
+        "ScyllaCluster rack members: \"1\" (a string)",
+        "scylla/scyllacluster.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["datacenter"]["racks"][0].update(members="1")),
+        "'1' is not of type 'integer'",
+    ),
+    "scylla-misspelled-field": (
+        "ScyllaCluster spec.developerMod (misspelled)",
+        "scylla/scyllacluster.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"].update(developerMod=False)),
+        "'developerMod' was unexpected",
+    ),
+    "k8ssandra-wrong-type": (
+        "K8ssandraCluster datacenter size: \"3\" (a string)",
+        "cassandra/k8ssandracluster.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["cassandra"]["datacenters"][0].update(size="3")),
+        "'3' is not of type 'integer'",
+    ),
+    "servicemonitor-wrong-port-type": (
+        "ServiceMonitor endpoint port: 8080 (a number; it must name the Service port)",
+        "base/servicemonitor.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["endpoints"][0].update(port=8080)),
+        "8080 is not of type 'string'",
+    ),
+    "render-missing-resource": (
+        "kustomization listing a file that does not exist",
+        "base/kustomization.yaml",
+        lambda p: edit_text(p, "  - migrate-job.yaml\n", "  - migrate-job.yaml\n  - missing.yaml\n"),
+        "render failed",
+    ),
+    "invariant-local-dc": (
+        "components/cassandra with DEDUPD_LOCAL_DC=dc2, a datacenter the K8ssandraCluster lacks",
+        "components/cassandra/kustomization.yaml",
+        lambda p: edit_text(p, "DEDUPD_LOCAL_DC=dc1", "DEDUPD_LOCAL_DC=dc2"),
+        "DEDUPD_LOCAL_DC is 'dc2'",
+    ),
+    "invariant-egress-namespace": (
+        "components/scylla's NetworkPolicy patch letting CQL out to namespace scylladb, not scylla",
+        "components/scylla/kustomization.yaml",
+        lambda p: edit_text(p, "kubernetes.io/metadata.name: scylla\n", "kubernetes.io/metadata.name: scylladb\n"),
+        "does not let the pods reach ScyllaCluster/scylla",
+    ),
+    "invariant-grace-period": (
+        "terminationGracePeriodSeconds 25, shorter than preStop + shutdown delay + drain",
+        "base/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=25)),
+        "terminationGracePeriodSeconds (25) must exceed",
+    ),
+    "invariant-paxos-v1": (
+        "K8ssandraCluster with paxos_variant: v1",
+        "cassandra/k8ssandracluster.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["cassandra"]["config"]["cassandraYaml"].update(paxos_variant="v1")),
+        "must set paxos_variant: v2",
+    ),
+    "invariant-secret-rendered": (
+        "secret.example.yaml added to the base kustomization",
+        "base/kustomization.yaml",
+        lambda p: edit_text(p, "  - migrate-job.yaml\n", "  - migrate-job.yaml\n  - secret.example.yaml\n"),
+        "Secrets are created by hand",
+    ),
+}
+
+
+def main(argv):
+    if len(argv) >= 4 and argv[1] == "split":
+        return split(argv[2], argv[3], argv[4:])
+    if len(argv) == 3 and argv[1] == "invariants":
+        return invariants(argv[2])
+    if len(argv) == 2 and argv[1] == "mutations":
+        for name, (description, *_rest) in MUTATIONS.items():
+            print(f"{name}\t{description}")
+        return 0
+    if len(argv) == 4 and argv[1] == "mutate":
+        description, relative, change, expected = MUTATIONS[argv[3]]
+        path = os.path.join(argv[2], relative)
+        with open(path, encoding="utf-8") as handle:
+            before = handle.read()
+        change(path)
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == before:
+                raise SystemExit(f"self-test mutation {argv[3]} changed nothing in {relative}")
+        print(expected)
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
