@@ -34,6 +34,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create the keyspace and apply the CQL migrations, then exit.
     Migrate(MigrateArgs),
+    /// Measure what lightweight transactions cost (see docs/lwt.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +154,11 @@ pub struct ServeArgs {
     /// The share of completed duplicates above which `auto` reads first.
     #[arg(long, env = "DEDUPD_READ_FIRST_THRESHOLD", default_value_t = 0.25)]
     pub read_first_threshold: f64,
+    /// Memory for the cache of completed claims, in MiB (0 turns it off).
+    /// Redeliveries of completed work are answered from it without a
+    /// database round trip; it cannot go stale (see README).
+    #[arg(long, env = "DEDUPD_COMPLETED_CACHE_MIB", default_value_t = 64)]
+    pub completed_cache_mib: u64,
     /// After SIGTERM, how long /readyz reports 503 before the listener
     /// closes, so load balancers stop sending traffic first.
     #[arg(long, env = "DEDUPD_SHUTDOWN_DELAY_SECS", default_value_t = 5)]

@@ -4,6 +4,7 @@
 //! retention window exactly one claimant wins. Claims are lightweight
 //! transactions on Cassandra or ScyllaDB.
 
+pub mod bench;
 pub mod claims;
 pub mod config;
 pub mod domain;

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -6,6 +7,7 @@ use clap::Parser;
 use dedupd::config::{Cli, Command, MigrateArgs};
 use dedupd::startup::{AppConfig, Application, shutdown_signal};
 use dedupd::store::connect_session;
+use dedupd::store::faults::FaultPlan;
 use dedupd::store::migrate::migrate;
 
 #[tokio::main]
@@ -15,7 +17,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             dedupd::telemetry::init(args.cql.log_format);
             let config = AppConfig::from_args(&args)?;
-            let application = Application::build(config)
+            let faults = match std::env::var("DEDUPD_FAILPOINTS") {
+                Ok(spec) => {
+                    let plan = FaultPlan::from_spec(&spec).map_err(anyhow::Error::msg)?;
+                    tracing::warn!(failpoints = %spec, "DEDUPD_FAILPOINTS is set: injecting faults on purpose");
+                    plan
+                }
+                Err(_) => FaultPlan::default(),
+            };
+            let application = Application::build_with_faults(config, Arc::new(faults))
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             application.run_until_stopped(shutdown_signal()).await
@@ -23,6 +33,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             dedupd::telemetry::init(args.cql.log_format);
             run_migrate(&args).await
+        }
+        Command::Bench(args) => {
+            // The in-process server's request logs would drown the report.
+            dedupd::telemetry::init_with_default(
+                dedupd::config::LogFormat::Text,
+                // The driver logs every lost connection while the bench
+                // restarts the node; the bench reports its own failures.
+                "warn,scylla=off",
+            );
+            dedupd::bench::run(args).await
         }
     }
 }

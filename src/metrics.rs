@@ -84,10 +84,22 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
-/// Every metric the service exports.
+/// A handle on the service's metrics: cheap to clone (one reference count),
+/// which matters because every request clones it.
 #[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
+pub struct Metrics(Arc<MetricSet>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// Every metric the service exports.
+pub struct MetricSet {
+    registry: Registry,
     pub claims: Family<OutcomeLabels, Counter>,
     pub operations: Family<OperationLabels, Counter>,
     pub store_latency: HistogramFamily<StatementLabels>,
@@ -98,11 +110,12 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub overloaded: Counter,
     pub read_first: Family<ReadFirstLabels, Counter>,
+    pub completed_cache: Family<ReadFirstLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadFirstLabels {
-    /// `hit`: a completed claim answered without Paxos; `miss`: the LWT ran.
+    /// `hit`: a completed claim answered without Paxos; `miss`: it was not.
     pub result: &'static str,
 }
 
@@ -114,6 +127,12 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self(Arc::new(MetricSet::new()))
+    }
+}
+
+impl MetricSet {
+    fn new() -> Self {
         let mut registry = Registry::with_prefix("dedupd");
         let claims = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -177,8 +196,15 @@ impl Metrics {
             "Quorum reads made before a claim: hit (a completed duplicate answered without Paxos) or miss",
             read_first.clone(),
         );
+        let completed_cache = Family::<ReadFirstLabels, Counter>::default();
+        registry.register(
+            "completed_cache",
+            "Claims looked up in the completed-claims cache: hit (answered from memory) or miss",
+            completed_cache.clone(),
+        );
         for result in ["hit", "miss"] {
             let _ = read_first.get_or_create(&ReadFirstLabels { result });
+            let _ = completed_cache.get_or_create(&ReadFirstLabels { result });
         }
         // Every known series starts at zero, so dashboards and alerts see
         // `0` rather than no data before the first event.
@@ -202,7 +228,7 @@ impl Metrics {
             }
         }
         Self {
-            registry: Arc::new(registry),
+            registry,
             claims,
             operations,
             store_latency,
@@ -213,6 +239,7 @@ impl Metrics {
             in_flight,
             overloaded,
             read_first,
+            completed_cache,
         }
     }
 
@@ -240,6 +267,13 @@ impl Metrics {
     pub fn record_read_first(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.read_first
+            .get_or_create(&ReadFirstLabels { result })
+            .inc();
+    }
+
+    pub fn record_completed_cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.completed_cache
             .get_or_create(&ReadFirstLabels { result })
             .inc();
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::claims::{ClaimService, ReadFirstPolicy, RetryBudget};
+use crate::claims::{ClaimService, ClaimSettings, RetryBudget};
 use crate::config::{Namespaces, ServeArgs};
 use crate::domain::KeyspaceName;
 use crate::http::{self, AppState, Health, Services};
@@ -28,8 +28,7 @@ pub struct AppConfig {
     /// Create the keyspace and apply migrations before serving.
     pub migrate: Option<Replication>,
     pub max_in_flight: usize,
-    pub budget: RetryBudget,
-    pub read_first: ReadFirstPolicy,
+    pub claims: ClaimSettings,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
 }
@@ -43,11 +42,14 @@ impl AppConfig {
             namespaces: Namespaces::load(args.config.as_deref())?,
             migrate: args.migrate.then(|| args.replication.clone()),
             max_in_flight: args.max_in_flight.max(1),
-            budget: RetryBudget {
-                deadline: Duration::from_millis(args.request_deadline_ms),
-                ..RetryBudget::default()
+            claims: ClaimSettings {
+                budget: RetryBudget {
+                    deadline: Duration::from_millis(args.request_deadline_ms),
+                    ..RetryBudget::default()
+                },
+                read_first: args.read_first(),
+                completed_cache_bytes: args.completed_cache_mib << 20,
             },
-            read_first: args.read_first(),
             shutdown_delay: Duration::from_secs(args.shutdown_delay_secs),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs),
         })
@@ -113,7 +115,7 @@ impl Application {
             faults,
         } = self;
         let connector = tokio::spawn(connect_until_ready(config.clone(), state.clone(), faults));
-        let request_timeout = config.budget.deadline + Duration::from_secs(5);
+        let request_timeout = config.claims.budget.deadline + Duration::from_secs(5);
         let app = http::router(state.clone(), request_timeout);
         let (stop_accepting, stop_signal) = oneshot::channel::<()>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -202,13 +204,12 @@ async fn connect(
         claims: Arc::new(ClaimService::new(
             store.clone(),
             state.metrics.clone(),
-            config.budget,
-            config.read_first,
+            config.claims,
         )),
         sequences: Arc::new(SequenceService::new(
             store,
             state.metrics.clone(),
-            config.budget,
+            config.claims.budget,
         )),
     })
 }

@@ -4,10 +4,15 @@
 //! The two faults are the two halves of an unknown outcome: the request was
 //! lost before it ran, or it ran and its answer was lost. The service must
 //! resolve both with a serial read and give the same answer it would have
-//! given without the fault. Nothing in the service's configuration turns a
-//! plan on; only code that builds the application (the tests) can.
+//! given without the fault.
+//!
+//! Tests arm a plan in code. For chaos runs of whole processes (the fault
+//! checker, `dedupd check`), `DEDUPD_FAILPOINTS` arms random faults, e.g.
+//! `claim_insert=after:0.05,claim_read_serial=before:0.01`; the service
+//! logs a warning at start when it is set. Nothing else turns faults on.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use scylla::errors::ExecutionError;
@@ -30,10 +35,22 @@ struct Rule {
     remaining: usize,
 }
 
-/// Faults to inject, each for the next `times` executions of a statement.
+/// A fault that strikes each execution of a statement with a probability.
+#[derive(Debug, Clone, PartialEq)]
+struct RandomRule {
+    statement: String,
+    fault: Fault,
+    probability: f64,
+}
+
+/// Faults to inject, each for the next `times` executions of a statement,
+/// or at random.
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     rules: Mutex<Vec<Rule>>,
+    random: Vec<RandomRule>,
+    /// xorshift state for the random rules; any nonzero seed will do.
+    dice: AtomicU64,
 }
 
 impl FaultPlan {
@@ -59,22 +76,139 @@ impl FaultPlan {
         self.rules.lock().expect("fault plan lock").clear();
     }
 
+    /// Parses a `DEDUPD_FAILPOINTS` value: comma-separated
+    /// `statement=before|after:probability`.
+    pub fn from_spec(spec: &str) -> Result<Self, String> {
+        let mut random = Vec::new();
+        for part in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let parsed = part.split_once('=').and_then(|(statement, rest)| {
+                let (fault, probability) = rest.split_once(':')?;
+                let fault = match fault {
+                    "before" => Fault::TimeoutBeforeSend,
+                    "after" => Fault::TimeoutAfterApply,
+                    _ => return None,
+                };
+                let probability: f64 = probability.parse().ok()?;
+                (0.0..=1.0).contains(&probability).then(|| RandomRule {
+                    statement: statement.to_owned(),
+                    fault,
+                    probability,
+                })
+            });
+            random.push(parsed.ok_or_else(|| {
+                format!("invalid failpoint {part:?}: expected statement=before|after:probability")
+            })?);
+        }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9_7F4A_7C15, |elapsed| elapsed.as_nanos() as u64)
+            | 1;
+        Ok(Self {
+            rules: Mutex::new(Vec::new()),
+            random,
+            dice: AtomicU64::new(seed),
+        })
+    }
+
+    /// Whether any random failpoint is armed.
+    pub fn has_random_faults(&self) -> bool {
+        !self.random.is_empty()
+    }
+
+    /// A uniform number in [0, 1) from a shared xorshift generator.
+    fn roll(&self) -> f64 {
+        let mut state = self.dice.load(Ordering::Relaxed).max(1);
+        loop {
+            let mut next = state;
+            next ^= next << 13;
+            next ^= next >> 7;
+            next ^= next << 17;
+            match self
+                .dice
+                .compare_exchange_weak(state, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return (next >> 11) as f64 / (1u64 << 53) as f64,
+                Err(current) => state = current.max(1),
+            }
+        }
+    }
+
     /// Takes the next fault planned for `statement`, if any.
     pub(crate) fn next(&self, statement: &'static str, partition: &str) -> Option<Fault> {
-        let mut rules = self.rules.lock().expect("fault plan lock");
-        let rule = rules.iter_mut().find(|rule| {
-            rule.statement == statement
-                && rule.remaining > 0
-                && rule
-                    .partition
-                    .as_deref()
-                    .is_none_or(|only| only == partition)
-        })?;
-        rule.remaining -= 1;
-        Some(rule.fault)
+        {
+            let mut rules = self.rules.lock().expect("fault plan lock");
+            let planned = rules.iter_mut().find(|rule| {
+                rule.statement == statement
+                    && rule.remaining > 0
+                    && rule
+                        .partition
+                        .as_deref()
+                        .is_none_or(|only| only == partition)
+            });
+            if let Some(rule) = planned {
+                rule.remaining -= 1;
+                return Some(rule.fault);
+            }
+        }
+        self.random
+            .iter()
+            .find(|rule| rule.statement == statement && self.roll() < rule.probability)
+            .map(|rule| rule.fault)
     }
 
     pub(crate) fn injected_error() -> ExecutionError {
         ExecutionError::RequestTimeout(Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failpoint_specs_parse_or_say_why_not() {
+        let plan =
+            FaultPlan::from_spec("claim_insert=after:1, claim_read_serial=before:0").unwrap();
+        assert!(plan.has_random_faults());
+        assert_eq!(
+            plan.next("claim_insert", "k"),
+            Some(Fault::TimeoutAfterApply)
+        );
+        assert_eq!(plan.next("claim_read_serial", "k"), None);
+        assert_eq!(plan.next("claim_complete", "k"), None);
+        for bad in [
+            "claim_insert",
+            "claim_insert=during:0.1",
+            "claim_insert=after:2",
+            "x=after:y",
+        ] {
+            assert!(FaultPlan::from_spec(bad).is_err(), "{bad}");
+        }
+        assert!(!FaultPlan::from_spec("").unwrap().has_random_faults());
+    }
+
+    #[test]
+    fn random_faults_strike_at_about_their_rate() {
+        let plan = FaultPlan::from_spec("claim_insert=before:0.25").unwrap();
+        let struck = (0..10_000)
+            .filter(|_| plan.next("claim_insert", "k").is_some())
+            .count();
+        assert!((2_000..3_000).contains(&struck), "{struck}");
+    }
+
+    #[test]
+    fn planned_faults_come_first_and_run_out() {
+        let plan = FaultPlan::default();
+        plan.inject_for("claim_insert", "a", Fault::TimeoutBeforeSend, 1);
+        assert_eq!(plan.next("claim_insert", "b"), None);
+        assert_eq!(
+            plan.next("claim_insert", "a"),
+            Some(Fault::TimeoutBeforeSend)
+        );
+        assert_eq!(plan.next("claim_insert", "a"), None);
     }
 }

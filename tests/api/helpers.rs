@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dedupd::claims::{ReadFirstPolicy, RetryBudget};
+use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget};
 use dedupd::config::Namespaces;
 use dedupd::domain::KeyspaceName;
 use dedupd::http::AppState;
@@ -44,6 +44,7 @@ pub struct TestOptions {
     pub max_in_flight: usize,
     pub budget: RetryBudget,
     pub read_first: ReadFirstPolicy,
+    pub completed_cache_bytes: u64,
     pub shutdown_delay: Duration,
     pub wait_ready: bool,
 }
@@ -56,6 +57,7 @@ impl Default for TestOptions {
             max_in_flight: 512,
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
+            completed_cache_bytes: ClaimSettings::default().completed_cache_bytes,
             shutdown_delay: Duration::ZERO,
             wait_ready: true,
         }
@@ -82,8 +84,11 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         namespaces: options.namespaces,
         migrate: None,
         max_in_flight: options.max_in_flight,
-        budget: options.budget,
-        read_first: options.read_first,
+        claims: ClaimSettings {
+            budget: options.budget,
+            read_first: options.read_first,
+            completed_cache_bytes: options.completed_cache_bytes,
+        },
         shutdown_delay: options.shutdown_delay,
         drain_timeout: Duration::from_secs(5),
     };

@@ -82,11 +82,17 @@ async fn metrics_count_claims_by_outcome_and_time_the_store() {
         ),
         1.0
     );
-    assert!(
+    // The last duplicate came from the completed-claims cache: two INSERTs.
+    assert_eq!(
         metric_value(
             &text,
             "dedupd_store_latency_seconds_count{statement=\"claim_insert\"}"
-        ) >= 3.0
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric_value(&text, "dedupd_completed_cache_total{result=\"hit\"}"),
+        1.0
     );
     assert!(text.contains("dedupd_store_errors_total"));
     assert!(text.contains("dedupd_unknown_outcomes_total"));

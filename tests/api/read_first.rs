@@ -1,5 +1,6 @@
-//! The duplicate shortcut: a quorum read answers redeliveries of completed
-//! work without a Paxos round, and decides nothing else.
+//! The duplicate shortcuts: the completed-claims cache answers redeliveries
+//! of completed work from memory, a quorum read answers them without a
+//! Paxos round, and neither decides anything else.
 
 use dedupd::claims::ReadFirstPolicy;
 use reqwest::StatusCode;
@@ -7,9 +8,12 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, TestOptions, metric_value, spawn_app_with};
 
+/// An app with the read-first policy and the cache off, so that the quorum
+/// read is what is tested.
 async fn spawn(policy: ReadFirstPolicy) -> TestApp {
     spawn_app_with(TestOptions {
         read_first: policy,
+        completed_cache_bytes: 0,
         ..TestOptions::default()
     })
     .await
@@ -105,4 +109,87 @@ async fn auto_starts_reading_first_once_redeliveries_dominate() {
     }
     let (hits, misses, _) = counts(&never).await;
     assert_eq!((hits, misses), (0.0, 0.0));
+}
+
+fn statement_count(text: &str, statement: &str) -> f64 {
+    metric_value(
+        text,
+        &format!("dedupd_store_latency_seconds_count{{statement=\"{statement}\"}}"),
+    )
+}
+
+#[tokio::test]
+async fn completed_claims_are_answered_from_memory_on_every_instance() {
+    let first = spawn_app_with(TestOptions::default()).await;
+    let token = first.acquire("cached", json!({"fingerprint": "f"})).await;
+    first.complete("cached", &token, json!("r")).await;
+    let before = first.metrics().await;
+    for _ in 0..5 {
+        let (status, body) = first.claim_json("cached", json!({})).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["result"], "r");
+    }
+    let (status, _) = first
+        .claim_json("cached", json!({"fingerprint": "other"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "fingerprints are checked in memory too"
+    );
+    let after = first.metrics().await;
+    assert_eq!(
+        metric_value(&after, "dedupd_completed_cache_total{result=\"hit\"}")
+            - metric_value(&before, "dedupd_completed_cache_total{result=\"hit\"}"),
+        6.0
+    );
+    for statement in ["claim_insert", "claim_read", "claim_read_serial"] {
+        assert_eq!(
+            statement_count(&after, statement),
+            statement_count(&before, statement),
+            "{statement} ran for a cached duplicate"
+        );
+    }
+
+    // Another instance learns it from its first duplicate, then answers
+    // from memory as well.
+    let mut second = spawn_app_with(TestOptions::default()).await;
+    second.namespace = first.namespace.clone();
+    let (status, _) = second.claim_json("cached", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = second.claim_json("cached", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let text = second.metrics().await;
+    assert_eq!(
+        metric_value(&text, "dedupd_completed_cache_total{result=\"hit\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn in_progress_claims_are_never_cached() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    let token = app.acquire("working", json!({})).await;
+    app.claim_json("working", json!({})).await;
+    // Released, the key is free at once: nothing remembered it as taken.
+    app.release("working", &token).await;
+    let (status, _) = app.claim_json("working", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let text = app.metrics().await;
+    assert_eq!(
+        metric_value(&text, "dedupd_completed_cache_total{result=\"hit\"}"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_cached_claim_is_forgotten_when_its_window_ends() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    app.acquire("fleeting", json!({"ttl_secs": 2, "complete": true}))
+        .await;
+    let (status, _) = app.claim_json("fleeting", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, body) = app.claim_json("fleeting", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

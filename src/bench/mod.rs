@@ -1,0 +1,763 @@
+//! `dedupd bench`: what the guarantee costs, measured side by side in one
+//! run against one cluster.
+//!
+//! It starts what it measures: a dedupd server in-process on a free
+//! loopback port, over the Cassandra in DEDUPD_CQL_NODES or the local node
+//! (started with deploy/local/cassandra when none is named). Scenarios run
+//! interleaved, a slice each per round, so that drift of the machine (other
+//! load, compaction, JIT warm-up) lands on all of them alike.
+
+mod load;
+mod report;
+mod scenarios;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use scylla::statement::SerialConsistency;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::claims::ClaimSettings;
+use crate::config::Namespaces;
+use crate::domain::KeyspaceName;
+use crate::startup::{AppConfig, Application};
+use crate::store::migrate::{Replication, migrate};
+use crate::store::{CqlSettings, connect_session};
+use load::{Measurement, Operation, closed_loop, open_loop};
+use report::{Check, Ratios, ScenarioReport};
+use scenarios::{BENCH_TABLES, HttpApi, RawDriver};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfileName {
+    /// A few minutes: every scenario but the Paxos v1 restart.
+    Ci,
+    /// Larger samples, and Paxos v1 against v2 (restarts the local node).
+    Full,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// How much to run.
+    #[arg(long, value_enum, default_value = "full")]
+    pub profile: ProfileName,
+    /// CQL contact points. Unset: the local node, started if needed.
+    #[arg(long, env = "DEDUPD_CQL_NODES", value_delimiter = ',')]
+    pub cql_nodes: Option<Vec<String>>,
+    /// The keyspace the benchmark creates and writes (never the service's).
+    #[arg(long, default_value = "dedupd_bench")]
+    pub keyspace: String,
+    /// Replication of the benchmark keyspace: `1`, `3`, or `dc1:3`.
+    #[arg(long, default_value = "1")]
+    pub replication: Replication,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the Markdown table here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write the latency chart (SVG) here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// The local-cluster script, used to start the node and, in the full
+    /// profile, to restart it with Paxos v1.
+    #[arg(long, default_value = "deploy/local/cassandra")]
+    pub local_cassandra: PathBuf,
+    /// Exit non-zero when a check fails (always on in the ci profile).
+    #[arg(long)]
+    pub check: bool,
+    /// Run only the scenarios whose names contain one of these (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// Sizes of one profile.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Profile {
+    rounds: u64,
+    warmup_ops: u64,
+    open_rate_per_s: f64,
+    open_ops_per_round: u64,
+    closed_workers: usize,
+    closed_ops_per_round: u64,
+    contention_ops_per_round: u64,
+    batch_rows: usize,
+    batch_ops_per_round: u64,
+    dup_preloaded_keys: usize,
+    dup_ops_per_round: u64,
+    paxos_v1: bool,
+    slice_deadline_secs: u64,
+}
+
+impl Profile {
+    fn of(name: ProfileName) -> Self {
+        match name {
+            ProfileName::Ci => Self {
+                rounds: 3,
+                warmup_ops: 150,
+                open_rate_per_s: 150.0,
+                open_ops_per_round: 300,
+                closed_workers: 16,
+                closed_ops_per_round: 1000,
+                contention_ops_per_round: 150,
+                batch_rows: 10,
+                batch_ops_per_round: 100,
+                dup_preloaded_keys: 1000,
+                dup_ops_per_round: 2000,
+                paxos_v1: false,
+                slice_deadline_secs: 30,
+            },
+            ProfileName::Full => Self {
+                rounds: 5,
+                warmup_ops: 300,
+                open_rate_per_s: 150.0,
+                open_ops_per_round: 600,
+                closed_workers: 16,
+                closed_ops_per_round: 3000,
+                contention_ops_per_round: 400,
+                batch_rows: 10,
+                batch_ops_per_round: 300,
+                dup_preloaded_keys: 10_000,
+                dup_ops_per_round: 6000,
+                paxos_v1: true,
+                slice_deadline_secs: 60,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    Open { rate_per_s: f64 },
+    Closed { workers: usize },
+}
+
+impl Load {
+    fn describe(self) -> String {
+        match self {
+            Load::Open { rate_per_s } => format!("open loop {rate_per_s:.0}/s"),
+            Load::Closed { workers } => format!("closed loop, {workers} workers"),
+        }
+    }
+}
+
+struct Scenario {
+    name: String,
+    load: Load,
+    operation: Operation,
+    ops_per_round: u64,
+    measured: Measurement,
+    next_index: u64,
+    /// CPU time this process spent during the measured slices.
+    cpu: Duration,
+}
+
+impl Scenario {
+    fn new(name: &str, load: Load, operation: Operation, ops_per_round: u64) -> Self {
+        Self {
+            name: name.to_owned(),
+            load,
+            operation,
+            ops_per_round,
+            measured: Measurement::default(),
+            next_index: 0,
+            cpu: Duration::ZERO,
+        }
+    }
+
+    /// Runs a measured slice and adds it, with the CPU it cost, to the totals.
+    async fn measure_slice(&mut self, deadline: Duration) {
+        let cpu_before = process_cpu();
+        let slice = self.run_slice(self.ops_per_round, deadline).await;
+        self.cpu += process_cpu().saturating_sub(cpu_before);
+        self.measured.merge(&slice);
+    }
+
+    fn report(&self) -> ScenarioReport {
+        let mut report = ScenarioReport::new(&self.name, self.load.describe(), &self.measured);
+        let answered = self.measured.count() + self.measured.errors;
+        if answered > 0 {
+            report.process_cpu_us_per_op =
+                Some((self.cpu.as_secs_f64() * 1e6 / answered as f64).round() as u64);
+        }
+        report
+    }
+
+    async fn run_slice(&mut self, ops: u64, deadline: Duration) -> Measurement {
+        let first = self.next_index;
+        self.next_index += ops;
+        match self.load {
+            Load::Open { rate_per_s } => {
+                open_loop(&self.operation, first, ops, rate_per_s, 2048).await
+            }
+            Load::Closed { workers } => {
+                closed_loop(&self.operation, first, ops, workers, deadline).await
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cores: usize,
+    os: String,
+    database_version: String,
+    paxos_variant: String,
+    nodes: Vec<String>,
+    replication: String,
+}
+
+#[derive(Serialize)]
+struct Memory {
+    rss_after_warmup_mib: f64,
+    rss_end_mib: f64,
+}
+
+#[derive(Serialize)]
+struct BenchReport {
+    profile: ProfileName,
+    sizes: Profile,
+    machine: Machine,
+    scenarios: Vec<ScenarioReport>,
+    ratios: Ratios,
+    cross_partition_batch_error: String,
+    memory: Memory,
+    checks: Vec<Check>,
+    duration_secs: f64,
+}
+
+/// CPU time (user + system) this process has used, from /proc: the load
+/// generator, the driver and, for HTTP scenarios, the in-process server.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(after_name) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let total_ticks = ticks(11) + ticks(12);
+    // Linux reports them in USER_HZ, which is 100 on every mainstream build.
+    Duration::from_millis(total_ticks * 10)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
+                kib.trim().parse::<f64>().ok()
+            })
+        })
+        .map(|kib| (kib / 1024.0 * 10.0).round() / 10.0)
+        .unwrap_or(0.0)
+}
+
+struct Progress {
+    terminal: bool,
+}
+
+impl Progress {
+    fn show(&self, text: &str) {
+        if self.terminal {
+            eprint!("\r\x1b[2K{text}");
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.terminal {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{text}");
+    }
+}
+
+/// A dedupd server running in this process.
+struct Server {
+    base: String,
+    metrics: crate::metrics::Metrics,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(settings: &CqlSettings, keyspace: &KeyspaceName) -> anyhow::Result<Self> {
+        let application = Application::build(AppConfig {
+            listen: "127.0.0.1:0".parse()?,
+            cql: settings.clone(),
+            keyspace: keyspace.clone(),
+            namespaces: Namespaces::default(),
+            migrate: None,
+            max_in_flight: 4096,
+            claims: ClaimSettings::default(),
+            shutdown_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(5),
+        })
+        .await?;
+        let base = format!("http://{}", application.local_addr()?);
+        let state = application.state();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(application.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        for _ in 0..300 {
+            if state.services.get().is_some() {
+                return Ok(Self {
+                    base,
+                    metrics: state.metrics.clone(),
+                    stop,
+                    task,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("the in-process dedupd never became ready")
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The completed-claims cache's (hits, misses) so far.
+fn cache_counts(metrics: &crate::metrics::Metrics) -> (f64, f64) {
+    let text = metrics.render();
+    let value = |result: &str| {
+        let prefix = format!("dedupd_completed_cache_total{{result=\"{result}\"}} ");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(prefix.as_str())?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    (value("hit"), value("miss"))
+}
+
+/// Runs the local-cluster script and returns what it printed last.
+async fn local_script(script: &PathBuf, args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(script)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{} {} failed:\n{}",
+        script.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+async fn query_text(session: &scylla::client::session::Session, cql: &str) -> String {
+    let Ok(result) = session.query_unpaged(cql, ()).await else {
+        return "unknown".into();
+    };
+    result
+        .into_rows_result()
+        .ok()
+        .and_then(|rows| rows.maybe_first_row::<(Option<String>,)>().ok().flatten())
+        .and_then(|(value,)| value)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn wait_for_cql(settings: &CqlSettings) -> anyhow::Result<scylla::client::session::Session> {
+    let mut last_error = None;
+    for _ in 0..60 {
+        match connect_session(settings).await {
+            Ok(session) => return Ok(session),
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(anyhow::anyhow!(
+        "the database did not answer: {last_error:?}"
+    ))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let profile = Profile::of(args.profile);
+    let progress = Progress {
+        terminal: std::io::stderr().is_terminal(),
+    };
+    let uses_local_node = args.cql_nodes.is_none();
+    let nodes = match &args.cql_nodes {
+        Some(nodes) => nodes.clone(),
+        None => {
+            progress.line("starting (or finding) the local Cassandra node");
+            local_script(&args.local_cassandra, &["up"])
+                .await?
+                .split(',')
+                .map(str::to_owned)
+                .collect()
+        }
+    };
+    let settings = CqlSettings::local(nodes.clone());
+    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let session = Arc::new(wait_for_cql(&settings).await?);
+    migrate(&session, &keyspace, &args.replication).await?;
+    for table in BENCH_TABLES {
+        session
+            .query_unpaged(table.replace("{ks}", keyspace.as_str()), ())
+            .await?;
+    }
+    session.await_schema_agreement().await?;
+    let database_version = query_text(&session, "SELECT release_version FROM system.local").await;
+    let paxos_variant = query_text(
+        &session,
+        "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
+    )
+    .await;
+
+    // The service under test, in this process, on a free loopback port.
+    let server = Server::start(&settings, &keyspace).await?;
+    let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let raw = Arc::new(
+        RawDriver::prepare(session.clone(), &keyspace, SerialConsistency::LocalSerial).await?,
+    );
+    let http = HttpApi::new(server.base.clone());
+    // One namespace per stream of claims, as services would use them: the
+    // read-first policy adapts per namespace.
+    let new_keys_namespace = format!("bench-{run_id}-new");
+    let dup_namespace = format!("bench-{run_id}-dup");
+
+    // Redeliveries need something to be redelivered: completed claims on
+    // one side, existing rows on the other, the same keys for both. The
+    // claims are completed through a second instance, so the measured one
+    // starts with a cold cache, as a replica would whose peers did the work.
+    progress.line(&format!(
+        "preloading {} completed keys for the duplicate-heavy stream",
+        profile.dup_preloaded_keys
+    ));
+    let preloaded: Arc<Vec<String>> = Arc::new(
+        (0..profile.dup_preloaded_keys)
+            .map(|i| format!("{run_id}-dup-{i}"))
+            .collect(),
+    );
+    raw.preload(&preloaded).await?;
+    let peer = Server::start(&settings, &keyspace).await?;
+    HttpApi::new(peer.base.clone())
+        .preload(&dup_namespace, &preloaded)
+        .await?;
+    peer.stop().await;
+
+    let open = Load::Open {
+        rate_per_s: profile.open_rate_per_s,
+    };
+    let closed = Load::Closed {
+        workers: profile.closed_workers,
+    };
+    let claim_body = serde_json::json!({"ttl_secs": 3600});
+    let mut scenarios = vec![
+        Scenario::new(
+            "plain_insert",
+            open,
+            raw.plain_insert(format!("{run_id}-plain")),
+            profile.open_ops_per_round,
+        ),
+        Scenario::new(
+            "lwt_insert",
+            open,
+            raw.lwt_insert(format!("{run_id}-lwt")),
+            profile.open_ops_per_round,
+        ),
+        Scenario::new(
+            "http_claim",
+            open,
+            http.claim_new(
+                new_keys_namespace.clone(),
+                format!("{run_id}-http"),
+                claim_body.clone(),
+            ),
+            profile.open_ops_per_round,
+        ),
+        Scenario::new(
+            "lwt_insert_c16",
+            closed,
+            raw.lwt_insert(format!("{run_id}-lwtc")),
+            profile.closed_ops_per_round,
+        ),
+        Scenario::new(
+            "http_claim_c16",
+            closed,
+            http.claim_new(
+                new_keys_namespace.clone(),
+                format!("{run_id}-httpc"),
+                claim_body,
+            ),
+            profile.closed_ops_per_round,
+        ),
+    ];
+    for workers in [1, 4, 16, 64] {
+        let load = Load::Closed { workers };
+        scenarios.push(Scenario::new(
+            &format!("same_key_c{workers}"),
+            load,
+            raw.lwt_same_key(format!("{run_id}-hot-{workers}")),
+            profile.contention_ops_per_round,
+        ));
+        scenarios.push(Scenario::new(
+            &format!("distinct_keys_c{workers}"),
+            load,
+            raw.lwt_insert(format!("{run_id}-cold-{workers}")),
+            profile.contention_ops_per_round,
+        ));
+    }
+    let rows = profile.batch_rows;
+    let batch_load = Load::Closed { workers: 4 };
+    scenarios.push(Scenario::new(
+        &format!("conditional_batch_{rows}_rows"),
+        batch_load,
+        raw.conditional_batch(format!("{run_id}-batch"), rows),
+        profile.batch_ops_per_round,
+    ));
+    scenarios.push(Scenario::new(
+        &format!("separate_lwts_{rows}_keys"),
+        batch_load,
+        raw.separate_lwts(format!("{run_id}-sep"), rows),
+        profile.batch_ops_per_round,
+    ));
+    scenarios.push(Scenario::new(
+        "dup_heavy_bare_lwt_c16",
+        closed,
+        raw.dup_heavy_bare(preloaded.clone(), format!("{run_id}-dupraw")),
+        profile.dup_ops_per_round,
+    ));
+    scenarios.push(Scenario::new(
+        "dup_heavy_dedupd_c16",
+        closed,
+        http.dup_heavy(
+            dup_namespace.clone(),
+            preloaded.clone(),
+            format!("{run_id}-duphttp"),
+        ),
+        profile.dup_ops_per_round,
+    ));
+
+    if !args.only.is_empty() {
+        scenarios.retain(|scenario| {
+            args.only
+                .iter()
+                .any(|part| scenario.name.contains(part.as_str()))
+        });
+    }
+    let deadline = Duration::from_secs(profile.slice_deadline_secs);
+    for scenario in &mut scenarios {
+        progress.show(&format!("warm-up: {}", scenario.name));
+        // The duplicate-heavy pair warms up over one pass of the preloaded
+        // keys: it is measured in the steady state of a long-running
+        // replica, whose completed-claims cache has seen the stream.
+        let ops = if scenario.name.starts_with("dup_heavy") {
+            profile.dup_preloaded_keys as u64
+        } else {
+            profile.warmup_ops.min(scenario.ops_per_round)
+        };
+        let _discarded = scenario.run_slice(ops, deadline).await;
+    }
+    let rss_after_warmup = rss_mib();
+    // The completed-claims cache's hits and misses during the measured
+    // duplicate-heavy slices: 9 in 10 of those requests are redeliveries of
+    // completed keys, so a working cache hits about 90 % of the time.
+    let (mut cache_hits, mut cache_misses) = (0.0, 0.0);
+    for round in 1..=profile.rounds {
+        for scenario in &mut scenarios {
+            progress.show(&format!(
+                "round {round}/{}: {} ({} ops)",
+                profile.rounds, scenario.name, scenario.ops_per_round
+            ));
+            let before = cache_counts(&server.metrics);
+            scenario.measure_slice(deadline).await;
+            if scenario.name == "dup_heavy_dedupd_c16" {
+                let after = cache_counts(&server.metrics);
+                cache_hits += after.0 - before.0;
+                cache_misses += after.1 - before.1;
+            }
+        }
+        progress.line(&format!("round {round}/{} done", profile.rounds));
+    }
+    let cross_partition_batch_error = raw.cross_partition_batch_error().await;
+    let cache_lookups = cache_hits + cache_misses;
+    let cache_hit_share =
+        (cache_lookups > 0.0).then(|| (cache_hits / cache_lookups * 1000.0).round() / 1000.0);
+    let mut reports: Vec<ScenarioReport> = scenarios.iter().map(Scenario::report).collect();
+
+    let paxos_v1_wanted = args.only.is_empty()
+        || args
+            .only
+            .iter()
+            .any(|part| "lwt_insert_paxos_v1".contains(part.as_str()));
+    let rss_end = rss_mib();
+    // The restart would make this process's sessions log their lost
+    // connections: close them first.
+    server.stop().await;
+    drop(raw);
+    drop(session);
+    if profile.paxos_v1 && paxos_v1_wanted {
+        if uses_local_node {
+            reports.extend(
+                paxos_v1_scenarios(&args, &settings, &keyspace, &profile, run_id, &progress)
+                    .await?,
+            );
+        } else {
+            progress.line(
+                "paxos v1: skipped (only the local node can be restarted with another variant)",
+            );
+        }
+    }
+    let mut ratios = Ratios::compute(&reports);
+    ratios.completed_cache_hit_share = cache_hit_share;
+    let checks = report::checks(&reports, &ratios);
+    let table = report::markdown_table(&reports);
+    let ratio_table = report::markdown_ratios(&ratios);
+    let machine = Machine {
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        database_version,
+        paxos_variant,
+        nodes,
+        replication: format!("{:?}", args.replication),
+    };
+    println!(
+        "\n## dedupd bench ({:?} profile) on {} cores, database {} (paxos {}), {}\n\n{table}\n{ratio_table}",
+        args.profile,
+        machine.cores,
+        machine.database_version,
+        machine.paxos_variant,
+        machine.replication
+    );
+    println!("conditional batch across two partitions: {cross_partition_batch_error}\n");
+    println!(
+        "memory (bench process, in-process server included): {rss_after_warmup} MiB after warm-up, {rss_end} MiB at the end\n"
+    );
+    for check in &checks {
+        println!(
+            "{} {}: {}",
+            if check.ok { "ok  " } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+    }
+    let report = BenchReport {
+        profile: args.profile,
+        sizes: profile,
+        machine,
+        scenarios: reports.clone(),
+        ratios,
+        cross_partition_batch_error,
+        memory: Memory {
+            rss_after_warmup_mib: rss_after_warmup,
+            rss_end_mib: rss_end,
+        },
+        checks: checks.clone(),
+        duration_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, format!("{table}\n{ratio_table}"))?;
+    }
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "dedupd bench: latency percentiles ({:?} profile, {} cores, database {})",
+            args.profile, report.machine.cores, report.machine.database_version
+        );
+        std::fs::write(path, report::svg_chart(&reports, &title))?;
+    }
+    println!("\nbench took {:.0} s", started.elapsed().as_secs_f64());
+    let gate = args.check || args.profile == ProfileName::Ci;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    if gate && !failed.is_empty() {
+        anyhow::bail!("benchmark checks failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// Restarts the local node with Paxos v1, measures plain and LWT inserts
+/// again, and restores v2.
+async fn paxos_v1_scenarios(
+    args: &BenchArgs,
+    settings: &CqlSettings,
+    keyspace: &KeyspaceName,
+    profile: &Profile,
+    run_id: &str,
+    progress: &Progress,
+) -> anyhow::Result<Vec<ScenarioReport>> {
+    progress.line("restarting the local node with paxos_variant v1");
+    local_script(&args.local_cassandra, &["restart", "--paxos", "v1"]).await?;
+    let result = async {
+        let session = Arc::new(wait_for_cql(settings).await?);
+        let raw =
+            Arc::new(RawDriver::prepare(session, keyspace, SerialConsistency::LocalSerial).await?);
+        let open = Load::Open {
+            rate_per_s: profile.open_rate_per_s,
+        };
+        let mut scenarios = vec![
+            Scenario::new(
+                "plain_insert_paxos_v1",
+                open,
+                raw.plain_insert(format!("{run_id}-plainv1")),
+                profile.open_ops_per_round,
+            ),
+            Scenario::new(
+                "lwt_insert_paxos_v1",
+                open,
+                raw.lwt_insert(format!("{run_id}-lwtv1")),
+                profile.open_ops_per_round,
+            ),
+        ];
+        let deadline = Duration::from_secs(profile.slice_deadline_secs);
+        for scenario in &mut scenarios {
+            let _warmup = scenario.run_slice(profile.warmup_ops, deadline).await;
+        }
+        for round in 1..=profile.rounds {
+            for scenario in &mut scenarios {
+                progress.show(&format!(
+                    "paxos v1 round {round}/{}: {}",
+                    profile.rounds, scenario.name
+                ));
+                let slice = scenario.run_slice(scenario.ops_per_round, deadline).await;
+                scenario.measured.merge(&slice);
+            }
+        }
+        anyhow::Ok(
+            scenarios
+                .iter()
+                .map(|s| ScenarioReport::new(&s.name, s.load.describe(), &s.measured))
+                .collect::<Vec<_>>(),
+        )
+    }
+    .await;
+    progress.line("restoring paxos_variant v2");
+    local_script(&args.local_cassandra, &["restart", "--paxos", "v2"]).await?;
+    result
+}

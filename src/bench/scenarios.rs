@@ -1,0 +1,380 @@
+//! The operations the benchmark times: raw driver statements (the baseline
+//! with no service in the way) and dedupd's HTTP API.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use scylla::client::session::Session;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
+use scylla::policies::retry::FallthroughRetryPolicy;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
+use scylla::value::Row;
+use uuid::Uuid;
+
+use super::load::Operation;
+use crate::domain::KeyspaceName;
+
+/// The tables the raw-driver scenarios write: a key-value table like the
+/// claims table, and one with a clustering column for conditional batches.
+pub const BENCH_TABLES: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS {ks}.bench_kv (k text PRIMARY KEY, v uuid) \
+     WITH gc_grace_seconds = 10800",
+    "CREATE TABLE IF NOT EXISTS {ks}.bench_rows (p text, c int, v uuid, PRIMARY KEY (p, c)) \
+     WITH gc_grace_seconds = 10800",
+];
+
+/// A short name for a driver error, for the report.
+pub fn error_kind(error: &ExecutionError) -> String {
+    match error {
+        ExecutionError::RequestTimeout(_) => "client_timeout".into(),
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => match db {
+            DbError::WriteTimeout {
+                write_type: WriteType::Cas,
+                ..
+            } => "cas_timeout".into(),
+            DbError::WriteTimeout { .. } => "write_timeout".into(),
+            DbError::ReadTimeout { .. } => "read_timeout".into(),
+            DbError::Unavailable { .. } => "unavailable".into(),
+            DbError::Overloaded => "overloaded".into(),
+            other => format!("db:{other:?}").chars().take(40).collect(),
+        },
+        other => format!("{other}").chars().take(40).collect(),
+    }
+}
+
+fn applied(result: scylla::response::query_result::QueryResult) -> Option<bool> {
+    let rows = result.into_rows_result().ok()?;
+    let row = rows.maybe_first_row::<Row>().ok()??;
+    match row.columns.first() {
+        Some(Some(scylla::value::CqlValue::Boolean(applied))) => Some(*applied),
+        _ => None,
+    }
+}
+
+/// Prepared statements on the bench tables.
+pub struct RawDriver {
+    session: Arc<Session>,
+    plain: PreparedStatement,
+    lwt: PreparedStatement,
+    row_lwt: PreparedStatement,
+}
+
+impl RawDriver {
+    pub async fn prepare(
+        session: Arc<Session>,
+        keyspace: &KeyspaceName,
+        serial: SerialConsistency,
+    ) -> anyhow::Result<Self> {
+        let ks = keyspace.as_str();
+        let mut plain = session
+            .prepare(format!(
+                "INSERT INTO {ks}.bench_kv (k, v) VALUES (?, ?) USING TTL 3600"
+            ))
+            .await?;
+        plain.set_consistency(Consistency::LocalQuorum);
+        let lwt_setup = |mut statement: PreparedStatement| {
+            // Exactly as the service sets its LWTs, so that the comparison
+            // is one of statement kinds, not of driver settings.
+            statement.set_consistency(Consistency::LocalQuorum);
+            statement.set_serial_consistency(Some(serial));
+            statement.set_retry_policy(Some(Arc::new(FallthroughRetryPolicy)));
+            statement.set_is_idempotent(false);
+            statement
+        };
+        let lwt = lwt_setup(
+            session
+                .prepare(format!(
+                    "INSERT INTO {ks}.bench_kv (k, v) VALUES (?, ?) IF NOT EXISTS USING TTL 3600"
+                ))
+                .await?,
+        );
+        let row_lwt = lwt_setup(
+            session
+                .prepare(format!(
+                    "INSERT INTO {ks}.bench_rows (p, c, v) VALUES (?, ?, ?) IF NOT EXISTS USING TTL 3600"
+                ))
+                .await?,
+        );
+        Ok(Self {
+            session,
+            plain,
+            lwt,
+            row_lwt,
+        })
+    }
+
+    /// `INSERT … USING TTL`: no guarantee, the floor.
+    pub fn plain_insert(self: &Arc<Self>, prefix: String) -> Operation {
+        let driver = self.clone();
+        Arc::new(move |index| {
+            let driver = driver.clone();
+            let key = format!("{prefix}-{index}");
+            Box::pin(async move {
+                driver
+                    .session
+                    .execute_unpaged(&driver.plain, (key, Uuid::new_v4()))
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| error_kind(&error))
+            })
+        })
+    }
+
+    async fn insert_if_not_exists(&self, key: String) -> Result<bool, String> {
+        let result = self
+            .session
+            .execute_unpaged(&self.lwt, (key, Uuid::new_v4()))
+            .await
+            .map_err(|error| error_kind(&error))?;
+        applied(result).ok_or_else(|| "no [applied]".to_owned())
+    }
+
+    /// `INSERT … IF NOT EXISTS USING TTL` on a new key: the same LWT a
+    /// claim makes. Not applied would mean a key clash: an error here.
+    pub fn lwt_insert(self: &Arc<Self>, prefix: String) -> Operation {
+        let driver = self.clone();
+        Arc::new(move |index| {
+            let driver = driver.clone();
+            let key = format!("{prefix}-{index}");
+            Box::pin(async move {
+                match driver.insert_if_not_exists(key).await? {
+                    true => Ok(()),
+                    false => Err("not_applied".into()),
+                }
+            })
+        })
+    }
+
+    /// The same LWT on one key for every call: all callers contend for one
+    /// Paxos instance. Applied or not, an answer is a success.
+    pub fn lwt_same_key(self: &Arc<Self>, key: String) -> Operation {
+        let driver = self.clone();
+        Arc::new(move |_| {
+            let driver = driver.clone();
+            let key = key.clone();
+            Box::pin(async move { driver.insert_if_not_exists(key).await.map(|_| ()) })
+        })
+    }
+
+    /// One conditional batch of `rows` rows in one partition: one Paxos round.
+    pub fn conditional_batch(self: &Arc<Self>, prefix: String, rows: usize) -> Operation {
+        let driver = self.clone();
+        Arc::new(move |index| {
+            let driver = driver.clone();
+            let partition = format!("{prefix}-{index}");
+            Box::pin(async move {
+                let mut batch = Batch::new(BatchType::Unlogged);
+                let mut values = Vec::with_capacity(rows);
+                for row in 0..rows {
+                    batch.append_statement(driver.row_lwt.clone());
+                    values.push((partition.clone(), row as i32, Uuid::new_v4()));
+                }
+                batch.set_serial_consistency(driver.row_lwt.get_serial_consistency());
+                batch.set_consistency(Consistency::LocalQuorum);
+                batch.set_retry_policy(Some(Arc::new(FallthroughRetryPolicy)));
+                let result = driver
+                    .session
+                    .batch(&batch, values)
+                    .await
+                    .map_err(|error| error_kind(&error))?;
+                match applied(result) {
+                    Some(true) => Ok(()),
+                    _ => Err("not_applied".into()),
+                }
+            })
+        })
+    }
+
+    /// `rows` separate LWTs on separate partitions, sent at once: what the
+    /// batch API does, because conditional batches cannot span partitions.
+    pub fn separate_lwts(self: &Arc<Self>, prefix: String, rows: usize) -> Operation {
+        let driver = self.clone();
+        Arc::new(move |index| {
+            let driver = driver.clone();
+            let prefix = prefix.clone();
+            Box::pin(async move {
+                let inserts = (0..rows).map(|row| {
+                    let driver = driver.clone();
+                    let key = format!("{prefix}-{index}-{row}");
+                    async move { driver.insert_if_not_exists(key).await }
+                });
+                for result in futures::future::join_all(inserts).await {
+                    if !result? {
+                        return Err("not_applied".into());
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// What a conditional batch across two partitions gets: shown, not hidden.
+    pub async fn cross_partition_batch_error(&self) -> String {
+        let mut batch = Batch::new(BatchType::Unlogged);
+        batch.append_statement(self.row_lwt.clone());
+        batch.append_statement(self.row_lwt.clone());
+        batch.set_serial_consistency(self.row_lwt.get_serial_consistency());
+        let values = (
+            ("cross-a".to_owned(), 0_i32, Uuid::new_v4()),
+            ("cross-b".to_owned(), 0_i32, Uuid::new_v4()),
+        );
+        match self.session.batch(&batch, values).await {
+            Ok(_) => {
+                "accepted (unexpected: the database allowed a cross-partition conditional batch)"
+                    .into()
+            }
+            Err(error) => error.to_string(),
+        }
+    }
+
+    /// Loads `keys` with an LWT each, so that later LWTs on them are refused.
+    pub async fn preload(&self, keys: &[String]) -> anyhow::Result<()> {
+        for chunk in keys.chunks(64) {
+            let inserts = chunk
+                .iter()
+                .map(|key| self.insert_if_not_exists(key.clone()));
+            for result in futures::future::join_all(inserts).await {
+                result.map_err(|kind| anyhow::anyhow!("preload failed: {kind}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A duplicate-heavy stream, one bare LWT per message: 9 in 10 messages
+    /// are redeliveries of `preloaded` keys, 1 in 10 is new.
+    pub fn dup_heavy_bare(
+        self: &Arc<Self>,
+        preloaded: Arc<Vec<String>>,
+        prefix: String,
+    ) -> Operation {
+        let driver = self.clone();
+        Arc::new(move |index| {
+            let driver = driver.clone();
+            let key = dup_heavy_key(&preloaded, &prefix, index);
+            Box::pin(async move { driver.insert_if_not_exists(key).await.map(|_| ()) })
+        })
+    }
+}
+
+/// 9 in 10 indexes pick a preloaded key (spread over all of them), 1 in 10
+/// a new one. Deterministic, so both sides of the comparison see the same
+/// stream.
+pub fn dup_heavy_key(preloaded: &[String], prefix: &str, index: u64) -> String {
+    if index.is_multiple_of(10) {
+        return format!("{prefix}-new-{index}");
+    }
+    let spread = (index.wrapping_mul(7919) % preloaded.len() as u64) as usize;
+    preloaded[spread].clone()
+}
+
+/// dedupd's HTTP API, as a lean client sees it: hyper's pooled HTTP/1.1
+/// client, bodies serialized once, URIs built without a URL parser.
+#[derive(Clone)]
+pub struct HttpApi {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl HttpApi {
+    pub fn new(base: String) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(connector),
+            base,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Bytes) -> Result<u16, String> {
+        let request = hyper::Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(|error| format!("request:{error}"))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| format!("http:{error}"))?;
+        let status = response.status().as_u16();
+        // Read the body: a real client does, and it is part of the cost.
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("http body:{error}"))?;
+        Ok(status)
+    }
+
+    /// A claim of a new key; anything but 201 is an error.
+    pub fn claim_new(
+        &self,
+        namespace: String,
+        prefix: String,
+        body: serde_json::Value,
+    ) -> Operation {
+        let api = self.clone();
+        let body = Bytes::from(body.to_string());
+        Arc::new(move |index| {
+            let api = api.clone();
+            let body = body.clone();
+            let path = format!("/v1/namespaces/{namespace}/claims/{prefix}-{index}");
+            Box::pin(async move {
+                match api.post(&path, body).await? {
+                    201 => Ok(()),
+                    status => Err(format!("http_{status}")),
+                }
+            })
+        })
+    }
+
+    /// The duplicate-heavy stream through dedupd: 201 and 409 are answers.
+    pub fn dup_heavy(
+        &self,
+        namespace: String,
+        preloaded: Arc<Vec<String>>,
+        prefix: String,
+    ) -> Operation {
+        let api = self.clone();
+        let body = Bytes::from_static(br#"{"complete":true}"#);
+        Arc::new(move |index| {
+            let api = api.clone();
+            let body = body.clone();
+            let key = dup_heavy_key(&preloaded, &prefix, index);
+            let path = format!("/v1/namespaces/{namespace}/claims/{key}");
+            Box::pin(async move {
+                match api.post(&path, body).await? {
+                    201 | 409 => Ok(()),
+                    status => Err(format!("http_{status}")),
+                }
+            })
+        })
+    }
+
+    /// Completes `keys` through the batch API, so their claims exist.
+    pub async fn preload(&self, namespace: &str, keys: &[String]) -> anyhow::Result<()> {
+        for chunk in keys.chunks(500) {
+            let claims: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|key| serde_json::json!({"key": key}))
+                .collect();
+            let body = serde_json::json!({"claims": claims, "complete": true}).to_string();
+            let status = self
+                .post(
+                    &format!("/v1/namespaces/{namespace}/claims"),
+                    Bytes::from(body),
+                )
+                .await
+                .map_err(|error| anyhow::anyhow!("preloading claims failed: {error}"))?;
+            anyhow::ensure!(status == 200, "preloading claims failed: HTTP {status}");
+        }
+        Ok(())
+    }
+}
