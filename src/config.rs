@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::claims::ReadFirstPolicy;
 use crate::domain::{CASSANDRA_MAX_TTL_SECS, KeyspaceName, Namespace, RetentionPolicy};
+use crate::http::auth::AuthFile;
 use crate::store::CqlSettings;
 use crate::store::migrate::Replication;
 
@@ -36,6 +37,11 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Measure what lightweight transactions cost (see docs/lwt.md).
     Bench(crate::bench::BenchArgs),
+    /// Check the guarantee under faults (needs a 3-node local cluster).
+    Check(crate::check::CheckArgs),
+    /// Print the SHA-256 of a bearer token read from stdin, for the
+    /// `[[auth.tokens]]` entries of the config file.
+    HashToken,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,6 +228,13 @@ impl CqlArgs {
 /// The optional TOML file.
 ///
 /// ```toml
+/// [auth]                  # bearer tokens; with none listed, no auth
+/// protect_metrics = true
+/// [[auth.tokens]]
+/// name = "orders-consumer"
+/// sha256 = "…"            # `dedupd hash-token` prints it
+/// namespaces = ["orders"] # or ["*"]
+///
 /// [defaults]              # for namespaces not listed (when none are listed)
 /// ttl_secs = 86400
 /// max_ttl_secs = 2592000
@@ -238,6 +251,21 @@ pub struct FileConfig {
     pub defaults: PolicyFile,
     #[serde(default)]
     pub namespaces: BTreeMap<String, PolicyFile>,
+    #[serde(default)]
+    pub auth: AuthFile,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            anyhow::anyhow!("cannot read config file {}: {error}", path.display())
+        })?;
+        toml::from_str(&text)
+            .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", path.display()))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -315,15 +343,7 @@ impl Namespaces {
     }
 
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let Some(path) = path else {
-            return Ok(Namespaces::default());
-        };
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            anyhow::anyhow!("cannot read config file {}: {error}", path.display())
-        })?;
-        let file: FileConfig = toml::from_str(&text)
-            .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", path.display()))?;
-        Self::from_file(&file)
+        Self::from_file(&FileConfig::load(path)?)
     }
 }
 

@@ -44,6 +44,21 @@ async fn main() -> anyhow::Result<()> {
             );
             dedupd::bench::run(args).await
         }
+        Command::HashToken => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            let token = token.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!token.is_empty(), "give the token on stdin");
+            println!("{}", dedupd::http::auth::hash_token(token));
+            Ok(())
+        }
+        Command::Check(args) => {
+            dedupd::telemetry::init_with_default(
+                dedupd::config::LogFormat::Text,
+                "warn,scylla=off",
+            );
+            dedupd::check::run(args).await
+        }
     }
 }
 

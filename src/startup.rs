@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::claims::{ClaimService, ClaimSettings, RetryBudget};
-use crate::config::{Namespaces, ServeArgs};
+use crate::config::{FileConfig, Namespaces, ServeArgs};
 use crate::domain::KeyspaceName;
+use crate::http::auth::Auth;
 use crate::http::{self, AppState, Health, Services};
 use crate::metrics::Metrics;
 use crate::sequences::SequenceService;
@@ -25,6 +26,7 @@ pub struct AppConfig {
     pub cql: CqlSettings,
     pub keyspace: KeyspaceName,
     pub namespaces: Namespaces,
+    pub auth: Auth,
     /// Create the keyspace and apply migrations before serving.
     pub migrate: Option<Replication>,
     pub max_in_flight: usize,
@@ -35,11 +37,13 @@ pub struct AppConfig {
 
 impl AppConfig {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = FileConfig::load(args.config.as_deref())?;
         Ok(Self {
             listen: args.listen,
             cql: args.cql.settings(),
             keyspace: args.cql.keyspace()?,
-            namespaces: Namespaces::load(args.config.as_deref())?,
+            namespaces: Namespaces::from_file(&file)?,
+            auth: Auth::from_file(&file.auth)?,
             migrate: args.migrate.then(|| args.replication.clone()),
             max_in_flight: args.max_in_flight.max(1),
             claims: ClaimSettings {
@@ -81,6 +85,7 @@ impl Application {
         let state = AppState {
             services: Arc::new(OnceLock::new()),
             namespaces: Arc::new(config.namespaces.clone()),
+            auth: Arc::new(config.auth.clone()),
             metrics: Metrics::new(),
             health: Arc::new(Health::default()),
             permits: Arc::new(Semaphore::new(config.max_in_flight)),

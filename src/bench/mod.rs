@@ -301,6 +301,7 @@ impl Server {
             cql: settings.clone(),
             keyspace: keyspace.clone(),
             namespaces: Namespaces::default(),
+            auth: Default::default(),
             migrate: None,
             max_in_flight: 4096,
             claims: ClaimSettings::default(),

@@ -153,6 +153,15 @@ impl ClaimService {
                     Some(answer) => Ok(answer),
                     None => self.claim_inner(request).await,
                 };
+                // Only claims the cache could not answer count towards
+                // reading first: when the cache catches the redeliveries, a
+                // read before every new key would be wasted.
+                let completed_duplicate = matches!(
+                    &outcome,
+                    Ok(ClaimOutcome::Duplicate { record }) if record.state == ClaimState::Completed
+                );
+                self.read_first
+                    .observe(&request.namespace, completed_duplicate);
                 if let Ok(
                     ClaimOutcome::Acquired { record, .. }
                     | ClaimOutcome::Duplicate { record }
@@ -164,12 +173,6 @@ impl ClaimService {
                 outcome
             }
         };
-        let completed_duplicate = matches!(
-            &outcome,
-            Ok(ClaimOutcome::Duplicate { record }) if record.state == ClaimState::Completed
-        );
-        self.read_first
-            .observe(&request.namespace, completed_duplicate);
         let label = match &outcome {
             Ok(ClaimOutcome::Acquired { how, .. }) => match how {
                 Acquisition::New => "acquired",

@@ -90,6 +90,10 @@ pub struct DuplicateResponse {
     pub lease_expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// For in_progress: the holder's `claimant`, when it set one (which
+    /// worker to look at when a claim stays in progress too long).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimant: Option<String>,
     /// Present when completed (null if the winner stored none).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -189,6 +193,7 @@ fn duplicate_response(record: &ClaimRecord) -> Response {
             record.lease_expires_at
         },
         completed_at: record.completed_at.filter(|_| completed),
+        claimant: record.claimant.clone().filter(|_| !completed),
         result: completed.then(|| {
             record
                 .result

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
+use super::auth::Auth;
 use super::error::ApiError;
 use crate::domain::{ClaimKey, Namespace, RetentionPolicy, StreamName};
 
@@ -66,12 +67,17 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiE
         .ok_or_else(|| ApiError::Internal(format!("route without {{{name}}}")))
 }
 
+/// The namespace in the path, checked in order: the caller's token (401),
+/// the name (400), that it exists (404), that the token may use it (403).
 fn namespace_and_policy(
+    parts: &Parts,
     params: &[(String, String)],
     state: &AppState,
 ) -> Result<(Namespace, RetentionPolicy), ApiError> {
+    let grant = state.auth.authenticate(&parts.headers)?;
     let namespace = Namespace::parse(param(params, "ns")?)
         .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+    Auth::authorize(grant, &namespace)?;
     let policy = state.namespaces.policy(&namespace).ok_or_else(|| {
         ApiError::NotFound(format!(
             "namespace {namespace} is not configured on this server"
@@ -91,7 +97,7 @@ impl FromRequestParts<AppState> for NamespacePath {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = decoded_params(parts, state).await?;
-        let (namespace, policy) = namespace_and_policy(&params, state)?;
+        let (namespace, policy) = namespace_and_policy(parts, &params, state)?;
         Ok(Self { namespace, policy })
     }
 }
@@ -108,7 +114,7 @@ impl FromRequestParts<AppState> for ClaimPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = decoded_params(parts, state).await?;
-        let (namespace, policy) = namespace_and_policy(&params, state)?;
+        let (namespace, policy) = namespace_and_policy(parts, &params, state)?;
         let key = ClaimKey::parse(param(&params, "key")?)
             .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
         Ok(Self {
@@ -130,7 +136,7 @@ impl FromRequestParts<AppState> for StreamPath {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = decoded_params(parts, state).await?;
-        let (namespace, _) = namespace_and_policy(&params, state)?;
+        let (namespace, _) = namespace_and_policy(parts, &params, state)?;
         let stream = StreamName::parse(param(&params, "stream")?)
             .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
         Ok(Self { namespace, stream })

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, middleware.
 
+pub mod auth;
 pub mod batch;
 pub mod claims;
 pub mod error;
@@ -59,6 +60,7 @@ pub struct AppState {
     /// Set once the database session is ready; until then requests get 503.
     pub services: Arc<OnceLock<Services>>,
     pub namespaces: Arc<Namespaces>,
+    pub auth: Arc<auth::Auth>,
     pub metrics: Metrics,
     pub health: Arc<Health>,
     /// Bounds the requests waiting on Cassandra. A request that finds no

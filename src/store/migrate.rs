@@ -176,6 +176,15 @@ async fn run(session: &Session, statement: &str) -> Result<(), MigrateError> {
     Ok(())
 }
 
+/// Whether the cluster is ScyllaDB: only its nodes announce shards.
+fn is_scylla(session: &Session) -> bool {
+    session
+        .get_cluster_state()
+        .get_nodes_info()
+        .iter()
+        .any(|node| node.sharder().is_some())
+}
+
 /// Creates `keyspace` if needed and applies every migration not yet
 /// recorded. Safe to run again: it applies nothing twice.
 pub async fn migrate(
@@ -183,14 +192,21 @@ pub async fn migrate(
     keyspace: &KeyspaceName,
     replication: &Replication,
 ) -> Result<MigrationReport, MigrateError> {
-    run(
-        session,
-        &format!(
-            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {} AND durable_writes = true",
-            replication.to_cql()
-        ),
-    )
-    .await?;
+    let create = format!(
+        "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {} AND durable_writes = true",
+        replication.to_cql()
+    );
+    if is_scylla(session) {
+        // ScyllaDB makes new keyspaces tablet-based by default, and LWT on
+        // tablets arrived only in 2025.4: ask for vnodes. A ScyllaDB older
+        // than tablets refuses the option, and then needs none.
+        let without_tablets = format!("{create} AND tablets = {{'enabled': false}}");
+        if run(session, &without_tablets).await.is_err() {
+            run(session, &create).await?;
+        }
+    } else {
+        run(session, &create).await?;
+    }
     session.await_schema_agreement().await?;
     // The CQL files name their tables without a keyspace; DDL is sent
     // unprepared, so a session-wide USE is unambiguous here.

@@ -40,6 +40,7 @@ impl Drop for TestApp {
 /// Knobs a test may turn; `Default` is what most tests want.
 pub struct TestOptions {
     pub namespaces: Namespaces,
+    pub auth: dedupd::http::auth::Auth,
     pub nodes: Option<Vec<String>>,
     pub max_in_flight: usize,
     pub budget: RetryBudget,
@@ -53,6 +54,7 @@ impl Default for TestOptions {
     fn default() -> Self {
         Self {
             namespaces: Namespaces::default(),
+            auth: Default::default(),
             nodes: None,
             max_in_flight: 512,
             budget: RetryBudget::default(),
@@ -82,6 +84,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         cql: CqlSettings::local(nodes),
         keyspace: KeyspaceName::parse(TEST_KEYSPACE).unwrap(),
         namespaces: options.namespaces,
+        auth: options.auth,
         migrate: None,
         max_in_flight: options.max_in_flight,
         claims: ClaimSettings {
