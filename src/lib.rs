@@ -5,6 +5,7 @@
 //! transactions on Cassandra or ScyllaDB.
 
 pub mod bench;
+pub mod check;
 pub mod claims;
 pub mod config;
 pub mod domain;

@@ -1,0 +1,659 @@
+//! What the checker's clients saw, and the verdict on it.
+//!
+//! Every request is recorded with the times it was sent and answered, on
+//! the same clock as the leases the service reports (one machine). The
+//! checks are Jepsen-style: an operation took effect at some instant
+//! between its send and its answer, so a check only calls a history wrong
+//! when no ordering of those instants could explain it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Slack for comparing the client's clock with lease ends the service
+/// computed: same machine, so this only covers rounding.
+const CLOCK_SLACK_MS: i64 = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimAnswer {
+    /// 201: a token (new, a takeover, or the caller's own handed back).
+    Granted {
+        token: String,
+        takeover: bool,
+        lease_end: Option<DateTime<Utc>>,
+    },
+    /// 409 duplicate.
+    Duplicate {
+        completed: bool,
+        /// The claimant that holds an in-progress claim, when it set one.
+        holder: Option<String>,
+        lease_end: Option<DateTime<Utc>>,
+    },
+    /// 503: undecided or unavailable, with Retry-After.
+    Unavailable { retry_after: bool },
+    /// No answer: connection refused or reset, timeout.
+    NoAnswer,
+    /// Any other status: never expected.
+    Unexpected(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRecord {
+    pub key: String,
+    pub claimant: String,
+    pub sent: DateTime<Utc>,
+    pub answered: DateTime<Utc>,
+    pub answer: ClaimAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionKind {
+    Complete,
+    Release,
+}
+
+#[derive(Debug, Clone)]
+pub struct TransitionRecord {
+    pub key: String,
+    pub token: String,
+    pub kind: TransitionKind,
+    pub sent: DateTime<Utc>,
+    /// The HTTP status, or `None` when there was no answer.
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceAnswer {
+    Accepted,
+    /// 409 duplicate or gap, with the watermark the service reported.
+    Duplicate {
+        last: u64,
+    },
+    Gap {
+        last: u64,
+    },
+    Unavailable {
+        retry_after: bool,
+    },
+    NoAnswer,
+    Unexpected(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct SequenceRecord {
+    pub stream: String,
+    pub seq: u64,
+    pub sent: DateTime<Utc>,
+    pub answered: DateTime<Utc>,
+    pub answer: SequenceAnswer,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    pub claims: Vec<ClaimRecord>,
+    pub transitions: Vec<TransitionRecord>,
+    pub sequences: Vec<SequenceRecord>,
+}
+
+/// The figures of one run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Figures {
+    pub requests: u64,
+    pub grants: u64,
+    pub takeovers: u64,
+    pub reentrant: u64,
+    pub duplicates_in_progress: u64,
+    pub duplicates_completed: u64,
+    pub unavailable_503: u64,
+    pub no_answer: u64,
+    pub completions: u64,
+    pub releases: u64,
+    pub sequence_offers: u64,
+    pub sequence_accepted: u64,
+    pub sequence_duplicates: u64,
+    pub keys_claimed: u64,
+}
+
+/// A grant: the first time a token was seen, and what became of it.
+#[derive(Debug, Clone)]
+struct Grant {
+    token: String,
+    claimant: String,
+    sent: DateTime<Utc>,
+    answered: DateTime<Utc>,
+    lease_end: Option<DateTime<Utc>>,
+}
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+impl History {
+    pub fn merge(&mut self, other: History) {
+        self.claims.extend(other.claims);
+        self.transitions.extend(other.transitions);
+        self.sequences.extend(other.sequences);
+    }
+
+    pub fn figures(&self) -> Figures {
+        let mut figures = Figures {
+            requests: (self.claims.len() + self.transitions.len() + self.sequences.len()) as u64,
+            ..Figures::default()
+        };
+        let mut tokens = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for record in &self.claims {
+            keys.insert(record.key.as_str());
+            match &record.answer {
+                ClaimAnswer::Granted {
+                    token, takeover, ..
+                } => {
+                    if tokens.insert(token.as_str()) {
+                        figures.grants += 1;
+                        figures.takeovers += u64::from(*takeover);
+                    } else {
+                        figures.reentrant += 1;
+                    }
+                }
+                ClaimAnswer::Duplicate {
+                    completed: true, ..
+                } => figures.duplicates_completed += 1,
+                ClaimAnswer::Duplicate { .. } => figures.duplicates_in_progress += 1,
+                ClaimAnswer::Unavailable { .. } => figures.unavailable_503 += 1,
+                ClaimAnswer::NoAnswer => figures.no_answer += 1,
+                ClaimAnswer::Unexpected(_) => {}
+            }
+        }
+        figures.keys_claimed = keys.len() as u64;
+        for transition in &self.transitions {
+            match (transition.kind, transition.status) {
+                (TransitionKind::Complete, Some(200)) => figures.completions += 1,
+                (TransitionKind::Release, Some(200)) => figures.releases += 1,
+                (_, None) => figures.no_answer += 1,
+                (_, Some(503)) => figures.unavailable_503 += 1,
+                _ => {}
+            }
+        }
+        for record in &self.sequences {
+            figures.sequence_offers += 1;
+            match record.answer {
+                SequenceAnswer::Accepted => figures.sequence_accepted += 1,
+                SequenceAnswer::Duplicate { .. } => figures.sequence_duplicates += 1,
+                SequenceAnswer::Unavailable { .. } => figures.unavailable_503 += 1,
+                SequenceAnswer::NoAnswer => figures.no_answer += 1,
+                _ => {}
+            }
+        }
+        figures
+    }
+
+    /// Every way the history breaks the guarantee; empty when it holds.
+    pub fn violations(&self) -> Vec<String> {
+        let mut violations = Vec::new();
+        self.check_answers(&mut violations);
+        self.check_double_grants(&mut violations);
+        self.check_duplicate_holders(&mut violations);
+        self.check_sequences(&mut violations);
+        violations
+    }
+
+    /// Answers the API never gives: other statuses, a 503 without
+    /// Retry-After.
+    fn check_answers(&self, violations: &mut Vec<String>) {
+        for record in &self.claims {
+            match record.answer {
+                ClaimAnswer::Unexpected(status) => {
+                    violations.push(format!("claim of {} answered {status}", record.key))
+                }
+                ClaimAnswer::Unavailable { retry_after: false } => violations.push(format!(
+                    "claim of {} answered 503 without Retry-After",
+                    record.key
+                )),
+                _ => {}
+            }
+        }
+        for record in &self.sequences {
+            match record.answer {
+                SequenceAnswer::Unexpected(status) => violations.push(format!(
+                    "offer of {} to {} answered {status}",
+                    record.seq, record.stream
+                )),
+                SequenceAnswer::Unavailable { retry_after: false } => violations.push(format!(
+                    "offer to {} answered 503 without Retry-After",
+                    record.stream
+                )),
+                _ => {}
+            }
+        }
+        for transition in &self.transitions {
+            if let Some(status) = transition.status
+                && !matches!(status, 200 | 404 | 409 | 503)
+            {
+                violations.push(format!(
+                    "{:?} of {} answered {status}",
+                    transition.kind, transition.key
+                ));
+            }
+        }
+    }
+
+    fn grants_by_key(&self) -> BTreeMap<&str, Vec<Grant>> {
+        let mut grants: BTreeMap<&str, Vec<Grant>> = BTreeMap::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for record in &self.claims {
+            let ClaimAnswer::Granted {
+                token, lease_end, ..
+            } = &record.answer
+            else {
+                continue;
+            };
+            let list = grants.entry(record.key.as_str()).or_default();
+            match seen.get(token.as_str()) {
+                // The same token again (a re-entrant claim): the same grant.
+                Some(&index) => {
+                    let grant = &mut list[index];
+                    grant.lease_end = grant.lease_end.max(*lease_end);
+                }
+                None => {
+                    seen.insert(token.as_str(), list.len());
+                    list.push(Grant {
+                        token: token.clone(),
+                        claimant: record.claimant.clone(),
+                        sent: record.sent,
+                        answered: record.answered,
+                        lease_end: *lease_end,
+                    });
+                }
+            }
+        }
+        grants
+    }
+
+    /// No key is granted to a second token while an earlier grant is live:
+    /// not released, not past its lease, and never after a completion.
+    fn check_double_grants(&self, violations: &mut Vec<String>) {
+        let completed: BTreeSet<&str> = self
+            .transitions
+            .iter()
+            .filter(|t| t.kind == TransitionKind::Complete && t.status == Some(200))
+            .map(|t| t.token.as_str())
+            .collect();
+        // A release that was not refused may have applied: only a 404 or
+        // 409 proves it did not.
+        let released: HashMap<&str, DateTime<Utc>> = self
+            .transitions
+            .iter()
+            .filter(|t| t.kind == TransitionKind::Release && !matches!(t.status, Some(404 | 409)))
+            .fold(HashMap::new(), |mut first, t| {
+                let entry = first.entry(t.token.as_str()).or_insert(t.sent);
+                *entry = (*entry).min(t.sent);
+                first
+            });
+        for (key, grants) in self.grants_by_key() {
+            for earlier in &grants {
+                for later in &grants {
+                    // Only pairs whose order is certain: the later one was
+                    // sent after the earlier one was answered.
+                    if later.token == earlier.token || later.sent <= earlier.answered {
+                        continue;
+                    }
+                    if completed.contains(earlier.token.as_str()) {
+                        violations.push(format!(
+                            "double grant on {key}: {} was granted at {} after {} had completed",
+                            later.token, later.answered, earlier.token
+                        ));
+                        continue;
+                    }
+                    let released_in_time = released
+                        .get(earlier.token.as_str())
+                        .is_some_and(|at| *at <= later.answered);
+                    let lease_passed = earlier
+                        .lease_end
+                        .is_some_and(|end| ms(end) <= ms(later.answered) + CLOCK_SLACK_MS);
+                    if !released_in_time && !lease_passed {
+                        violations.push(format!(
+                            "double grant on {key}: {} (claimant {}) was granted at {} while {} (claimant {}) held it until {:?}",
+                            later.token,
+                            later.claimant,
+                            later.answered,
+                            earlier.token,
+                            earlier.claimant,
+                            earlier.lease_end
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// No lost claims: whoever a 409 says holds a key must be a claimant
+    /// that was granted it, or one whose claim of that key got no answer
+    /// (a 503 or a lost connection: it may have landed). A holder that was
+    /// only ever answered "duplicate" itself was told a lie.
+    fn check_duplicate_holders(&self, violations: &mut Vec<String>) {
+        let mut may_hold: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
+        for record in &self.claims {
+            let could_hold = matches!(
+                record.answer,
+                ClaimAnswer::Granted { .. }
+                    | ClaimAnswer::Unavailable { .. }
+                    | ClaimAnswer::NoAnswer
+            );
+            if could_hold {
+                let entry = may_hold
+                    .entry((record.key.as_str(), record.claimant.as_str()))
+                    .or_insert(record.sent);
+                *entry = (*entry).min(record.sent);
+            }
+        }
+        for record in &self.claims {
+            let ClaimAnswer::Duplicate {
+                completed: false,
+                holder: Some(holder),
+                ..
+            } = &record.answer
+            else {
+                continue;
+            };
+            if holder == &record.claimant {
+                violations.push(format!(
+                    "claim of {} by {} was answered duplicate, but {} itself holds it: it should have had its token back",
+                    record.key, record.claimant, holder
+                ));
+                continue;
+            }
+            let explained = may_hold
+                .get(&(record.key.as_str(), holder.as_str()))
+                .is_some_and(|first| *first <= record.answered);
+            if !explained {
+                violations.push(format!(
+                    "lost claim on {}: held by {holder}, whose every claim of it was answered duplicate",
+                    record.key
+                ));
+            }
+        }
+    }
+
+    /// No sequence number is accepted twice for one stream, and the
+    /// watermark a refusal reports never lies below a number whose
+    /// acceptance was answered before that refusal's request was sent.
+    fn check_sequences(&self, violations: &mut Vec<String>) {
+        let mut accepted: HashMap<(&str, u64), usize> = HashMap::new();
+        for record in &self.sequences {
+            if record.answer == SequenceAnswer::Accepted {
+                *accepted
+                    .entry((record.stream.as_str(), record.seq))
+                    .or_default() += 1;
+            }
+        }
+        for refusal in &self.sequences {
+            let (SequenceAnswer::Duplicate { last } | SequenceAnswer::Gap { last }) =
+                refusal.answer
+            else {
+                continue;
+            };
+            let highest_known = self
+                .sequences
+                .iter()
+                .filter(|other| {
+                    other.stream == refusal.stream
+                        && other.answer == SequenceAnswer::Accepted
+                        && other.answered < refusal.sent
+                })
+                .map(|other| other.seq)
+                .max();
+            if let Some(highest) = highest_known
+                && last < highest
+            {
+                violations.push(format!(
+                    "stream {} reported last = {last} after {highest} had been accepted",
+                    refusal.stream
+                ));
+            }
+        }
+        let mut twice: Vec<_> = accepted.into_iter().filter(|(_, n)| *n > 1).collect();
+        twice.sort();
+        for ((stream, seq), times) in twice {
+            violations.push(format!("{seq} accepted {times} times on stream {stream}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    fn grant(
+        key: &str,
+        claimant: &str,
+        token: &str,
+        sent: i64,
+        answered: i64,
+        lease_end: i64,
+    ) -> ClaimRecord {
+        ClaimRecord {
+            key: key.into(),
+            claimant: claimant.into(),
+            sent: at(sent),
+            answered: at(answered),
+            answer: ClaimAnswer::Granted {
+                token: token.into(),
+                takeover: false,
+                lease_end: Some(at(lease_end)),
+            },
+        }
+    }
+
+    fn transition(
+        token: &str,
+        kind: TransitionKind,
+        sent: i64,
+        status: Option<u16>,
+    ) -> TransitionRecord {
+        TransitionRecord {
+            key: "k".into(),
+            token: token.into(),
+            kind,
+            sent: at(sent),
+            status,
+        }
+    }
+
+    #[test]
+    fn a_second_grant_inside_a_live_lease_is_a_double_grant() {
+        let history = History {
+            claims: vec![
+                grant("k", "a", "t1", 0, 10, 2000),
+                grant("k", "b", "t2", 500, 510, 2500),
+            ],
+            ..History::default()
+        };
+        let violations = history.violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].starts_with("double grant on k"));
+    }
+
+    #[test]
+    fn takeover_after_the_lease_and_grant_after_release_are_fine() {
+        let history = History {
+            claims: vec![
+                grant("k", "a", "t1", 0, 10, 2000),
+                grant("k", "b", "t2", 1990, 2010, 4000),
+                grant("k", "c", "t3", 3000, 3010, 5000),
+            ],
+            transitions: vec![transition("t2", TransitionKind::Release, 2900, None)],
+            ..History::default()
+        };
+        assert_eq!(history.violations(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_refused_release_does_not_excuse_a_grant() {
+        let history = History {
+            claims: vec![
+                grant("k", "a", "t1", 0, 10, 2000),
+                grant("k", "b", "t2", 500, 510, 2500),
+            ],
+            transitions: vec![transition("t1", TransitionKind::Release, 100, Some(409))],
+            ..History::default()
+        };
+        assert_eq!(history.violations().len(), 1);
+    }
+
+    #[test]
+    fn nothing_is_granted_after_a_completion_even_past_the_lease() {
+        let history = History {
+            claims: vec![
+                grant("k", "a", "t1", 0, 10, 2000),
+                grant("k", "b", "t2", 3000, 3010, 5000),
+            ],
+            transitions: vec![transition("t1", TransitionKind::Complete, 100, Some(200))],
+            ..History::default()
+        };
+        let violations = history.violations();
+        assert!(violations[0].contains("had completed"), "{violations:?}");
+    }
+
+    #[test]
+    fn the_same_token_twice_is_one_grant() {
+        let history = History {
+            claims: vec![
+                grant("k", "a", "t1", 0, 10, 2000),
+                grant("k", "a", "t1", 500, 510, 2000),
+            ],
+            ..History::default()
+        };
+        assert!(history.violations().is_empty());
+        assert_eq!(history.figures().grants, 1);
+        assert_eq!(history.figures().reentrant, 1);
+    }
+
+    fn duplicate(key: &str, claimant: &str, holder: &str, answered: i64) -> ClaimRecord {
+        ClaimRecord {
+            key: key.into(),
+            claimant: claimant.into(),
+            sent: at(answered - 5),
+            answered: at(answered),
+            answer: ClaimAnswer::Duplicate {
+                completed: false,
+                holder: Some(holder.into()),
+                lease_end: Some(at(answered) + Duration::seconds(2)),
+            },
+        }
+    }
+
+    #[test]
+    fn a_holder_nobody_granted_is_a_lost_claim() {
+        // "a" was answered duplicate for its own winning claim: nobody
+        // knows the key is taken by "a".
+        let history = History {
+            claims: vec![duplicate("k", "a", "b", 100), duplicate("k", "c", "a", 200)],
+            ..History::default()
+        };
+        let violations = history.violations();
+        assert!(
+            violations.iter().any(|v| v.starts_with("lost claim on k")),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn a_holder_whose_claim_got_no_answer_is_explained() {
+        let no_answer = ClaimRecord {
+            key: "k".into(),
+            claimant: "a".into(),
+            sent: at(0),
+            answered: at(50),
+            answer: ClaimAnswer::NoAnswer,
+        };
+        let history = History {
+            claims: vec![no_answer, duplicate("k", "c", "a", 200)],
+            ..History::default()
+        };
+        assert!(history.violations().is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_told_to_the_holder_itself_is_a_violation() {
+        let history = History {
+            claims: vec![
+                grant("k", "a", "t1", 0, 10, 2000),
+                duplicate("k", "a", "a", 100),
+            ],
+            ..History::default()
+        };
+        assert_eq!(history.violations().len(), 1);
+    }
+
+    #[test]
+    fn a_number_accepted_twice_is_a_violation() {
+        let offer = |seq, answer| SequenceRecord {
+            stream: "s".into(),
+            seq,
+            sent: at(0),
+            answered: at(1),
+            answer,
+        };
+        let history = History {
+            sequences: vec![
+                offer(1, SequenceAnswer::Accepted),
+                offer(2, SequenceAnswer::Accepted),
+                offer(2, SequenceAnswer::Duplicate { last: 2 }),
+                offer(2, SequenceAnswer::Accepted),
+            ],
+            ..History::default()
+        };
+        assert_eq!(
+            history.violations(),
+            vec!["2 accepted 2 times on stream s".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_watermark_below_an_acknowledged_acceptance_is_a_violation() {
+        let history = History {
+            sequences: vec![
+                SequenceRecord {
+                    stream: "s".into(),
+                    seq: 5,
+                    sent: at(0),
+                    answered: at(10),
+                    answer: SequenceAnswer::Accepted,
+                },
+                SequenceRecord {
+                    stream: "s".into(),
+                    seq: 5,
+                    sent: at(20),
+                    answered: at(30),
+                    answer: SequenceAnswer::Duplicate { last: 4 },
+                },
+            ],
+            ..History::default()
+        };
+        assert_eq!(
+            history.violations(),
+            vec!["stream s reported last = 4 after 5 had been accepted".to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_503_without_retry_after_is_a_violation() {
+        let history = History {
+            claims: vec![ClaimRecord {
+                key: "k".into(),
+                claimant: "a".into(),
+                sent: at(0),
+                answered: at(1),
+                answer: ClaimAnswer::Unavailable { retry_after: false },
+            }],
+            ..History::default()
+        };
+        assert_eq!(history.violations().len(), 1);
+    }
+}

@@ -1,0 +1,508 @@
+//! `dedupd check`: the guarantee under faults.
+//!
+//! Many clients claim keys and advance sequences through two dedupd
+//! processes sharing one Cassandra cluster, while a fault runs: a node
+//! stopped and restarted, two nodes stopped, one dedupd process killed
+//! (SIGKILL) and restarted, or random CAS timeouts injected between dedupd
+//! and Cassandra. Every request and answer is recorded with its times, and
+//! afterwards the history is checked (see history.rs): no key granted twice
+//! while a grant was live, no claim lost to a false "duplicate", no
+//! sequence number accepted twice, no 5xx but a 503 with Retry-After.
+
+mod history;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use crate::domain::KeyspaceName;
+use crate::store::migrate::{Replication, migrate};
+use crate::store::{CqlSettings, connect_session};
+pub use history::{Figures, History};
+use workload::{Api, ClaimWorkload, Targets, claimant, consumer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// No fault: the baseline.
+    Steady,
+    /// One of three nodes stopped mid-run, then started again.
+    NodeRestart,
+    /// Two of three nodes stopped: no quorum, so 503s; then started again.
+    TwoNodesDown,
+    /// One dedupd process killed with SIGKILL, then started again.
+    InstanceKill,
+    /// Random CAS timeouts, before and after the write applied.
+    CasTimeouts,
+}
+
+/// The failpoints the cas-timeouts phase arms in both processes: the two
+/// halves of a timeout on every conditional write, and lost serial reads.
+const CAS_TIMEOUT_FAILPOINTS: &str = "claim_insert=after:0.05,claim_insert=before:0.03,\
+claim_replace=after:0.1,claim_complete=after:0.05,claim_release=after:0.05,\
+sequence_advance=after:0.05,sequence_advance=before:0.03,sequence_insert=after:0.05,\
+claim_read_serial=before:0.02";
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The faults to run, one phase each.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![
+        Fault::Steady, Fault::NodeRestart, Fault::TwoNodesDown, Fault::InstanceKill, Fault::CasTimeouts,
+    ])]
+    pub faults: Vec<Fault>,
+    /// CQL contact points. Unset: the local cluster's (which must run
+    /// three nodes for the node faults).
+    #[arg(long, env = "DEDUPD_CQL_NODES", value_delimiter = ',')]
+    pub cql_nodes: Option<Vec<String>>,
+    /// The local-cluster script that stops and starts nodes.
+    #[arg(long, default_value = "deploy/local/cassandra")]
+    pub local_cassandra: PathBuf,
+    #[arg(long, default_value = "dedupd_check")]
+    pub keyspace: String,
+    #[arg(long, default_value = "3")]
+    pub replication: Replication,
+    /// Length of each phase.
+    #[arg(long, default_value_t = 40)]
+    pub phase_secs: u64,
+    #[arg(long, default_value_t = 12)]
+    pub claim_clients: usize,
+    #[arg(long, default_value_t = 6)]
+    pub sequence_clients: usize,
+    /// Keys the claimants draw from: few enough that they collide.
+    #[arg(long, default_value_t = 60)]
+    pub keys: u64,
+    #[arg(long, default_value_t = 3)]
+    pub streams: usize,
+    /// Lease of every claim: short, so that abandoned claims are taken over
+    /// within the phase.
+    #[arg(long, default_value_t = 2)]
+    pub lease_secs: u64,
+    /// Write the figures and violations as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One dedupd process.
+struct Instance {
+    port: u16,
+    child: Child,
+    log: PathBuf,
+    failpoints: Option<&'static str>,
+    /// Unknown-outcome counters of its earlier lives (a kill resets them).
+    unknown_before: BTreeMap<String, f64>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Instance {
+    async fn spawn(
+        port: u16,
+        nodes: &[String],
+        keyspace: &str,
+        log: PathBuf,
+        failpoints: Option<&'static str>,
+        unknown_before: BTreeMap<String, f64>,
+    ) -> anyhow::Result<Self> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .arg("serve")
+            .env("DEDUPD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DEDUPD_CQL_NODES", nodes.join(","))
+            .env("DEDUPD_KEYSPACE", keyspace)
+            .env("DEDUPD_SHUTDOWN_DELAY_SECS", "0")
+            .env("RUST_LOG", "warn,scylla=error")
+            .env_remove("DEDUPD_FAILPOINTS")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true);
+        if let Some(spec) = failpoints {
+            command.env("DEDUPD_FAILPOINTS", spec);
+        }
+        let child = command.spawn().context("cannot start dedupd serve")?;
+        let instance = Self {
+            port,
+            child,
+            log,
+            failpoints,
+            unknown_before,
+        };
+        instance.wait_ready().await?;
+        Ok(instance)
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let api = Api::default();
+        for _ in 0..300 {
+            if let Some(text) = api.get_text(&format!("{}/readyz", self.base())).await
+                && text.contains("\"ok\"")
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "dedupd on port {} did not become ready; see {}",
+            self.port,
+            self.log.display()
+        )
+    }
+
+    /// Unknown-outcome counters of this life, by `statement/resolution`.
+    async fn unknown_outcomes(&self) -> BTreeMap<String, f64> {
+        let text = Api::default()
+            .get_text(&format!("{}/metrics", self.base()))
+            .await
+            .unwrap_or_default();
+        let mut counts = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("dedupd_unknown_outcomes_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
+                    .map(|value| value.trim_end_matches('"').to_owned())
+                    .unwrap_or_default()
+            };
+            let value: f64 = value.trim().parse().unwrap_or(0.0);
+            if value > 0.0 {
+                counts.insert(
+                    format!("{}/{}", label("statement"), label("resolution")),
+                    value,
+                );
+            }
+        }
+        counts
+    }
+
+    async fn all_unknown_outcomes(&self) -> BTreeMap<String, f64> {
+        let mut total = self.unknown_before.clone();
+        for (name, value) in self.unknown_outcomes().await {
+            *total.entry(name).or_default() += value;
+        }
+        total
+    }
+
+    /// SIGKILL, no drain: in-flight requests die with the process.
+    async fn kill(&mut self) -> BTreeMap<String, f64> {
+        let counts = self.all_unknown_outcomes().await;
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        counts
+    }
+
+    async fn stop(mut self) -> BTreeMap<String, f64> {
+        self.kill().await
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseReport {
+    pub fault: Fault,
+    pub seconds: f64,
+    pub figures: Figures,
+    /// Unknown outcomes the two processes met, by `statement/resolution`.
+    pub unknown_outcomes: BTreeMap<String, f64>,
+    pub violations: Vec<String>,
+    /// What the fault did, with times since the phase start.
+    pub events: Vec<String>,
+}
+
+async fn local_script(script: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new(script)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{} {} failed: {}",
+        script.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+async fn run_phase(
+    args: &CheckArgs,
+    fault: Fault,
+    nodes: &[String],
+    run_id: &str,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<PhaseReport> {
+    let started = Instant::now();
+    let mut events = Vec::new();
+    let failpoints = (fault == Fault::CasTimeouts).then_some(CAS_TIMEOUT_FAILPOINTS);
+    let phase = format!("{fault:?}").to_lowercase();
+    let mut instances = Vec::new();
+    for index in 0..2 {
+        let log = work_dir.join(format!("{phase}-dedupd-{index}.log"));
+        instances.push(
+            Instance::spawn(
+                free_port()?,
+                nodes,
+                &args.keyspace,
+                log,
+                failpoints,
+                BTreeMap::new(),
+            )
+            .await?,
+        );
+    }
+    let targets = Targets {
+        bases: Arc::new(instances.iter().map(Instance::base).collect()),
+        namespace: format!("check-{run_id}-{phase}"),
+    };
+    let api = Api::default();
+    let until = Instant::now() + Duration::from_secs(args.phase_secs);
+    let workload = Arc::new(ClaimWorkload {
+        clients: args.claim_clients,
+        keys: args.keys,
+        lease_secs: args.lease_secs,
+    });
+    let known = Arc::new(
+        (0..args.streams)
+            .map(|_| AtomicU64::new(0))
+            .collect::<Vec<_>>(),
+    );
+    let mut clients = Vec::new();
+    for client in 0..workload.clients {
+        clients.push(tokio::spawn(claimant(
+            api.clone(),
+            targets.clone(),
+            workload.clone(),
+            client,
+            until,
+        )));
+    }
+    for client in 0..args.sequence_clients {
+        clients.push(tokio::spawn(consumer(
+            api.clone(),
+            targets.clone(),
+            known.clone(),
+            client,
+            until,
+        )));
+    }
+
+    let at = |fraction: f64| started + Duration::from_secs_f64(args.phase_secs as f64 * fraction);
+    let log = |events: &mut Vec<String>, what: String| {
+        events.push(format!("{:.1}s {what}", started.elapsed().as_secs_f64()));
+    };
+    let script = &args.local_cassandra;
+    match fault {
+        Fault::Steady | Fault::CasTimeouts => {}
+        Fault::NodeRestart => {
+            tokio::time::sleep_until(at(0.2)).await;
+            local_script(script, &["stop-node", "2"]).await?;
+            log(&mut events, "node 2 stopped".into());
+            tokio::time::sleep_until(at(0.45)).await;
+            local_script(script, &["start-node", "2"]).await?;
+            log(&mut events, "node 2 started".into());
+        }
+        Fault::TwoNodesDown => {
+            tokio::time::sleep_until(at(0.2)).await;
+            local_script(script, &["stop-node", "2"]).await?;
+            local_script(script, &["stop-node", "3"]).await?;
+            log(&mut events, "nodes 2 and 3 stopped".into());
+            tokio::time::sleep_until(at(0.45)).await;
+            local_script(script, &["start-node", "2"]).await?;
+            local_script(script, &["start-node", "3"]).await?;
+            log(&mut events, "nodes 2 and 3 started".into());
+        }
+        Fault::InstanceKill => {
+            tokio::time::sleep_until(at(0.3)).await;
+            let victim = &mut instances[0];
+            let counted_before_kill = victim.kill().await;
+            log(
+                &mut events,
+                format!("dedupd on port {} killed (SIGKILL)", victim.port),
+            );
+            tokio::time::sleep_until(at(0.5)).await;
+            let replacement = Instance::spawn(
+                victim.port,
+                nodes,
+                &args.keyspace,
+                victim.log.clone(),
+                victim.failpoints,
+                counted_before_kill,
+            )
+            .await?;
+            instances[0] = replacement;
+            log(&mut events, "dedupd restarted on the same port".into());
+        }
+    }
+
+    let mut history = History::default();
+    for client in clients {
+        history.merge(client.await.context("a checker client panicked")?);
+    }
+    log(&mut events, "clients done".into());
+    let mut unknown_outcomes: BTreeMap<String, f64> = BTreeMap::new();
+    for instance in instances {
+        for (name, value) in instance.stop().await {
+            *unknown_outcomes.entry(name).or_default() += value;
+        }
+    }
+    let figures = history.figures();
+    let mut violations = history.violations();
+    if figures.grants == 0 || figures.sequence_accepted == 0 {
+        violations.push("the phase made no progress: no grant or no accepted number".into());
+    }
+    if fault == Fault::TwoNodesDown && figures.unavailable_503 == 0 {
+        violations
+            .push("two nodes were down but no request got 503: the fault did not bite".into());
+    }
+    if fault == Fault::CasTimeouts && unknown_outcomes.is_empty() {
+        violations.push("failpoints were armed but no unknown outcome was resolved".into());
+    }
+    Ok(PhaseReport {
+        fault,
+        seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        figures,
+        unknown_outcomes,
+        violations,
+        events,
+    })
+}
+
+pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let nodes = match &args.cql_nodes {
+        Some(nodes) => nodes.clone(),
+        None => {
+            let output = Command::new(&args.local_cassandra)
+                .arg("contact-points")
+                .output()
+                .await?;
+            String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .split(',')
+                .filter(|node| !node.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }
+    };
+    anyhow::ensure!(
+        !nodes.is_empty(),
+        "no Cassandra to check against: run `{} up --nodes 3` or set DEDUPD_CQL_NODES",
+        args.local_cassandra.display()
+    );
+    let node_faults = args
+        .faults
+        .iter()
+        .any(|fault| matches!(fault, Fault::NodeRestart | Fault::TwoNodesDown));
+    anyhow::ensure!(
+        !node_faults || nodes.len() >= 3,
+        "the node faults need three nodes; run `{} up --nodes 3`",
+        args.local_cassandra.display()
+    );
+    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let session = connect_session(&CqlSettings::local(nodes.clone())).await?;
+    migrate(&session, &keyspace, &args.replication).await?;
+    drop(session);
+
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let work_dir = std::env::temp_dir().join(format!("dedupd-check-{run_id}"));
+    std::fs::create_dir_all(&work_dir)?;
+    eprintln!(
+        "dedupd check: {} phases of {} s against {} (logs in {})",
+        args.faults.len(),
+        args.phase_secs,
+        nodes.join(","),
+        work_dir.display()
+    );
+    let mut reports = Vec::new();
+    for fault in &args.faults {
+        eprintln!("phase {fault:?}…");
+        let report = run_phase(&args, *fault, &nodes, &run_id, &work_dir).await?;
+        print_phase(&report);
+        reports.push(report);
+    }
+    let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&reports)?)?;
+    }
+    println!(
+        "\ndedupd check: {} phases, {violations} violations, {:.0} s",
+        reports.len(),
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        violations == 0,
+        "the guarantee was broken: {violations} violations"
+    );
+    Ok(())
+}
+
+fn print_phase(report: &PhaseReport) {
+    let f = &report.figures;
+    println!("\n## {:?} ({} s)", report.fault, report.seconds);
+    for event in &report.events {
+        println!("  {event}");
+    }
+    println!(
+        "  requests {} | grants {} (takeovers {}, re-entrant answers {}) | duplicates {} in progress, {} completed | completions {} | releases {}",
+        f.requests,
+        f.grants,
+        f.takeovers,
+        f.reentrant,
+        f.duplicates_in_progress,
+        f.duplicates_completed,
+        f.completions,
+        f.releases
+    );
+    println!(
+        "  sequences: {} offers, {} accepted, {} duplicates | 503s {} | no answer {}",
+        f.sequence_offers,
+        f.sequence_accepted,
+        f.sequence_duplicates,
+        f.unavailable_503,
+        f.no_answer
+    );
+    if report.unknown_outcomes.is_empty() {
+        println!("  unknown outcomes: none");
+    } else {
+        let listed: Vec<String> = report
+            .unknown_outcomes
+            .iter()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        println!(
+            "  unknown outcomes (statement/resolution): {}",
+            listed.join(", ")
+        );
+    }
+    println!("  violations: {}", report.violations.len());
+    for violation in report.violations.iter().take(20) {
+        println!("    {violation}");
+    }
+}

@@ -1,0 +1,287 @@
+//! The checker's clients: claimants that complete, release or abandon what
+//! they win, and consumers racing to advance the same streams.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::history::{
+    ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, TransitionKind,
+    TransitionRecord,
+};
+
+/// How long a client waits for an answer before calling it lost.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An HTTP response as the clients need it.
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: bool,
+    pub body: Value,
+}
+
+#[derive(Clone)]
+pub struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl Api {
+    /// POSTs `body` to `url`; `None` when no answer came back.
+    pub async fn post(&self, url: &str, body: &Value) -> Option<Answer> {
+        let request = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .ok()?;
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().contains_key("retry-after");
+        let bytes = tokio::time::timeout(ANSWER_TIMEOUT, response.into_body().collect())
+            .await
+            .ok()?
+            .ok()?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Some(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+
+    pub async fn get_text(&self, url: &str) -> Option<String> {
+        let request = hyper::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        String::from_utf8(bytes.to_vec()).ok()
+    }
+}
+
+/// A small, fast, seedable generator: the workload needs variety, not quality.
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound.max(1)
+    }
+}
+
+fn time_of(value: &Value) -> Option<DateTime<Utc>> {
+    value
+        .as_str()
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map(|time| time.with_timezone(&Utc))
+}
+
+/// Where the clients send requests: the instances' base URLs, tried in turn.
+#[derive(Clone)]
+pub struct Targets {
+    pub bases: Arc<Vec<String>>,
+    pub namespace: String,
+}
+
+impl Targets {
+    fn base(&self, turn: u64) -> &str {
+        &self.bases[(turn % self.bases.len() as u64) as usize]
+    }
+}
+
+pub struct ClaimWorkload {
+    pub clients: usize,
+    pub keys: u64,
+    pub lease_secs: u64,
+}
+
+/// One claimant: claim a random key; when granted, complete it (7 in 10),
+/// release it (1.5 in 10) or abandon it as a crashed worker would (1.5 in 10).
+pub async fn claimant(
+    api: Api,
+    targets: Targets,
+    workload: Arc<ClaimWorkload>,
+    client: usize,
+    until: Instant,
+) -> History {
+    let mut history = History::default();
+    let claimant = format!("c{client}");
+    let mut dice = Dice::new(client as u64 + 1);
+    let mut turn = client as u64;
+    while Instant::now() < until {
+        let key = format!("k{}", dice.below(workload.keys));
+        turn += 1;
+        let url = format!(
+            "{}/v1/namespaces/{}/claims/{key}",
+            targets.base(turn),
+            targets.namespace
+        );
+        let body =
+            json!({"lease_secs": workload.lease_secs, "ttl_secs": 3600, "claimant": claimant});
+        let sent = Utc::now();
+        let answer = api.post(&url, &body).await;
+        let answered = Utc::now();
+        let recorded = match &answer {
+            None => ClaimAnswer::NoAnswer,
+            Some(answer) => match answer.status {
+                201 => ClaimAnswer::Granted {
+                    token: answer.body["token"].as_str().unwrap_or_default().to_owned(),
+                    takeover: answer.body["takeover"].as_bool().unwrap_or(false),
+                    lease_end: time_of(&answer.body["lease_expires_at"]),
+                },
+                409 => ClaimAnswer::Duplicate {
+                    completed: answer.body["state"] == "completed",
+                    holder: answer.body["claimant"].as_str().map(str::to_owned),
+                    lease_end: time_of(&answer.body["lease_expires_at"]),
+                },
+                503 => ClaimAnswer::Unavailable {
+                    retry_after: answer.retry_after,
+                },
+                status => ClaimAnswer::Unexpected(status),
+            },
+        };
+        let token = match &recorded {
+            ClaimAnswer::Granted { token, .. } => Some(token.clone()),
+            _ => None,
+        };
+        let pause = match &recorded {
+            ClaimAnswer::Unavailable { .. } => Duration::from_millis(200),
+            ClaimAnswer::NoAnswer => Duration::from_millis(100),
+            _ => Duration::from_millis(5),
+        };
+        history.claims.push(ClaimRecord {
+            key: key.clone(),
+            claimant: claimant.clone(),
+            sent,
+            answered,
+            answer: recorded,
+        });
+        let Some(token) = token else {
+            tokio::time::sleep(pause).await;
+            continue;
+        };
+        let roll = dice.below(100);
+        let kind = match roll {
+            0..70 => TransitionKind::Complete,
+            70..85 => TransitionKind::Release,
+            _ => continue, // abandoned: the lease will pass to someone else
+        };
+        // The work itself.
+        tokio::time::sleep(Duration::from_millis(dice.below(100))).await;
+        turn += 1;
+        let (action, body) = match kind {
+            TransitionKind::Complete => (
+                "complete",
+                json!({"token": token, "result": {"by": claimant}}),
+            ),
+            TransitionKind::Release => ("release", json!({"token": token})),
+        };
+        let url = format!(
+            "{}/v1/namespaces/{}/claims/{key}/{action}",
+            targets.base(turn),
+            targets.namespace
+        );
+        let sent = Utc::now();
+        let status = api.post(&url, &body).await.map(|answer| answer.status);
+        history.transitions.push(TransitionRecord {
+            key,
+            token,
+            kind,
+            sent,
+            status,
+        });
+    }
+    history
+}
+
+/// One consumer of `streams` streams: offers the number after the highest
+/// it knows of, racing the other consumers for it.
+pub async fn consumer(
+    api: Api,
+    targets: Targets,
+    known: Arc<Vec<AtomicU64>>,
+    client: usize,
+    until: Instant,
+) -> History {
+    let mut history = History::default();
+    let mut dice = Dice::new(1000 + client as u64);
+    let mut turn = client as u64;
+    while Instant::now() < until {
+        let stream_index = dice.below(known.len() as u64) as usize;
+        let stream = format!("s{stream_index}");
+        let seq = known[stream_index].load(Ordering::SeqCst) + 1;
+        turn += 1;
+        let url = format!(
+            "{}/v1/namespaces/{}/sequences/{stream}",
+            targets.base(turn),
+            targets.namespace
+        );
+        let sent = Utc::now();
+        let answer = api.post(&url, &json!({"seq": seq})).await;
+        let answered = Utc::now();
+        let last = |answer: &Answer| answer.body["last"].as_u64().unwrap_or(0);
+        let recorded = match &answer {
+            None => SequenceAnswer::NoAnswer,
+            Some(answer) => match (answer.status, answer.body["outcome"].as_str()) {
+                (200, _) => {
+                    known[stream_index].fetch_max(seq, Ordering::SeqCst);
+                    SequenceAnswer::Accepted
+                }
+                (409, Some("duplicate")) => {
+                    known[stream_index].fetch_max(last(answer), Ordering::SeqCst);
+                    SequenceAnswer::Duplicate { last: last(answer) }
+                }
+                (409, Some("gap")) => SequenceAnswer::Gap { last: last(answer) },
+                (503, _) => SequenceAnswer::Unavailable {
+                    retry_after: answer.retry_after,
+                },
+                (status, _) => SequenceAnswer::Unexpected(status),
+            },
+        };
+        let pause = match recorded {
+            SequenceAnswer::Unavailable { .. } => Duration::from_millis(200),
+            SequenceAnswer::NoAnswer => Duration::from_millis(100),
+            _ => Duration::from_millis(2),
+        };
+        history.sequences.push(SequenceRecord {
+            stream,
+            seq,
+            sent,
+            answered,
+            answer: recorded,
+        });
+        tokio::time::sleep(pause).await;
+    }
+    history
+}
