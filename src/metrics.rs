@@ -63,6 +63,7 @@ const CLAIM_OUTCOMES: [&str; 8] = [
 const CAS_STATEMENTS: &[&str] = &[
     statement::INSERT,
     statement::REPLACE,
+    statement::TAKEOVER,
     statement::COMPLETE,
     statement::EXTEND,
     statement::RELEASE,

@@ -15,7 +15,7 @@ use serde::Serialize;
 /// computed: same machine, so this only covers rounding.
 const CLOCK_SLACK_MS: i64 = 50;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum ClaimAnswer {
     /// 201: a token (new, a takeover, or the caller's own handed back).
     Granted {
@@ -38,7 +38,7 @@ pub enum ClaimAnswer {
     Unexpected(u16),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ClaimRecord {
     pub key: String,
     pub claimant: String,
@@ -47,13 +47,13 @@ pub struct ClaimRecord {
     pub answer: ClaimAnswer,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum TransitionKind {
     Complete,
     Release,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TransitionRecord {
     pub key: String,
     pub token: String,
@@ -63,7 +63,7 @@ pub struct TransitionRecord {
     pub status: Option<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum SequenceAnswer {
     Accepted,
     /// 409 duplicate or gap, with the watermark the service reported.
@@ -80,7 +80,7 @@ pub enum SequenceAnswer {
     Unexpected(u16),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SequenceRecord {
     pub stream: String,
     pub seq: u64,
@@ -89,7 +89,7 @@ pub struct SequenceRecord {
     pub answer: SequenceAnswer,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct History {
     pub claims: Vec<ClaimRecord>,
     pub transitions: Vec<TransitionRecord>,
@@ -412,6 +412,39 @@ impl History {
                 ));
             }
         }
+        // No number lost: every number a refusal shows as taken (at or
+        // below the reported watermark) was accepted by a client that heard
+        // so, or offered by one that got no answer (its acceptance may have
+        // landed unheard). Taken, but every offer of it refused, means the
+        // winner was told "duplicate".
+        let mut highest_taken: HashMap<&str, u64> = HashMap::new();
+        let mut heard_or_unanswered: BTreeSet<(&str, u64)> = BTreeSet::new();
+        for record in &self.sequences {
+            let stream = record.stream.as_str();
+            match record.answer {
+                SequenceAnswer::Duplicate { last } | SequenceAnswer::Gap { last } => {
+                    let highest = highest_taken.entry(stream).or_default();
+                    *highest = (*highest).max(last);
+                }
+                SequenceAnswer::Accepted
+                | SequenceAnswer::NoAnswer
+                | SequenceAnswer::Unavailable { .. } => {
+                    heard_or_unanswered.insert((stream, record.seq));
+                }
+                SequenceAnswer::Unexpected(_) => {}
+            }
+        }
+        let mut streams: Vec<_> = highest_taken.into_iter().collect();
+        streams.sort();
+        for (stream, highest) in streams {
+            for seq in 1..=highest {
+                if !heard_or_unanswered.contains(&(stream, seq)) {
+                    violations.push(format!(
+                        "lost number on stream {stream}: {seq} was taken, but every offer of it was refused"
+                    ));
+                }
+            }
+        }
         let mut twice: Vec<_> = accepted.into_iter().filter(|(_, n)| *n > 1).collect();
         twice.sort();
         for ((stream, seq), times) in twice {
@@ -636,9 +669,49 @@ mod tests {
             ],
             ..History::default()
         };
-        assert_eq!(
-            history.violations(),
-            vec!["stream s reported last = 4 after 5 had been accepted".to_owned()]
+        assert!(
+            history
+                .violations()
+                .contains(&"stream s reported last = 4 after 5 had been accepted".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_number_taken_but_refused_to_everyone_is_lost() {
+        let offer = |seq, answer| SequenceRecord {
+            stream: "s".into(),
+            seq,
+            sent: at(0),
+            answered: at(1),
+            answer,
+        };
+        // 2 was taken (3 saw last = 2) but its only offer heard "duplicate".
+        let lost = History {
+            sequences: vec![
+                offer(1, SequenceAnswer::Accepted),
+                offer(2, SequenceAnswer::Duplicate { last: 2 }),
+                offer(3, SequenceAnswer::Duplicate { last: 2 }),
+            ],
+            ..History::default()
+        };
+        assert!(
+            lost.violations()
+                .iter()
+                .any(|v| v.contains("lost number on stream s: 2"))
+        );
+        // With an unanswered offer of 2, the acceptance may have gone unheard.
+        let explained = History {
+            sequences: vec![
+                offer(1, SequenceAnswer::Accepted),
+                offer(2, SequenceAnswer::NoAnswer),
+                offer(2, SequenceAnswer::Duplicate { last: 2 }),
+            ],
+            ..History::default()
+        };
+        assert!(
+            explained.violations().is_empty(),
+            "{:?}",
+            explained.violations()
         );
     }
 

@@ -49,7 +49,7 @@ pub enum Fault {
 /// The failpoints the cas-timeouts phase arms in both processes: the two
 /// halves of a timeout on every conditional write, and lost serial reads.
 const CAS_TIMEOUT_FAILPOINTS: &str = "claim_insert=after:0.05,claim_insert=before:0.03,\
-claim_replace=after:0.1,claim_complete=after:0.05,claim_release=after:0.05,\
+claim_replace=after:0.1,claim_takeover=after:0.1,claim_complete=after:0.05,claim_release=after:0.05,\
 sequence_advance=after:0.05,sequence_advance=before:0.03,sequence_insert=after:0.05,\
 claim_read_serial=before:0.02";
 
@@ -78,9 +78,12 @@ pub struct CheckArgs {
     pub claim_clients: usize,
     #[arg(long, default_value_t = 6)]
     pub sequence_clients: usize,
-    /// Keys the claimants draw from: few enough that they collide.
-    #[arg(long, default_value_t = 60)]
-    pub keys: u64,
+    /// Keys in play at once: few enough that claimants collide.
+    #[arg(long, default_value_t = 12)]
+    pub window: u64,
+    /// Every this many milliseconds a new key enters the window.
+    #[arg(long, default_value_t = 500)]
+    pub shift_ms: u64,
     #[arg(long, default_value_t = 3)]
     pub streams: usize,
     /// Lease of every claim: short, so that abandoned claims are taken over
@@ -285,7 +288,8 @@ async fn run_phase(
     let until = Instant::now() + Duration::from_secs(args.phase_secs);
     let workload = Arc::new(ClaimWorkload {
         clients: args.claim_clients,
-        keys: args.keys,
+        window: args.window,
+        shift_every: Duration::from_millis(args.shift_ms),
         lease_secs: args.lease_secs,
     });
     let known = Arc::new(
@@ -372,6 +376,10 @@ async fn run_phase(
             *unknown_outcomes.entry(name).or_default() += value;
         }
     }
+    std::fs::write(
+        work_dir.join(format!("{phase}-history.json")),
+        serde_json::to_string(&history)?,
+    )?;
     let figures = history.figures();
     let mut violations = history.violations();
     if figures.grants == 0 || figures.sequence_accepted == 0 {

@@ -122,7 +122,11 @@ impl Targets {
 
 pub struct ClaimWorkload {
     pub clients: usize,
-    pub keys: u64,
+    /// How many keys are in play at once: few, so that claimants collide.
+    pub window: u64,
+    /// Every this often the window moves on by one key, so that new keys
+    /// keep coming (a key, once completed, only answers duplicates).
+    pub shift_every: Duration,
     pub lease_secs: u64,
 }
 
@@ -139,8 +143,11 @@ pub async fn claimant(
     let claimant = format!("c{client}");
     let mut dice = Dice::new(client as u64 + 1);
     let mut turn = client as u64;
+    let started = Instant::now();
     while Instant::now() < until {
-        let key = format!("k{}", dice.below(workload.keys));
+        let window_start =
+            (started.elapsed().as_millis() / workload.shift_every.as_millis().max(1)) as u64;
+        let key = format!("k{}", window_start + dice.below(workload.window));
         turn += 1;
         let url = format!(
             "{}/v1/namespaces/{}/claims/{key}",

@@ -13,13 +13,24 @@ use super::{Acquisition, ClaimOutcome, ClaimRequest};
 pub enum Step {
     /// The slot is empty: `INSERT … IF NOT EXISTS`.
     Insert { record: ClaimRecord, ttl_secs: u64 },
-    /// The slot holds an expired row or a claim whose lease has passed:
-    /// overwrite it, on condition that it still holds `expected`.
+    /// The slot holds a row past its window (or missing cells): start a
+    /// new window over it, on condition that it still holds `expected`.
     Replace {
         record: ClaimRecord,
         ttl_secs: u64,
         expected: Option<ClaimToken>,
         how: Acquisition,
+    },
+    /// The slot holds an in-progress claim whose lease had passed at
+    /// `decided_at`: take it over, on condition that, inside the Paxos
+    /// round, it is still `expected`'s, still in progress, and its lease
+    /// still ended by `decided_at`. Its owner may have completed or
+    /// extended it since we looked; the owner token alone would not see it.
+    TakeOver {
+        record: ClaimRecord,
+        ttl_secs: u64,
+        expected: ClaimToken,
+        decided_at: DateTime<Utc>,
     },
     /// Nothing to write: the answer is known.
     Answer(ClaimOutcome),
@@ -101,11 +112,11 @@ pub fn next_step(
         // Live means expires_at > now, so at least a millisecond remains
         // and this rounds up to one second or more.
         let ttl_secs = taken_over.remaining_ttl_secs(now).unwrap_or(1);
-        return Step::Replace {
+        return Step::TakeOver {
             record: taken_over,
             ttl_secs,
-            expected: Some(record.token),
-            how: Acquisition::Takeover,
+            expected: record.token,
+            decided_at: now,
         };
     }
     let same_claimant = match (&request.claimant, &record.claimant) {
@@ -249,17 +260,17 @@ mod tests {
         let record = live(now);
         let token = ClaimToken::generate();
         let later = now + secs(10);
-        let Step::Replace {
+        let Step::TakeOver {
             record: taken,
             ttl_secs,
             expected,
-            how,
+            decided_at,
         } = next_step(&RowView::Live(record.clone()), &request(), token, later)
         else {
             panic!("expected takeover")
         };
-        assert_eq!(how, Acquisition::Takeover);
-        assert_eq!(expected, Some(record.token));
+        assert_eq!(decided_at, later);
+        assert_eq!(expected, record.token);
         assert_eq!(taken.token, token);
         assert_eq!(taken.expires_at, record.expires_at);
         assert_eq!(ttl_secs, 50);

@@ -276,6 +276,25 @@ impl ClaimService {
                         .await;
                     (record, how, result)
                 }
+                Step::TakeOver {
+                    record,
+                    ttl_secs,
+                    expected,
+                    decided_at,
+                } => {
+                    let result = self
+                        .store
+                        .take_over_claim(
+                            &request.namespace,
+                            &request.key,
+                            &record,
+                            ttl_secs,
+                            expected,
+                            decided_at,
+                        )
+                        .await;
+                    (record, Acquisition::Takeover, result)
+                }
             };
             let view = match result {
                 Ok(CasOutcome::Applied) => {
@@ -565,6 +584,25 @@ impl ClaimService {
         token: ClaimToken,
     ) -> Result<TransitionOutcome, DecideError> {
         let started = Instant::now();
+        // The window our token holds, read first: if the answer to the
+        // delete is lost and someone else holds the key by the time we look,
+        // the window tells whether they took it over from us (same window:
+        // our delete did not apply) or claimed it after it was free (a new
+        // window: our delete freed it).
+        let before = match self
+            .store
+            .read_claim(namespace, key, ReadMode::Quorum, now_millis())
+            .await
+        {
+            Ok(view) => view,
+            Err(_) => {
+                read_serial_with_retries(&self.store, namespace, key, started, self.budget).await?
+            }
+        };
+        let our_window = match &before {
+            RowView::Live(record) if record.token == token => Some(record.claimed_at),
+            _ => None,
+        };
         for _ in 0..self.budget.max_steps {
             let view = match self.store.release_claim(namespace, key, token).await {
                 Ok(CasOutcome::Applied) => return Ok(TransitionOutcome::Released),
@@ -626,6 +664,17 @@ impl ClaimService {
                     // Still ours and in progress: the delete did not land; try again.
                 }
                 RowView::Remnant { token: Some(held) } if held == token => {}
+                // Someone else holds a new window: the key was free after
+                // ours, which only our delete (or the end of our window) can
+                // have done, so the lost answer was a success and the key
+                // was claimed again at once.
+                RowView::Live(record)
+                    if our_window.is_some_and(|window| window != record.claimed_at) =>
+                {
+                    return Ok(TransitionOutcome::Released);
+                }
+                // Someone holds our window: they took it over from our token
+                // (its lease had passed) before the delete could apply.
                 RowView::Live(_) | RowView::Remnant { .. } => {
                     return Ok(TransitionOutcome::NotOwner);
                 }

@@ -159,7 +159,7 @@ pub async fn set(
     Ok((
         StatusCode::OK,
         Json(StreamView {
-            last: view.map_or(last.get(), |watermark| watermark.last),
+            last: view.as_ref().map_or(last.get(), |watermark| watermark.last),
             updated_at: view.and_then(|watermark| watermark.updated_at),
         }),
     )

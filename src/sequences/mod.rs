@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::domain::{Namespace, SequenceNumber, StreamName, WatermarkValue, now_millis};
 use crate::metrics::Metrics;
 use crate::resolve::{DecideError, RetryBudget, read_with_retries, rejected};
-use crate::store::{FailureKind, SequenceCas, Store, StoreError, Watermark};
+use crate::store::{AcceptedBy, FailureKind, SequenceCas, Store, StoreError, Watermark};
 
 /// What a consumer hears for a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,12 @@ impl SequenceService {
         );
         let resolved = self.read(namespace, stream, started).await;
         let label = match &resolved {
-            Ok(Some(watermark)) if watermark.writer == Some(writer) => "ours",
+            Ok(Some(watermark))
+                if watermark.writer == Some(writer)
+                    || watermark.recent.iter().any(|(_, token)| *token == writer) =>
+            {
+                "ours"
+            }
             Ok(Some(_)) => "theirs",
             Ok(None) => "absent",
             Err(_) => "unresolved",
@@ -193,13 +198,26 @@ impl SequenceService {
                     let seen = self
                         .resolve(namespace, stream, error, writer, started)
                         .await?;
-                    if let Some(watermark) = seen
-                        && watermark.writer == Some(writer)
-                    {
-                        return Ok(AdvanceOutcome::Accepted {
-                            last: seq,
-                            skipped: skipped(seq, last),
-                        });
+                    // Other consumers may have moved the stream past `seq`
+                    // since: the ring, not `last`, says who accepted it.
+                    match seen.as_ref().map(|watermark| watermark.accepted_by(seq)) {
+                        Some(AcceptedBy::Token(token)) if token == writer => {
+                            return Ok(AdvanceOutcome::Accepted {
+                                last: seq,
+                                skipped: skipped(seq, last),
+                            });
+                        }
+                        Some(AcceptedBy::Forgotten) => {
+                            return Err(DecideError::Undecided {
+                                detail: format!(
+                                    "the answer to offering {seq} to stream {:?} was lost and \
+                                     the stream has moved on too far to tell whether it was \
+                                     accepted; retry",
+                                    stream.as_str()
+                                ),
+                            });
+                        }
+                        _ => {}
                     }
                     seen
                 }
@@ -250,7 +268,10 @@ impl SequenceService {
                     let seen = self
                         .resolve(namespace, stream, error, writer, started)
                         .await?;
-                    if seen.is_some_and(|watermark| watermark.writer == Some(writer)) {
+                    if seen
+                        .as_ref()
+                        .is_some_and(|watermark| watermark.writer == Some(writer))
+                    {
                         self.metrics.record_operation("sequence_set", "done");
                         return Ok(());
                     }

@@ -24,6 +24,7 @@ use crate::domain::{
 pub mod statement {
     pub const INSERT: &str = "claim_insert";
     pub const REPLACE: &str = "claim_replace";
+    pub const TAKEOVER: &str = "claim_takeover";
     pub const COMPLETE: &str = "claim_complete";
     pub const EXTEND: &str = "claim_extend";
     pub const RELEASE: &str = "claim_release";
@@ -47,6 +48,7 @@ pub enum CasOutcome {
 pub(super) struct ClaimStatements {
     insert: PreparedStatement,
     replace: PreparedStatement,
+    takeover: PreparedStatement,
     complete: PreparedStatement,
     extend: PreparedStatement,
     release: PreparedStatement,
@@ -88,6 +90,14 @@ impl ClaimStatements {
                  completed_at = ?, result = ? WHERE namespace = ? AND key = ? IF owner = ?"
             ))
             .await?;
+        let takeover = session
+            .prepare(format!(
+                "UPDATE {table} USING TTL ? SET owner = ?, state = ?, fingerprint = ?, \
+                 claimant = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
+                 completed_at = ?, result = ? WHERE namespace = ? AND key = ? \
+                 IF owner = ? AND state = 'in_progress' AND lease_expires_at <= ?"
+            ))
+            .await?;
         let complete = session
             .prepare(format!(
                 "UPDATE {table} USING TTL ? SET state = 'completed', completed_at = ?, \
@@ -122,6 +132,7 @@ impl ClaimStatements {
         Ok(Self {
             insert: lwt(insert),
             replace: lwt(replace),
+            takeover: lwt(takeover),
             complete: lwt(complete),
             extend: lwt(extend),
             release: lwt(release),
@@ -220,6 +231,46 @@ impl Store {
             )
             .await?;
         decode_cas(statement::REPLACE, result)
+    }
+
+    /// Takes over an in-progress claim whose lease had passed at
+    /// `decided_at`, if inside the Paxos round it still holds
+    /// `expected_token`, is still in progress and its lease still ended by
+    /// then (its owner may have completed or extended it meanwhile).
+    pub async fn take_over_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        record: &ClaimRecord,
+        ttl_secs: u64,
+        expected_token: ClaimToken,
+        decided_at: DateTime<Utc>,
+    ) -> Result<CasOutcome, StoreError> {
+        let values = (
+            ttl_value(ttl_secs),
+            record.token.0,
+            record.state.as_str(),
+            record.fingerprint.as_deref(),
+            record.claimant.as_deref(),
+            record.claimed_at,
+            record.expires_at,
+            record.lease_expires_at,
+            record.completed_at,
+            record.result.as_ref().map(StoredResult::as_str),
+            namespace.as_str(),
+            key.as_str(),
+            expected_token.0,
+            decided_at,
+        );
+        let result = self
+            .execute(
+                statement::TAKEOVER,
+                &self.claims.takeover,
+                values,
+                key.as_str(),
+            )
+            .await?;
+        decode_cas(statement::TAKEOVER, result)
     }
 
     /// Marks an in-progress claim completed, if `token` still owns it.

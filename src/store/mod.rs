@@ -20,7 +20,7 @@ use scylla::statement::prepared::PreparedStatement;
 pub use claims::{CasOutcome, ReadMode, returned_state, statement};
 pub use error::{FailureKind, StoreError, is_cas_timeout};
 pub use rows::{ClaimColumns, RowView};
-pub use sequences::{SequenceCas, Watermark, statement as sequence_statement};
+pub use sequences::{AcceptedBy, SequenceCas, Watermark, statement as sequence_statement};
 pub use session::{ConnectError, CqlSettings, connect_session};
 
 use crate::domain::KeyspaceName;

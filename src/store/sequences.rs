@@ -21,16 +21,55 @@ pub mod statement {
     pub const READ_SERIAL: &str = "sequence_read_serial";
 }
 
+/// How many recent acceptances a stream's row remembers (see the CQL).
+pub const RECENT_SLOTS: u64 = 64;
+
 /// A stream's stored watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watermark {
     pub last: u64,
     pub writer: Option<Uuid>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// (seq, token of the request that accepted it), one per ring slot.
+    pub recent: Vec<(u64, Uuid)>,
+}
+
+/// Who accepted a number, as far as the ring remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptedBy {
+    /// The request with this token.
+    Token(Uuid),
+    /// The ring has moved past the number: it cannot say.
+    Forgotten,
+    /// No acceptance of this number is recorded (and none could have been
+    /// overwritten yet).
+    Nobody,
+}
+
+impl Watermark {
+    pub fn accepted_by(&self, seq: u64) -> AcceptedBy {
+        if let Some((_, token)) = self.recent.iter().find(|(number, _)| *number == seq) {
+            return AcceptedBy::Token(*token);
+        }
+        let slot = seq % RECENT_SLOTS;
+        let overwritten = self
+            .recent
+            .iter()
+            .any(|(number, _)| number % RECENT_SLOTS == slot && *number > seq);
+        if overwritten {
+            AcceptedBy::Forgotten
+        } else {
+            AcceptedBy::Nobody
+        }
+    }
+}
+
+fn slot(seq: u64) -> i32 {
+    (seq % RECENT_SLOTS) as i32
 }
 
 /// The result of a conditional write on a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequenceCas {
     Applied,
     /// The condition failed; the stream as the Paxos round saw it (`None`
@@ -62,13 +101,13 @@ impl SequenceStatements {
         };
         let insert = session
             .prepare(format!(
-                "INSERT INTO {table} (namespace, stream, last, writer, updated_at) \
-                 VALUES (?, ?, ?, ?, ?) IF NOT EXISTS"
+                "INSERT INTO {table} (namespace, stream, last, writer, recent, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))
             .await?;
         let advance = session
             .prepare(format!(
-                "UPDATE {table} SET last = ?, writer = ?, updated_at = ? \
+                "UPDATE {table} SET last = ?, writer = ?, recent[?] = ?, updated_at = ? \
                  WHERE namespace = ? AND stream = ? IF last = ?"
             ))
             .await?;
@@ -79,7 +118,8 @@ impl SequenceStatements {
             .await?;
         let mut read_serial = session
             .prepare(format!(
-                "SELECT last, writer, updated_at FROM {table} WHERE namespace = ? AND stream = ?"
+                "SELECT last, writer, recent, updated_at FROM {table} \
+                 WHERE namespace = ? AND stream = ?"
             ))
             .await?;
         read_serial.set_consistency(match serial_consistency {
@@ -111,11 +151,13 @@ impl Store {
         writer: Uuid,
         now: DateTime<Utc>,
     ) -> Result<SequenceCas, StoreError> {
+        let recent = std::collections::HashMap::from([(slot(last), (to_bigint(last), writer))]);
         let values = (
             namespace.as_str(),
             stream.as_str(),
             to_bigint(last),
             writer,
+            recent,
             now,
         );
         let result = self
@@ -142,6 +184,8 @@ impl Store {
         let values = (
             to_bigint(last),
             writer,
+            slot(last),
+            (to_bigint(last), writer),
             now,
             namespace.as_str(),
             stream.as_str(),
@@ -205,12 +249,19 @@ fn watermark(
     let mut last = None;
     let mut writer = None;
     let mut updated_at = None;
+    let mut recent = Vec::new();
     for (spec, value) in rows.column_specs().iter().zip(row.columns.iter()) {
         match (spec.name(), value) {
             ("last", Some(CqlValue::BigInt(value))) => last = u64::try_from(*value).ok(),
             ("writer", Some(CqlValue::Uuid(value))) => writer = Some(*value),
             ("updated_at", Some(CqlValue::Timestamp(value))) => {
                 updated_at = DateTime::from_timestamp_millis(value.0)
+            }
+            ("recent", Some(CqlValue::Map(entries))) => {
+                recent = entries
+                    .iter()
+                    .filter_map(|(_, entry)| ring_entry(entry))
+                    .collect();
             }
             _ => {}
         }
@@ -219,7 +270,20 @@ fn watermark(
         last: last?,
         writer,
         updated_at,
+        recent,
     })
+}
+
+fn ring_entry(value: &CqlValue) -> Option<(u64, Uuid)> {
+    let CqlValue::Tuple(fields) = value else {
+        return None;
+    };
+    match fields.as_slice() {
+        [Some(CqlValue::BigInt(seq)), Some(CqlValue::Uuid(token))] => {
+            Some((u64::try_from(*seq).ok()?, *token))
+        }
+        _ => None,
+    }
 }
 
 fn decode_sequence_cas(
@@ -240,5 +304,32 @@ fn decode_sequence_cas(
             statement,
             "the first column is not [applied]".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watermark(recent: Vec<(u64, Uuid)>) -> Watermark {
+        Watermark {
+            last: 200,
+            writer: None,
+            updated_at: None,
+            recent,
+        }
+    }
+
+    #[test]
+    fn the_ring_names_who_accepted_a_recent_number() {
+        let ours = Uuid::new_v4();
+        let theirs = Uuid::new_v4();
+        let ring = watermark(vec![(130, ours), (131, theirs)]);
+        assert_eq!(ring.accepted_by(130), AcceptedBy::Token(ours));
+        assert_eq!(ring.accepted_by(131), AcceptedBy::Token(theirs));
+        assert_eq!(ring.accepted_by(132), AcceptedBy::Nobody);
+        // 194 = 130 + 64 took the slot of 130: 130 is forgotten.
+        let overwritten = watermark(vec![(194, theirs)]);
+        assert_eq!(overwritten.accepted_by(130), AcceptedBy::Forgotten);
     }
 }

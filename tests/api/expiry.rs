@@ -162,3 +162,80 @@ async fn a_row_past_its_expiry_that_ttl_has_not_removed_is_a_new_window() {
         "nothing of the old window survives: {view}"
     );
 }
+
+/// The store's takeover, driven directly with a decision made from a view
+/// that has gone stale: what a claimant does when the owner acts between
+/// its read and its write.
+async fn stale_takeover(app: &TestApp, key: &str, owner: &str) -> dedupd::store::CasOutcome {
+    use dedupd::domain::{ClaimKey, ClaimRecord, ClaimToken, Namespace, Retention, now_millis};
+    let store = app
+        .state
+        .services
+        .get()
+        .expect("ready")
+        .claims
+        .store()
+        .clone();
+    let namespace = Namespace::parse(&app.namespace).unwrap();
+    let key = ClaimKey::parse(key).unwrap();
+    let now = now_millis();
+    let record = ClaimRecord::new_window(
+        ClaimToken::generate(),
+        now,
+        Retention {
+            ttl_secs: 60,
+            lease_secs: Some(30),
+        },
+        false,
+        None,
+        Some("late-taker".into()),
+    );
+    store
+        .take_over_claim(
+            &namespace,
+            &key,
+            &record,
+            60,
+            ClaimToken::parse(owner).unwrap(),
+            now,
+        )
+        .await
+        .expect("the takeover runs")
+}
+
+#[tokio::test]
+async fn a_takeover_decided_before_a_completion_does_not_overwrite_it() {
+    // Found by the fault checker: the takeover used to be conditional on the
+    // owner token only, which a completion keeps, so a takeover decided
+    // just before the owner completed overwrote the completed claim and the
+    // work ran twice.
+    let app = spawn_app().await;
+    let owner = app.acquire("race", json!({"lease_secs": 1})).await;
+    sleep_past(1.3).await;
+    let (status, _) = app.complete("race", &owner, json!("done once")).await;
+    assert_eq!(status, StatusCode::OK);
+    let outcome = stale_takeover(&app, "race", &owner).await;
+    assert!(
+        matches!(outcome, dedupd::store::CasOutcome::NotApplied(_)),
+        "{outcome:?}"
+    );
+    let (_, view) = app.get("race").await;
+    assert_eq!(view["state"], "completed");
+    assert_eq!(view["result"], "done once");
+}
+
+#[tokio::test]
+async fn a_takeover_decided_before_an_extension_does_not_apply() {
+    let app = spawn_app().await;
+    let owner = app.acquire("extended", json!({"lease_secs": 1})).await;
+    sleep_past(1.3).await;
+    let (status, _) = app.extend("extended", &owner, 30).await;
+    assert_eq!(status, StatusCode::OK);
+    let outcome = stale_takeover(&app, "extended", &owner).await;
+    assert!(
+        matches!(outcome, dedupd::store::CasOutcome::NotApplied(_)),
+        "{outcome:?}"
+    );
+    let (status, _) = app.complete("extended", &owner, json!(1)).await;
+    assert_eq!(status, StatusCode::OK, "the extended owner keeps its claim");
+}

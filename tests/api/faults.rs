@@ -77,7 +77,7 @@ async fn a_takeover_that_lost_its_answer_is_acquired_as_a_takeover() {
     app.acquire("takeover-lost", json!({"lease_secs": 1})).await;
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
     app.faults
-        .inject(statement::REPLACE, Fault::TimeoutAfterApply, 1);
+        .inject(statement::TAKEOVER, Fault::TimeoutAfterApply, 1);
     let (status, body) = app.claim_json("takeover-lost", json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["takeover"], true);
