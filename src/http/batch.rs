@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{JsonBody, NamespacePath};
+use super::extract::{JsonBody, NamespaceParams, NamespacePath};
 use crate::claims::{Acquisition, ClaimOutcome, ClaimRequest};
 use crate::domain::{ClaimKey, ClaimState, Claimant, Fingerprint, Retention, StoredResult};
 use crate::resolve::DecideError;
@@ -34,6 +34,7 @@ pub const BATCH_CONCURRENCY: usize = 32;
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
     /// The message id, 1 to 512 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 512)]
     pub key: String,
     #[schema(min_length = 1, max_length = 128)]
     pub fingerprint: Option<String>,
@@ -43,10 +44,13 @@ pub struct BatchItem {
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
     /// 1 to 1000 claims, each key at most once.
+    #[schema(min_items = 1, max_items = 1000)]
     pub claims: Vec<BatchItem>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 630720000)]
+    #[serde(default, deserialize_with = "super::json_int::optional_whole")]
     pub ttl_secs: Option<u64>,
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 630720000)]
+    #[serde(default, deserialize_with = "super::json_int::optional_whole")]
     pub lease_secs: Option<u64>,
     pub complete: Option<bool>,
     /// As for a single claim: the same claimant gets its own in-progress
@@ -165,7 +169,7 @@ fn bad(error: impl ToString) -> ApiError {
     post,
     path = "/v1/namespaces/{ns}/claims",
     tag = "claims",
-    params(("ns" = String, Path, description = "Namespace")),
+    params(NamespaceParams),
     request_body(content = BatchBody, content_type = "application/json"),
     responses(
         (status = 200, description = "One result per key, in request order. NOT atomic: each key is its own lightweight transaction, because conditional batches cannot span partitions", body = BatchResponse),

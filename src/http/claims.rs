@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ClaimPath, JsonBody, OptionalJsonBody};
+use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
 use crate::claims::{Acquisition, ClaimOutcome, ClaimRequest, ClaimService, TransitionOutcome};
 use crate::domain::{
     ClaimRecord, ClaimState, ClaimToken, Claimant, Fingerprint, LeaseRequest, Retention,
@@ -26,11 +26,13 @@ use crate::domain::{
 pub struct ClaimBody {
     /// How long the key is remembered, counted from the first claim
     /// (1 to the namespace's maximum; default from the namespace, 24 h).
-    #[schema(minimum = 1, example = 86400)]
+    #[schema(minimum = 1, maximum = 630720000, example = 86400)]
+    #[serde(default, deserialize_with = "super::json_int::optional_whole")]
     pub ttl_secs: Option<u64>,
     /// How long the claimant has to complete before the next claim may take
     /// over (1 to ttl_secs; default 30, or ttl_secs when shorter).
-    #[schema(minimum = 1, example = 30)]
+    #[schema(minimum = 1, maximum = 630720000, example = 30)]
+    #[serde(default, deserialize_with = "super::json_int::optional_whole")]
     pub lease_secs: Option<u64>,
     /// Claim and complete at once: a one-shot marker with no lease.
     pub complete: Option<bool>,
@@ -104,12 +106,16 @@ pub struct DuplicateResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
+    /// The owner token the claim was answered with.
+    #[schema(format = Uuid)]
     pub token: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
+    /// The owner token the claim was answered with.
+    #[schema(format = Uuid)]
     pub token: String,
     /// Any JSON, up to 16 KiB once serialized; replayed to later duplicates.
     #[schema(value_type = Option<Object>)]
@@ -119,9 +125,12 @@ pub struct CompleteBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendBody {
+    /// The owner token the claim was answered with.
+    #[schema(format = Uuid)]
     pub token: String,
     /// The new lease, counted from now and cut at the claim's expiry.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 630720000)]
+    #[serde(deserialize_with = "super::json_int::whole")]
     pub lease_secs: u64,
 }
 
@@ -217,10 +226,7 @@ fn duplicate_response(record: &ClaimRecord) -> Response {
     post,
     path = "/v1/namespaces/{ns}/claims/{key}",
     tag = "claims",
-    params(
-        ("ns" = String, Path, description = "Namespace, [a-z0-9][a-z0-9_-]{0,62}"),
-        ("key" = String, Path, description = "Message id, 1 to 512 bytes of UTF-8, percent-encoded"),
-    ),
+    params(ClaimPathParams),
     request_body(content = Option<ClaimBody>, content_type = "application/json", description = "Optional"),
     responses(
         (status = 201, description = "Acquired: the caller owns the key", body = AcquiredResponse),
@@ -337,7 +343,7 @@ fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiRes
     post,
     path = "/v1/namespaces/{ns}/claims/{key}/complete",
     tag = "claims",
-    params(("ns" = String, Path), ("key" = String, Path)),
+    params(ClaimPathParams),
     request_body(content = CompleteBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Completed (also when completed before by this token)", body = TransitionResponse),
@@ -374,7 +380,7 @@ pub async fn complete(
     post,
     path = "/v1/namespaces/{ns}/claims/{key}/release",
     tag = "claims",
-    params(("ns" = String, Path), ("key" = String, Path)),
+    params(ClaimPathParams),
     request_body(content = TokenBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Released", body = TransitionResponse),
@@ -402,7 +408,7 @@ pub async fn release(
     post,
     path = "/v1/namespaces/{ns}/claims/{key}/extend",
     tag = "claims",
-    params(("ns" = String, Path), ("key" = String, Path)),
+    params(ClaimPathParams),
     request_body(content = ExtendBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Extended", body = TransitionResponse),
@@ -433,7 +439,7 @@ pub async fn extend(
     get,
     path = "/v1/namespaces/{ns}/claims/{key}",
     tag = "claims",
-    params(("ns" = String, Path), ("key" = String, Path)),
+    params(ClaimPathParams),
     responses(
         (status = 200, description = "The claim", body = ClaimView),
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),

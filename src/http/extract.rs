@@ -86,6 +86,43 @@ fn namespace_and_policy(
     Ok((namespace, policy))
 }
 
+/// The path parameters as the OpenAPI document describes them; the
+/// extractors below enforce the same rules. Lengths are in bytes of UTF-8,
+/// which JSON Schema cannot say: the document's `maxLength` counts
+/// characters, so it is exact only for ASCII.
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NamespaceParams {
+    /// Namespace: `[a-z0-9][a-z0-9_-]{0,62}`.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    ns: String,
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ClaimPathParams {
+    /// Namespace: `[a-z0-9][a-z0-9_-]{0,62}`.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    ns: String,
+    /// Message id: 1 to 512 bytes of UTF-8, percent-encoded.
+    #[param(min_length = 1, max_length = 512)]
+    key: String,
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct StreamPathParams {
+    /// Namespace: `[a-z0-9][a-z0-9_-]{0,62}`.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    ns: String,
+    /// Stream name: 1 to 512 bytes of UTF-8, percent-encoded.
+    #[param(min_length = 1, max_length = 512)]
+    stream: String,
+}
+
 /// `{ns}` from the path: a valid, configured namespace and its policy.
 pub struct NamespacePath {
     pub namespace: Namespace,
@@ -209,7 +246,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// A JSON body that may be absent or empty, which reads as `T::default()`.
+/// A JSON body that may be absent, empty or `null`, which read as
+/// `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
@@ -220,7 +258,9 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        parse_json(content_type.as_deref(), &bytes).map(OptionalJsonBody)
+        // `null` is another way to send no options.
+        parse_json::<Option<T>>(content_type.as_deref(), &bytes)
+            .map(|body| OptionalJsonBody(body.unwrap_or_default()))
     }
 }
 

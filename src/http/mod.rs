@@ -6,6 +6,7 @@ pub mod claims;
 pub mod error;
 pub mod extract;
 pub mod health;
+mod json_int;
 pub mod openapi;
 pub mod sequences;
 

@@ -2,7 +2,10 @@
 //! cannot drift from the code.
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::{Ref, Required};
+use utoipa::{Modify, OpenApi};
 
 use super::batch::{BatchBody, BatchItem, BatchResponse, BatchResult};
 use super::claims::{
@@ -42,6 +45,7 @@ use super::sequences::{AdvanceBody, AdvanceResponse, SetBody, SkippedRange, Stre
         BatchItem, BatchResult, BatchResponse, AdvanceBody, SetBody, AdvanceResponse,
         SkippedRange, StreamView
     )),
+    modifiers(&OptionalClaimBody),
     tags(
         (name = "claims", description = "Claim, complete, release, extend and read message ids"),
         (name = "sequences", description = "Per-stream sequence numbers with gap detection"),
@@ -49,6 +53,41 @@ use super::sequences::{AdvanceBody, AdvanceResponse, SetBody, SkippedRange, Stre
     )
 )]
 pub struct ApiDoc;
+
+/// Describes the claim's body as what it is: a `ClaimBody` that may be left
+/// out (`required: false`). Derived from an `Option`, it would come out as
+/// `oneOf: [ClaimBody, null]` on a required body.
+struct OptionalClaimBody;
+
+impl Modify for OptionalClaimBody {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(item) = openapi
+            .paths
+            .paths
+            .get_mut("/v1/namespaces/{ns}/claims/{key}")
+        else {
+            return;
+        };
+        let Some(post) = item.post.as_mut() else {
+            return;
+        };
+        post.request_body = Some(
+            RequestBodyBuilder::new()
+                .description(Some(
+                    "Optional: an absent, empty or `null` body means the namespace's defaults",
+                ))
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ClaimBody")))
+                        .build(),
+                )
+                .required(Some(Required::False))
+                .build()
+                .into(),
+        );
+    }
+}
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

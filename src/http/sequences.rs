@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{JsonBody, StreamPath};
+use super::extract::{JsonBody, StreamPath, StreamPathParams};
 use crate::domain::{SequenceNumber, WatermarkValue};
 use crate::sequences::{AdvanceOutcome, StreamOutcome};
 
@@ -19,6 +19,7 @@ use crate::sequences::{AdvanceOutcome, StreamOutcome};
 pub struct AdvanceBody {
     /// The message's number in its stream, 1 to 2^63−1.
     #[schema(minimum = 1, maximum = 9223372036854775807_u64)]
+    #[serde(deserialize_with = "super::json_int::whole")]
     pub seq: u64,
     /// Accept a jump, reporting the skipped range, instead of answering
     /// `gap` (for producers that may leave holes, such as several nodes).
@@ -30,6 +31,7 @@ pub struct AdvanceBody {
 pub struct SetBody {
     /// The new watermark, 0 to 2^63−1.
     #[schema(minimum = 0, maximum = 9223372036854775807_u64)]
+    #[serde(deserialize_with = "super::json_int::whole")]
     pub last: u64,
 }
 
@@ -69,10 +71,7 @@ fn bad(error: impl ToString) -> ApiError {
     post,
     path = "/v1/namespaces/{ns}/sequences/{stream}",
     tag = "sequences",
-    params(
-        ("ns" = String, Path, description = "Namespace"),
-        ("stream" = String, Path, description = "Stream name, 1 to 512 bytes of UTF-8, percent-encoded"),
-    ),
+    params(StreamPathParams),
     request_body(content = AdvanceBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted: the watermark moved", body = AdvanceResponse),
@@ -136,7 +135,7 @@ pub async fn advance(
     put,
     path = "/v1/namespaces/{ns}/sequences/{stream}",
     tag = "sequences",
-    params(("ns" = String, Path), ("stream" = String, Path)),
+    params(StreamPathParams),
     request_body(content = SetBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Set", body = StreamView),
@@ -171,7 +170,7 @@ pub async fn set(
     get,
     path = "/v1/namespaces/{ns}/sequences/{stream}",
     tag = "sequences",
-    params(("ns" = String, Path), ("stream" = String, Path)),
+    params(StreamPathParams),
     responses(
         (status = 200, description = "The watermark", body = StreamView),
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
@@ -204,7 +203,7 @@ pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<R
     delete,
     path = "/v1/namespaces/{ns}/sequences/{stream}",
     tag = "sequences",
-    params(("ns" = String, Path), ("stream" = String, Path)),
+    params(StreamPathParams),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),

@@ -43,6 +43,22 @@ async fn the_body_may_be_absent_empty_or_an_empty_object() {
         .await
         .unwrap();
     assert_eq!(empty.status(), StatusCode::CREATED);
+    let null = app
+        .client
+        .post(app.claim_url("k-null"))
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(null.status(), StatusCode::CREATED, "null is no options");
+    let whole = app.claim_json("k-whole", json!({"ttl_secs": 60.0})).await;
+    assert_eq!(
+        whole.0,
+        StatusCode::CREATED,
+        "60.0 is the integer 60: {}",
+        whole.1
+    );
     let (status, body) = app.claim_json("k-object", json!({})).await;
     assert_eq!(status, StatusCode::CREATED);
     // Defaults: 24 h retention, 30 s lease.
