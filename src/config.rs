@@ -37,6 +37,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Measure what lightweight transactions cost (see docs/lwt.md).
     Bench(crate::bench::BenchArgs),
+    /// A bounded soak: steady load with memory and p99 watched, then overload.
+    Soak(crate::bench::soak::SoakArgs),
     /// Check the guarantee under faults (needs a 3-node local cluster).
     Check(crate::check::CheckArgs),
     /// Print the SHA-256 of a bearer token read from stdin, for the

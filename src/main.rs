@@ -44,6 +44,13 @@ async fn main() -> anyhow::Result<()> {
             );
             dedupd::bench::run(args).await
         }
+        Command::Soak(args) => {
+            dedupd::telemetry::init_with_default(
+                dedupd::config::LogFormat::Text,
+                "warn,scylla=off",
+            );
+            dedupd::bench::soak::run(args).await
+        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;

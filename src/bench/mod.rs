@@ -10,6 +10,7 @@
 mod load;
 mod report;
 mod scenarios;
+pub mod soak;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -295,7 +296,11 @@ struct Server {
 }
 
 impl Server {
-    async fn start(settings: &CqlSettings, keyspace: &KeyspaceName) -> anyhow::Result<Self> {
+    async fn start(
+        settings: &CqlSettings,
+        keyspace: &KeyspaceName,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
         let application = Application::build(AppConfig {
             listen: "127.0.0.1:0".parse()?,
             cql: settings.clone(),
@@ -303,7 +308,7 @@ impl Server {
             namespaces: Namespaces::default(),
             auth: Default::default(),
             migrate: None,
-            max_in_flight: 4096,
+            max_in_flight,
             claims: ClaimSettings::default(),
             shutdown_delay: Duration::ZERO,
             drain_timeout: Duration::from_secs(5),
@@ -436,7 +441,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     .await;
 
     // The service under test, in this process, on a free loopback port.
-    let server = Server::start(&settings, &keyspace).await?;
+    let server = Server::start(&settings, &keyspace, 4096).await?;
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let raw = Arc::new(
         RawDriver::prepare(session.clone(), &keyspace, SerialConsistency::LocalSerial).await?,
@@ -461,7 +466,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .collect(),
     );
     raw.preload(&preloaded).await?;
-    let peer = Server::start(&settings, &keyspace).await?;
+    let peer = Server::start(&settings, &keyspace, 4096).await?;
     HttpApi::new(peer.base.clone())
         .preload(&dup_namespace, &preloaded)
         .await?;

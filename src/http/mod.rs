@@ -22,7 +22,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::claims::ClaimService;
 use crate::config::Namespaces;
@@ -208,5 +208,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         enforce_deadline,
     ))
     .layer(CatchPanicLayer::custom(panic_response))
-    .layer(TraceLayer::new_for_http())
+    // 503s for overload and undecided outcomes are answers, not failures of
+    // the server: at ERROR level they would flood the logs exactly when the
+    // service is busiest. Internal errors are logged where they happen.
+    .layer(
+        TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+    )
 }

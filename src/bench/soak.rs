@@ -1,0 +1,333 @@
+//! `dedupd soak`: a bounded soak. Steady load through the claim API for a
+//! few minutes, watching memory and tail latency window by window; then
+//! load far beyond what the service admits, where the excess must be
+//! refused fast (503 with Retry-After) rather than queued.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Bytes;
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::load::{new_histogram, open_loop};
+use super::scenarios::HttpApi;
+use super::{Server, local_script, rss_mib, wait_for_cql};
+use crate::domain::KeyspaceName;
+use crate::store::CqlSettings;
+use crate::store::migrate::{Replication, migrate};
+
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    /// CQL contact points. Unset: the local node, started if needed.
+    #[arg(long, env = "DEDUPD_CQL_NODES", value_delimiter = ',')]
+    pub cql_nodes: Option<Vec<String>>,
+    #[arg(long, default_value = "dedupd_bench")]
+    pub keyspace: String,
+    #[arg(long, default_value = "deploy/local/cassandra")]
+    pub local_cassandra: PathBuf,
+    /// Steady claims per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Steady windows, and their length.
+    #[arg(long, default_value_t = 12)]
+    pub windows: u64,
+    #[arg(long, default_value_t = 10)]
+    pub window_secs: u64,
+    /// Overload: this many concurrent clients against a server that admits
+    /// `--overload-permits` requests to the database at once.
+    #[arg(long, default_value_t = 256)]
+    pub overload_clients: usize,
+    #[arg(long, default_value_t = 16)]
+    pub overload_permits: usize,
+    #[arg(long, default_value_t = 20)]
+    pub overload_secs: u64,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Window {
+    index: u64,
+    count: u64,
+    errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    rss_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Overload {
+    clients: usize,
+    permits: usize,
+    accepted: u64,
+    refused: u64,
+    refused_without_retry_after: u64,
+    other: u64,
+    accepted_p50_us: u64,
+    accepted_p99_us: u64,
+    refused_p50_us: u64,
+    refused_p99_us: u64,
+    /// Server-side mean handling time, from the service's own histogram:
+    /// the client-side figures above also hold the load generator's own
+    /// queueing on the same two cores.
+    server_mean_accepted_us: u64,
+    server_mean_refused_us: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakReport {
+    windows: Vec<Window>,
+    overload: Overload,
+    /// Last window's p99 over the first's (flat: near 1).
+    p99_drift: f64,
+    /// RSS at the end minus after the first window, MiB.
+    rss_growth_mib: f64,
+    checks: Vec<super::report::Check>,
+}
+
+fn quantile(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
+    if histogram.is_empty() {
+        0
+    } else {
+        histogram.value_at_quantile(q)
+    }
+}
+
+pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
+    let nodes = match &args.cql_nodes {
+        Some(nodes) => nodes.clone(),
+        None => local_script(&args.local_cassandra, &["up"])
+            .await?
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+    };
+    let settings = CqlSettings::local(nodes);
+    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let session = wait_for_cql(&settings).await?;
+    migrate(&session, &keyspace, &Replication::Everywhere(1)).await?;
+    drop(session);
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+
+    // Steady: open loop at a fixed rate, one measurement per window.
+    let server = Server::start(&settings, &keyspace, 4096).await?;
+    let api = HttpApi::new(server.base.clone());
+    let claim = api.claim_new(
+        format!("soak-{run_id}"),
+        format!("{run_id}-steady"),
+        serde_json::json!({"ttl_secs": 600, "complete": true}),
+    );
+    let per_window = (args.rate * args.window_secs as f64) as u64;
+    let mut windows = Vec::new();
+    for index in 0..args.windows {
+        let measured = open_loop(&claim, index * per_window, per_window, args.rate, 4096).await;
+        let window = Window {
+            index,
+            count: measured.count(),
+            errors: measured.errors,
+            p50_us: quantile(&measured.latency, 0.5),
+            p99_us: quantile(&measured.latency, 0.99),
+            rss_mib: rss_mib(),
+        };
+        eprintln!(
+            "window {index}: {} claims, {} errors, p50 {:.2} ms, p99 {:.2} ms, rss {} MiB",
+            window.count,
+            window.errors,
+            window.p50_us as f64 / 1000.0,
+            window.p99_us as f64 / 1000.0,
+            window.rss_mib
+        );
+        windows.push(window);
+    }
+    server.stop().await;
+
+    // Overload: far more concurrent clients than database permits.
+    let server = Server::start(&settings, &keyspace, args.overload_permits).await?;
+    let mut overload = overload(&server.base, &args, &run_id).await?;
+    let text = server.metrics.render();
+    overload.server_mean_accepted_us = server_mean_us(&text, 201);
+    overload.server_mean_refused_us = server_mean_us(&text, 503);
+    server.stop().await;
+    eprintln!("overload: {overload:?}");
+
+    let first = windows.first().context("no windows ran")?;
+    let last = windows.last().context("no windows ran")?;
+    let p99_drift = last.p99_us as f64 / first.p99_us.max(1) as f64;
+    let rss_growth_mib = last.rss_mib - first.rss_mib;
+    let errors: u64 = windows.iter().map(|w| w.errors).sum();
+    let check = |name: &str, ok: bool, detail: String| super::report::Check {
+        name: name.to_owned(),
+        ok,
+        detail,
+    };
+    let checks = vec![
+        check(
+            "steady load had no errors",
+            errors == 0,
+            format!("{errors} errors"),
+        ),
+        // Loose bounds: a single slow window on a shared machine must not
+        // fail the run; a leak or a queue that grows would.
+        check(
+            "p99 stayed flat",
+            p99_drift <= 3.0,
+            format!("last window's p99 is {p99_drift:.2}x the first's (at most 3)"),
+        ),
+        check(
+            "memory stayed flat",
+            rss_growth_mib <= 64.0,
+            format!("{rss_growth_mib:.1} MiB growth after the first window (at most 64)"),
+        ),
+        check(
+            "overload was refused, not queued",
+            overload.refused > 0
+                && overload.refused_without_retry_after == 0
+                && overload.other == 0,
+            format!(
+                "{} refused (all with Retry-After: {}), {} other answers",
+                overload.refused,
+                overload.refused_without_retry_after == 0,
+                overload.other
+            ),
+        ),
+        check(
+            "refusals are fast",
+            overload.server_mean_refused_us * 10 <= overload.server_mean_accepted_us,
+            format!(
+                "server-side mean: refused {} µs, accepted {} µs (refused at most a tenth)",
+                overload.server_mean_refused_us, overload.server_mean_accepted_us
+            ),
+        ),
+    ];
+    let report = SoakReport {
+        windows,
+        overload,
+        p99_drift,
+        rss_growth_mib,
+        checks,
+    };
+    for check in &report.checks {
+        println!(
+            "{} {}: {}",
+            if check.ok { "ok  " } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "soak checks failed: {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<Overload> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let until = Instant::now() + Duration::from_secs(args.overload_secs);
+    let body = Bytes::from_static(br#"{"ttl_secs":600,"complete":true}"#);
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.overload_clients {
+        let client = client.clone();
+        let body = body.clone();
+        let next = next.clone();
+        let url_base = format!("{base}/v1/namespaces/soak-{run_id}/claims/{run_id}-over-");
+        workers.push(tokio::spawn(async move {
+            let (mut accepted, mut refused) = (new_histogram(), new_histogram());
+            let (mut no_retry_after, mut other) = (0u64, 0u64);
+            while Instant::now() < until {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let request = hyper::Request::post(format!("{url_base}{index}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .expect("a request");
+                let sent = Instant::now();
+                let Ok(response) = client.request(request).await else {
+                    other += 1;
+                    continue;
+                };
+                let status = response.status().as_u16();
+                let retry_after = response.headers().contains_key("retry-after");
+                let _ = response.into_body().collect().await;
+                let micros = sent.elapsed().as_micros() as u64;
+                match status {
+                    201 => accepted.saturating_record(micros.max(1)),
+                    503 => {
+                        refused.saturating_record(micros.max(1));
+                        no_retry_after += u64::from(!retry_after);
+                    }
+                    _ => other += 1,
+                }
+            }
+            (accepted, refused, no_retry_after, other)
+        }));
+    }
+    let (mut accepted, mut refused) = (new_histogram(), new_histogram());
+    let (mut no_retry_after, mut other) = (0, 0);
+    for worker in workers {
+        let (a, r, n, o) = worker.await?;
+        let _ = accepted.add(&a);
+        let _ = refused.add(&r);
+        no_retry_after += n;
+        other += o;
+    }
+    Ok(Overload {
+        clients: args.overload_clients,
+        permits: args.overload_permits,
+        accepted: accepted.len(),
+        refused: refused.len(),
+        refused_without_retry_after: no_retry_after,
+        other,
+        accepted_p50_us: quantile(&accepted, 0.5),
+        accepted_p99_us: quantile(&accepted, 0.99),
+        refused_p50_us: quantile(&refused, 0.5),
+        refused_p99_us: quantile(&refused, 0.99),
+        server_mean_accepted_us: 0,
+        server_mean_refused_us: 0,
+    })
+}
+
+/// The mean server-side time of single claims answered `status`, from the
+/// OpenMetrics text (the histogram's sum over its count).
+fn server_mean_us(text: &str, status: u16) -> u64 {
+    let labels = format!(
+        "{{method=\"POST\",route=\"/v1/namespaces/{{ns}}/claims/{{key}}\",status=\"{status}\"}}"
+    );
+    let value = |suffix: &str| {
+        let prefix = format!("dedupd_http_request_duration_seconds_{suffix}{labels} ");
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(prefix.as_str())?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let count = value("count");
+    if count == 0.0 {
+        return 0;
+    }
+    (value("sum") / count * 1e6).round() as u64
+}
