@@ -119,6 +119,19 @@ pub struct CqlArgs {
     /// write_request_timeout plus cas_contention_timeout.
     #[arg(long, env = "DEDUPD_CQL_REQUEST_TIMEOUT_MS", default_value_t = 6000)]
     pub cql_request_timeout_ms: u64,
+    /// Talk TLS to the nodes.
+    #[arg(long, env = "DEDUPD_CQL_TLS", default_value_t = false)]
+    pub cql_tls: bool,
+    /// PEM file with the CA that signed the nodes' certificates (TLS).
+    #[arg(long, env = "DEDUPD_CQL_TLS_CA")]
+    pub cql_tls_ca: Option<PathBuf>,
+    /// PEM client certificate chain, for nodes that require client
+    /// certificates (with --cql-tls-key).
+    #[arg(long, env = "DEDUPD_CQL_TLS_CERT", requires = "cql_tls_key")]
+    pub cql_tls_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "DEDUPD_CQL_TLS_KEY", requires = "cql_tls_cert")]
+    pub cql_tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(
         long,
@@ -206,8 +219,23 @@ impl CqlArgs {
         Ok(KeyspaceName::parse(&self.keyspace)?)
     }
 
-    pub fn settings(&self) -> CqlSettings {
-        CqlSettings {
+    pub fn settings(&self) -> anyhow::Result<CqlSettings> {
+        let tls = if self.cql_tls {
+            let ca = self.cql_tls_ca.as_deref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--cql-tls needs --cql-tls-ca (DEDUPD_CQL_TLS_CA): the CA that signed the \
+                     nodes' certificates"
+                )
+            })?;
+            let client = self
+                .cql_tls_cert
+                .as_deref()
+                .zip(self.cql_tls_key.as_deref());
+            Some(crate::store::tls::client_config(ca, client)?)
+        } else {
+            None
+        };
+        Ok(CqlSettings {
             nodes: self.cql_nodes.clone(),
             local_dc: self.local_dc.clone(),
             username: self.cql_username.clone(),
@@ -223,7 +251,8 @@ impl CqlArgs {
             },
             request_timeout: Duration::from_millis(self.cql_request_timeout_ms),
             connect_timeout: Duration::from_secs(5),
-        }
+            tls,
+        })
     }
 }
 
@@ -411,6 +440,6 @@ mod tests {
             panic!("expected serve")
         };
         assert!(!format!("{args:?}").contains("hunter2-secret"));
-        assert!(!format!("{:?}", args.cql.settings()).contains("hunter2-secret"));
+        assert!(!format!("{:?}", args.cql.settings().unwrap()).contains("hunter2-secret"));
     }
 }

@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     let keyspace = args.cql.keyspace()?;
-    let settings = args.cql.settings();
+    let settings = args.cql.settings()?;
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
     // A migration Job may start before the database answers: wait, bounded.
     let session = loop {

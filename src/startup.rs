@@ -40,7 +40,7 @@ impl AppConfig {
         let file = FileConfig::load(args.config.as_deref())?;
         Ok(Self {
             listen: args.listen,
-            cql: args.cql.settings(),
+            cql: args.cql.settings()?,
             keyspace: args.cql.keyspace()?,
             namespaces: Namespaces::from_file(&file)?,
             auth: Auth::from_file(&file.auth)?,

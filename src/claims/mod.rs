@@ -600,7 +600,7 @@ impl ClaimService {
             }
         };
         let our_window = match &before {
-            RowView::Live(record) if record.token == token => Some(record.claimed_at),
+            RowView::Live(record) if record.token == token => Some(record.window),
             _ => None,
         };
         for _ in 0..self.budget.max_steps {
@@ -669,7 +669,7 @@ impl ClaimService {
                 // have done, so the lost answer was a success and the key
                 // was claimed again at once.
                 RowView::Live(record)
-                    if our_window.is_some_and(|window| window != record.claimed_at) =>
+                    if our_window.is_some_and(|window| window != record.window) =>
                 {
                     return Ok(TransitionOutcome::Released);
                 }

@@ -186,6 +186,9 @@ pub struct ClaimRecord {
     pub state: ClaimState,
     pub fingerprint: Option<String>,
     pub claimant: Option<String>,
+    /// The retention window's id: the token of the claim that opened it,
+    /// kept by takeovers. Unlike `claimed_at`, two windows never share it.
+    pub window: Uuid,
     /// When the current retention window began (the first claim).
     pub claimed_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -216,6 +219,7 @@ impl ClaimRecord {
             state,
             fingerprint,
             claimant,
+            window: token.0,
             claimed_at: now,
             expires_at,
             lease_expires_at,
@@ -247,6 +251,7 @@ impl ClaimRecord {
             state,
             fingerprint: fingerprint.or_else(|| self.fingerprint.clone()),
             claimant,
+            window: self.window,
             claimed_at: self.claimed_at,
             expires_at: self.expires_at,
             lease_expires_at,
@@ -353,6 +358,10 @@ mod tests {
         let later = now + secs(45);
         let second = first.taken_over(ClaimToken::generate(), later, retention, false, None, None);
         assert_eq!(second.claimed_at, first.claimed_at);
+        assert_eq!(
+            second.window, first.window,
+            "a takeover stays in the window"
+        );
         assert_eq!(second.expires_at, first.expires_at);
         assert_eq!(second.lease_expires_at, Some(first.expires_at));
         assert_eq!(second.fingerprint.as_deref(), Some("fp"));

@@ -32,7 +32,7 @@ pub mod statement {
     pub const READ: &str = "claim_read";
 }
 
-const COLUMNS: &str = "owner, state, fingerprint, claimant, claimed_at, expires_at, \
+const COLUMNS: &str = "owner, state, fingerprint, claimant, window, claimed_at, expires_at, \
                        lease_expires_at, completed_at, result";
 
 /// The result of a conditional write.
@@ -80,20 +80,20 @@ impl ClaimStatements {
         let insert = session
             .prepare(format!(
                 "INSERT INTO {table} (namespace, key, {COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
             ))
             .await?;
         let replace = session
             .prepare(format!(
                 "UPDATE {table} USING TTL ? SET owner = ?, state = ?, fingerprint = ?, \
-                 claimant = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
+                 claimant = ?, window = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
                  completed_at = ?, result = ? WHERE namespace = ? AND key = ? IF owner = ?"
             ))
             .await?;
         let takeover = session
             .prepare(format!(
                 "UPDATE {table} USING TTL ? SET owner = ?, state = ?, fingerprint = ?, \
-                 claimant = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
+                 claimant = ?, window = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
                  completed_at = ?, result = ? WHERE namespace = ? AND key = ? \
                  IF owner = ? AND state = 'in_progress' AND lease_expires_at <= ?"
             ))
@@ -181,6 +181,7 @@ impl Store {
             record.state.as_str(),
             unset_if_none(record.fingerprint.as_deref()),
             unset_if_none(record.claimant.as_deref()),
+            record.window,
             record.claimed_at,
             record.expires_at,
             unset_if_none(record.lease_expires_at),
@@ -213,6 +214,7 @@ impl Store {
             record.state.as_str(),
             record.fingerprint.as_deref(),
             record.claimant.as_deref(),
+            record.window,
             record.claimed_at,
             record.expires_at,
             record.lease_expires_at,
@@ -252,6 +254,7 @@ impl Store {
             record.state.as_str(),
             record.fingerprint.as_deref(),
             record.claimant.as_deref(),
+            record.window,
             record.claimed_at,
             record.expires_at,
             record.lease_expires_at,

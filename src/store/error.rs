@@ -85,7 +85,8 @@ impl StoreError {
     }
 }
 
-fn classify(error: &ExecutionError) -> FailureKind {
+/// What a failed statement means for the caller; see [`FailureKind`].
+pub fn classify(error: &ExecutionError) -> FailureKind {
     match error {
         ExecutionError::RequestTimeout(_) => FailureKind::Timeout,
         ExecutionError::LastAttemptError(attempt) => classify_attempt(attempt),

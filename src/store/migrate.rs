@@ -201,8 +201,16 @@ pub async fn migrate(
         // tablets arrived only in 2025.4: ask for vnodes. A ScyllaDB older
         // than tablets refuses the option, and then needs none.
         let without_tablets = format!("{create} AND tablets = {{'enabled': false}}");
-        if run(session, &without_tablets).await.is_err() {
-            run(session, &create).await?;
+        match run(session, &without_tablets).await {
+            Ok(()) => {}
+            // Only a refusal of the statement itself (an unknown option)
+            // means "a ScyllaDB without tablets"; anything else is an error.
+            Err(MigrateError::Statement { source, .. })
+                if crate::store::classify(&source) == crate::store::FailureKind::Rejected =>
+            {
+                run(session, &create).await?;
+            }
+            Err(error) => return Err(error),
         }
     } else {
         run(session, &create).await?;

@@ -8,6 +8,7 @@ pub mod migrate;
 mod rows;
 mod sequences;
 mod session;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 
 pub use claims::{CasOutcome, ReadMode, returned_state, statement};
-pub use error::{FailureKind, StoreError, is_cas_timeout};
+pub use error::{FailureKind, StoreError, classify, is_cas_timeout};
 pub use rows::{ClaimColumns, RowView};
 pub use sequences::{AcceptedBy, SequenceCas, Watermark, statement as sequence_statement};
 pub use session::{ConnectError, CqlSettings, connect_session};

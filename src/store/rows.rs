@@ -18,6 +18,7 @@ pub struct ClaimColumns {
     pub state: Option<String>,
     pub fingerprint: Option<String>,
     pub claimant: Option<String>,
+    pub window: Option<uuid::Uuid>,
     pub claimed_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub lease_expires_at: Option<DateTime<Utc>>,
@@ -62,6 +63,7 @@ impl ClaimColumns {
                 "state" => columns.state = as_text(value),
                 "fingerprint" => columns.fingerprint = as_text(value),
                 "claimant" => columns.claimant = as_text(value),
+                "window" => columns.window = as_uuid(value),
                 "claimed_at" => columns.claimed_at = as_time(value),
                 "expires_at" => columns.expires_at = as_time(value),
                 "lease_expires_at" => columns.lease_expires_at = as_time(value),
@@ -83,9 +85,13 @@ impl ClaimColumns {
             return RowView::Absent;
         }
         let state = self.state.as_deref().and_then(ClaimState::parse);
-        let (Some(token), Some(state), Some(claimed_at), Some(expires_at)) =
-            (self.token, state, self.claimed_at, self.expires_at)
-        else {
+        let (Some(token), Some(state), Some(window), Some(claimed_at), Some(expires_at)) = (
+            self.token,
+            state,
+            self.window,
+            self.claimed_at,
+            self.expires_at,
+        ) else {
             return RowView::Remnant { token: self.token };
         };
         if expires_at <= now {
@@ -96,6 +102,7 @@ impl ClaimColumns {
             state,
             fingerprint: self.fingerprint,
             claimant: self.claimant,
+            window,
             claimed_at,
             expires_at,
             lease_expires_at: self.lease_expires_at,
@@ -144,6 +151,7 @@ mod tests {
         ClaimColumns {
             token: Some(ClaimToken::generate()),
             state: Some("in_progress".into()),
+            window: Some(uuid::Uuid::new_v4()),
             claimed_at: Some(now),
             expires_at: Some(now + secs(60)),
             lease_expires_at: Some(now + secs(30)),

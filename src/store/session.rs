@@ -1,5 +1,6 @@
 //! Building the driver session from configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use scylla::client::execution_profile::ExecutionProfile;
@@ -24,6 +25,8 @@ pub struct CqlSettings {
     /// timeouts (unknown outcomes all) will fire first.
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// TLS to the nodes, when set.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for CqlSettings {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for CqlSettings {
             .field("consistency", &self.consistency)
             .field("serial_consistency", &self.serial_consistency)
             .field("request_timeout", &self.request_timeout)
+            .field("tls", &self.tls.as_ref().map(|_| "on"))
             .finish()
     }
 }
@@ -52,6 +56,7 @@ impl CqlSettings {
             serial_consistency: SerialConsistency::LocalSerial,
             request_timeout: Duration::from_secs(6),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -97,6 +102,9 @@ pub async fn connect_session(settings: &CqlSettings) -> Result<Session, ConnectE
         .known_nodes(&settings.nodes)
         .connection_timeout(settings.connect_timeout)
         .default_execution_profile_handle(profile.into_handle());
+    if let Some(tls) = &settings.tls {
+        builder = builder.tls_context(Some(tls.clone()));
+    }
     if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
         builder = builder.user(user, password.expose_secret());
     }

@@ -20,6 +20,9 @@ pub const TEST_KEYSPACE: &str = "dedupd_test";
 pub struct TestDatabase {
     pub nodes: Vec<String>,
     pub source: &'static str,
+    /// The CA of the nodes' TLS certificates, when they speak TLS: the
+    /// local nodes always do; elsewhere DEDUPD_TEST_CQL_TLS_CA names it.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 static DATABASE: OnceLock<TestDatabase> = OnceLock::new();
@@ -58,6 +61,7 @@ fn find_or_start() -> TestDatabase {
         return TestDatabase {
             nodes,
             source: "DEDUPD_TEST_CQL",
+            tls_ca: std::env::var_os("DEDUPD_TEST_CQL_TLS_CA").map(Into::into),
         };
     }
     if docker_answers() {
@@ -104,6 +108,7 @@ fn start_scylla_container() -> TestDatabase {
     TestDatabase {
         nodes: vec![format!("127.0.0.1:{port}")],
         source: "a ScyllaDB container (testcontainers)",
+        tls_ca: None,
     }
 }
 
@@ -129,9 +134,16 @@ fn start_local_cassandra() -> TestDatabase {
         !contact_points.is_empty(),
         "`{script} up` printed no contact points"
     );
+    let tls_ca = Command::new(script)
+        .arg("tls-ca")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().into());
     TestDatabase {
         nodes: contact_points.split(',').map(str::to_owned).collect(),
         source: "the local Cassandra node (deploy/local/cassandra)",
+        tls_ca,
     }
 }
 

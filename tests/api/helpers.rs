@@ -42,6 +42,7 @@ pub struct TestOptions {
     pub namespaces: Namespaces,
     pub auth: dedupd::http::auth::Auth,
     pub nodes: Option<Vec<String>>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub max_in_flight: usize,
     pub budget: RetryBudget,
     pub read_first: ReadFirstPolicy,
@@ -56,6 +57,7 @@ impl Default for TestOptions {
             namespaces: Namespaces::default(),
             auth: Default::default(),
             nodes: None,
+            tls: None,
             max_in_flight: 512,
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
@@ -81,7 +83,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     };
     let config = AppConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        cql: CqlSettings::local(nodes),
+        cql: CqlSettings {
+            tls: options.tls,
+            ..CqlSettings::local(nodes)
+        },
         keyspace: KeyspaceName::parse(TEST_KEYSPACE).unwrap(),
         namespaces: options.namespaces,
         auth: options.auth,

@@ -15,3 +15,4 @@ mod migrate;
 mod operations;
 mod read_first;
 mod sequences;
+mod tls;
