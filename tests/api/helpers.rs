@@ -43,6 +43,8 @@ pub struct TestOptions {
     pub auth: dedupd::http::auth::Auth,
     pub nodes: Option<Vec<String>>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// CQL user and password.
+    pub credentials: Option<(String, String)>,
     pub max_in_flight: usize,
     pub budget: RetryBudget,
     pub read_first: ReadFirstPolicy,
@@ -58,6 +60,7 @@ impl Default for TestOptions {
             auth: Default::default(),
             nodes: None,
             tls: None,
+            credentials: None,
             max_in_flight: 512,
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
@@ -85,6 +88,10 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         listen: "127.0.0.1:0".parse().unwrap(),
         cql: CqlSettings {
             tls: options.tls,
+            username: options.credentials.as_ref().map(|(user, _)| user.clone()),
+            password: options
+                .credentials
+                .map(|(_, password)| secrecy::SecretString::from(password)),
             ..CqlSettings::local(nodes)
         },
         keyspace: KeyspaceName::parse(TEST_KEYSPACE).unwrap(),

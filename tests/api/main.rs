@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod batch;
 mod concurrency;
+mod cql_auth;
 mod database;
 mod expiry;
 mod faults;
