@@ -132,6 +132,14 @@ pub struct CqlArgs {
     /// PEM private key of the client certificate.
     #[arg(long, env = "DEDUPD_CQL_TLS_KEY", requires = "cql_tls_cert")]
     pub cql_tls_key: Option<PathBuf>,
+    /// Dial other addresses than the nodes announce, as comma-separated
+    /// `announced=dial` pairs of IP:port (nodes behind NAT, port-forwards or
+    /// a proxy). The driver names a node by the IP it announces and the port
+    /// of the contact point it dialled, so dial every node on one port:
+    /// `10.0.0.5:19042=127.0.0.1:19042,10.0.0.6:19042=127.0.0.2:19042`.
+    /// Nodes not listed are skipped.
+    #[arg(long, env = "DEDUPD_CQL_ADDRESS_MAP", value_delimiter = ',')]
+    pub cql_address_map: Vec<AddressMapping>,
     /// Log format.
     #[arg(
         long,
@@ -252,6 +260,38 @@ impl CqlArgs {
             request_timeout: Duration::from_millis(self.cql_request_timeout_ms),
             connect_timeout: Duration::from_secs(5),
             tls,
+            address_map: self
+                .cql_address_map
+                .iter()
+                .map(|mapping| (mapping.announced, mapping.dial))
+                .collect(),
+        })
+    }
+}
+
+/// One `announced=dial` pair of `--cql-address-map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressMapping {
+    pub announced: SocketAddr,
+    pub dial: SocketAddr,
+}
+
+impl std::str::FromStr for AddressMapping {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (announced, dial) = text.split_once('=').ok_or_else(|| {
+            format!("`{text}` is not `announced=dial` (e.g. 10.0.0.5:19042=127.0.0.1:19042)")
+        })?;
+        let parse = |address: &str| {
+            address
+                .trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("`{address}` in `{text}` is not an IP address with a port"))
+        };
+        Ok(Self {
+            announced: parse(announced)?,
+            dial: parse(dial)?,
         })
     }
 }
@@ -441,5 +481,32 @@ mod tests {
         };
         assert!(!format!("{args:?}").contains("hunter2-secret"));
         assert!(!format!("{:?}", args.cql.settings().unwrap()).contains("hunter2-secret"));
+    }
+
+    #[test]
+    fn address_maps_parse_into_pairs_or_say_what_is_wrong() {
+        let cli = Cli::parse_from([
+            "dedupd",
+            "serve",
+            "--cql-address-map",
+            "10.0.0.5:9042=127.0.0.1:19042, 10.0.0.6:9042 = 127.0.0.1:19043",
+        ]);
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let map = args.cql.settings().unwrap().address_map;
+        assert_eq!(map.len(), 2);
+        assert_eq!(
+            map[&"10.0.0.6:9042".parse().unwrap()],
+            "127.0.0.1:19043".parse().unwrap()
+        );
+        for (text, complaint) in [
+            ("10.0.0.5:9042", "announced=dial"),
+            ("10.0.0.5=127.0.0.1:1", "`10.0.0.5`"),
+            ("node1:9042=127.0.0.1:1", "`node1:9042`"),
+        ] {
+            let error = text.parse::<AddressMapping>().unwrap_err();
+            assert!(error.contains(complaint), "{text}: {error}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Building the driver session from configuration.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,10 @@ pub struct CqlSettings {
     pub connect_timeout: Duration,
     /// TLS to the nodes, when set.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Addresses the nodes announce (system.peers) mapped to the addresses
+    /// dedupd must dial instead: nodes behind NAT or a port-forward, or a
+    /// fault-injecting proxy. Empty: dial what the nodes announce.
+    pub address_map: HashMap<SocketAddr, SocketAddr>,
 }
 
 impl std::fmt::Debug for CqlSettings {
@@ -41,6 +47,7 @@ impl std::fmt::Debug for CqlSettings {
             .field("serial_consistency", &self.serial_consistency)
             .field("request_timeout", &self.request_timeout)
             .field("tls", &self.tls.as_ref().map(|_| "on"))
+            .field("address_map", &self.address_map)
             .finish()
     }
 }
@@ -57,6 +64,7 @@ impl CqlSettings {
             request_timeout: Duration::from_secs(6),
             connect_timeout: Duration::from_secs(5),
             tls: None,
+            address_map: HashMap::new(),
         }
     }
 }
@@ -104,6 +112,9 @@ pub async fn connect_session(settings: &CqlSettings) -> Result<Session, ConnectE
         .default_execution_profile_handle(profile.into_handle());
     if let Some(tls) = &settings.tls {
         builder = builder.tls_context(Some(tls.clone()));
+    }
+    if !settings.address_map.is_empty() {
+        builder = builder.address_translator(Arc::new(settings.address_map.clone()));
     }
     if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
         builder = builder.user(user, password.expose_secret());
