@@ -3,13 +3,16 @@
 //! Many clients claim keys and advance sequences through two dedupd
 //! processes sharing one Cassandra cluster, while a fault runs: a node
 //! stopped and restarted, two nodes stopped, one dedupd process killed
-//! (SIGKILL) and restarted, or random CAS timeouts injected between dedupd
-//! and Cassandra. Every request and answer is recorded with its times, and
-//! afterwards the history is checked (see history.rs): no key granted twice
-//! while a grant was live, no claim lost to a false "duplicate", no
-//! sequence number accepted twice, no 5xx but a 503 with Retry-After.
+//! (SIGKILL) and restarted, random CAS timeouts injected inside dedupd at
+//! the driver boundary, or answers, requests and connections lost on the
+//! wire by a CQL proxy between dedupd and Cassandra. Every request and
+//! answer is recorded with its times, and afterwards the history is
+//! checked (see history.rs): no key granted twice while a grant was live, no
+//! claim lost to a false "duplicate", no sequence number accepted twice, no
+//! 5xx but a 503 with Retry-After.
 
 mod history;
+pub mod wire_faults;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ use crate::domain::KeyspaceName;
 use crate::store::migrate::{Replication, migrate};
 use crate::store::{CqlSettings, connect_session};
 pub use history::{Figures, History};
+use wire_faults::{Injected, WireFaults};
 use workload::{Api, ClaimWorkload, Targets, claimant, consumer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
@@ -42,9 +46,18 @@ pub enum Fault {
     TwoNodesDown,
     /// One dedupd process killed with SIGKILL, then started again.
     InstanceKill,
-    /// Random CAS timeouts, before and after the write applied.
+    /// Random CAS timeouts, before and after the write applied, injected
+    /// inside dedupd at the driver boundary (failpoints).
     CasTimeouts,
+    /// LWT answers lost or turned into CAS write timeouts, requests lost and
+    /// connections dropped by a CQL proxy between dedupd and Cassandra.
+    WireFaults,
 }
+
+/// The driver's request timeout in the wire-faults phase: a lost answer
+/// costs this long, so it is short, yet far above a healthy LWT. Requests
+/// the proxy delays are held longer (`wire_faults::LATE_BY`).
+const WIRE_FAULTS_REQUEST_TIMEOUT_MS: &str = "1500";
 
 /// The failpoints the cas-timeouts phase arms in both processes: the two
 /// halves of a timeout on every conditional write, and lost serial reads.
@@ -58,6 +71,7 @@ pub struct CheckArgs {
     /// The faults to run, one phase each.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![
         Fault::Steady, Fault::NodeRestart, Fault::TwoNodesDown, Fault::InstanceKill, Fault::CasTimeouts,
+        Fault::WireFaults,
     ])]
     pub faults: Vec<Fault>,
     /// CQL contact points. Unset: the local cluster's (which must run
@@ -100,9 +114,16 @@ struct Instance {
     port: u16,
     child: Child,
     log: PathBuf,
-    failpoints: Option<&'static str>,
+    /// The nodes it dials, and the environment of the fault it runs under.
+    wiring: Wiring,
     /// Unknown-outcome counters of its earlier lives (a kill resets them).
     unknown_before: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Wiring {
+    nodes: Vec<String>,
+    env: Vec<(&'static str, String)>,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -114,10 +135,9 @@ fn free_port() -> anyhow::Result<u16> {
 impl Instance {
     async fn spawn(
         port: u16,
-        nodes: &[String],
+        wiring: Wiring,
         keyspace: &str,
         log: PathBuf,
-        failpoints: Option<&'static str>,
         unknown_before: BTreeMap<String, f64>,
     ) -> anyhow::Result<Self> {
         let log_file = std::fs::OpenOptions::new()
@@ -128,24 +148,24 @@ impl Instance {
         command
             .arg("serve")
             .env("DEDUPD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DEDUPD_CQL_NODES", nodes.join(","))
+            .env("DEDUPD_CQL_NODES", wiring.nodes.join(","))
             .env("DEDUPD_KEYSPACE", keyspace)
             .env("DEDUPD_SHUTDOWN_DELAY_SECS", "0")
             .env("RUST_LOG", "warn,scylla=error")
             .env_remove("DEDUPD_FAILPOINTS")
+            .env_remove("DEDUPD_CQL_ADDRESS_MAP")
+            .env_remove("DEDUPD_CQL_REQUEST_TIMEOUT_MS")
+            .envs(wiring.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .kill_on_drop(true);
-        if let Some(spec) = failpoints {
-            command.env("DEDUPD_FAILPOINTS", spec);
-        }
         let child = command.spawn().context("cannot start dedupd serve")?;
         let instance = Self {
             port,
             child,
             log,
-            failpoints,
+            wiring,
             unknown_before,
         };
         instance.wait_ready().await?;
@@ -233,6 +253,9 @@ pub struct PhaseReport {
     pub figures: Figures,
     /// Unknown outcomes the two processes met, by `statement/resolution`.
     pub unknown_outcomes: BTreeMap<String, f64>,
+    /// What the proxy did, in the wire-faults phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub injected: Option<Injected>,
     pub violations: Vec<String>,
     /// What the fault did, with times since the phase start.
     pub events: Vec<String>,
@@ -263,18 +286,52 @@ async fn run_phase(
 ) -> anyhow::Result<PhaseReport> {
     let started = Instant::now();
     let mut events = Vec::new();
-    let failpoints = (fault == Fault::CasTimeouts).then_some(CAS_TIMEOUT_FAILPOINTS);
+    let log = |events: &mut Vec<String>, what: String| {
+        events.push(format!("{:.1}s {what}", started.elapsed().as_secs_f64()));
+    };
     let phase = format!("{fault:?}").to_lowercase();
+    let mut wiring = Wiring {
+        nodes: nodes.to_vec(),
+        env: Vec::new(),
+    };
+    let mut proxy = None;
+    match fault {
+        Fault::CasTimeouts => wiring
+            .env
+            .push(("DEDUPD_FAILPOINTS", CAS_TIMEOUT_FAILPOINTS.into())),
+        Fault::WireFaults => {
+            let wire_faults = WireFaults::start(nodes).await?;
+            wiring.nodes = wire_faults.layout.contact_points();
+            wiring.env.extend([
+                (
+                    "DEDUPD_CQL_ADDRESS_MAP",
+                    wire_faults.layout.address_map_arg(),
+                ),
+                (
+                    "DEDUPD_CQL_REQUEST_TIMEOUT_MS",
+                    WIRE_FAULTS_REQUEST_TIMEOUT_MS.into(),
+                ),
+            ]);
+            log(
+                &mut events,
+                format!(
+                    "CQL proxy on {}",
+                    wire_faults.layout.contact_points().join(",")
+                ),
+            );
+            proxy = Some(wire_faults);
+        }
+        _ => {}
+    }
     let mut instances = Vec::new();
     for index in 0..2 {
         let log = work_dir.join(format!("{phase}-dedupd-{index}.log"));
         instances.push(
             Instance::spawn(
                 free_port()?,
-                nodes,
+                wiring.clone(),
                 &args.keyspace,
                 log,
-                failpoints,
                 BTreeMap::new(),
             )
             .await?,
@@ -318,12 +375,9 @@ async fn run_phase(
     }
 
     let at = |fraction: f64| started + Duration::from_secs_f64(args.phase_secs as f64 * fraction);
-    let log = |events: &mut Vec<String>, what: String| {
-        events.push(format!("{:.1}s {what}", started.elapsed().as_secs_f64()));
-    };
     let script = &args.local_cassandra;
     match fault {
-        Fault::Steady | Fault::CasTimeouts => {}
+        Fault::Steady | Fault::CasTimeouts | Fault::WireFaults => {}
         Fault::NodeRestart => {
             tokio::time::sleep_until(at(0.2)).await;
             local_script(script, &["stop-node", "2"]).await?;
@@ -353,10 +407,9 @@ async fn run_phase(
             tokio::time::sleep_until(at(0.5)).await;
             let replacement = Instance::spawn(
                 victim.port,
-                nodes,
+                victim.wiring.clone(),
                 &args.keyspace,
                 victim.log.clone(),
-                victim.failpoints,
                 counted_before_kill,
             )
             .await?;
@@ -376,6 +429,10 @@ async fn run_phase(
             *unknown_outcomes.entry(name).or_default() += value;
         }
     }
+    let injected = match proxy {
+        Some(proxy) => Some(proxy.finish().await?),
+        None => None,
+    };
     std::fs::write(
         work_dir.join(format!("{phase}-history.json")),
         serde_json::to_string(&history)?,
@@ -392,11 +449,19 @@ async fn run_phase(
     if fault == Fault::CasTimeouts && unknown_outcomes.is_empty() {
         violations.push("failpoints were armed but no unknown outcome was resolved".into());
     }
+    if let Some(injected) = injected
+        && (injected.total() == 0 || unknown_outcomes.is_empty())
+    {
+        violations.push(format!(
+            "the proxy's faults did not bite: {injected:?}, unknown outcomes {unknown_outcomes:?}"
+        ));
+    }
     Ok(PhaseReport {
         fault,
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         figures,
         unknown_outcomes,
+        injected,
         violations,
         events,
     })
@@ -496,6 +561,16 @@ fn print_phase(report: &PhaseReport) {
         f.unavailable_503,
         f.no_answer
     );
+    if let Some(injected) = &report.injected {
+        println!(
+            "  injected on the wire: {} LWT answers lost, {} LWT answers made CAS write timeouts, {} requests lost, {} requests landed late, {} connections dropped",
+            injected.answers_lost,
+            injected.answers_made_cas_timeouts,
+            injected.requests_lost,
+            injected.requests_landed_late,
+            injected.connections_dropped
+        );
+    }
     if report.unknown_outcomes.is_empty() {
         println!("  unknown outcomes: none");
     } else {

@@ -603,9 +603,19 @@ impl ClaimService {
             RowView::Live(record) if record.token == token => Some(record.window),
             _ => None,
         };
+        // Set once a delete's outcome is unknown: that delete may still
+        // apply later (Cassandra's coordinator retries a preempted CAS
+        // until cas_contention_timeout, even after the client gave up), so
+        // a later refusal is read as a view of the row, not taken at its
+        // word: "no claim" may be our own delete, landed late.
+        let mut uncertain = false;
         for _ in 0..self.budget.max_steps {
             let view = match self.store.release_claim(namespace, key, token).await {
                 Ok(CasOutcome::Applied) => return Ok(TransitionOutcome::Released),
+                Ok(CasOutcome::NotApplied(_)) if uncertain => {
+                    read_serial_with_retries(&self.store, namespace, key, started, self.budget)
+                        .await?
+                }
                 Ok(CasOutcome::NotApplied(columns)) => {
                     // The refused DELETE reports the token and state it saw,
                     // read inside the same Paxos round: decisive.
@@ -634,6 +644,7 @@ impl ClaimService {
                 }
                 Err(error) if error.kind == FailureKind::Rejected => return Err(rejected(error)),
                 Err(error) => {
+                    uncertain = true;
                     tracing::warn!(
                         statement = error.statement,
                         namespace = %namespace,

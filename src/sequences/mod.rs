@@ -168,6 +168,13 @@ impl SequenceService {
         // guess costs nothing but a refused CAS, which returns the truth.
         let mut current: Option<u64> = (seq > 1).then_some(seq - 1);
         let mut known = false;
+        // Set once an attempt's outcome is unknown: from then on, that
+        // attempt may still apply. Cassandra's coordinator retries a
+        // preempted CAS until cas_contention_timeout, even after the client
+        // gave up on it, so a serial read that missed it proves nothing
+        // about later. Every attempt carries the same writer, and every
+        // later answer is checked for it.
+        let mut uncertain = false;
         for _ in 0..self.budget.max_steps {
             let last = current.unwrap_or(0);
             if known && let Verdict::Refuse(outcome) = judge(seq, allow_gaps, last) {
@@ -193,35 +200,39 @@ impl SequenceService {
                         skipped: skipped(seq, last),
                     });
                 }
-                Ok(SequenceCas::NotApplied(seen)) => seen,
+                Ok(SequenceCas::NotApplied(seen)) if !uncertain => seen,
+                // A refused UPDATE returns only `last`; the ring, which says
+                // whether the earlier attempt landed since, needs the row.
+                Ok(SequenceCas::NotApplied(_)) => self.read(namespace, stream, started).await?,
                 Err(error) => {
-                    let seen = self
-                        .resolve(namespace, stream, error, writer, started)
-                        .await?;
-                    // Other consumers may have moved the stream past `seq`
-                    // since: the ring, not `last`, says who accepted it.
-                    match seen.as_ref().map(|watermark| watermark.accepted_by(seq)) {
-                        Some(AcceptedBy::Token(token)) if token == writer => {
-                            return Ok(AdvanceOutcome::Accepted {
-                                last: seq,
-                                skipped: skipped(seq, last),
-                            });
-                        }
-                        Some(AcceptedBy::Forgotten) => {
-                            return Err(DecideError::Undecided {
-                                detail: format!(
-                                    "the answer to offering {seq} to stream {:?} was lost and \
-                                     the stream has moved on too far to tell whether it was \
-                                     accepted; retry",
-                                    stream.as_str()
-                                ),
-                            });
-                        }
-                        _ => {}
-                    }
-                    seen
+                    uncertain = true;
+                    self.resolve(namespace, stream, error, writer, started)
+                        .await?
                 }
             };
+            if uncertain {
+                // Other consumers may have moved the stream past `seq`
+                // since: the ring, not `last`, says who accepted it.
+                match seen.as_ref().map(|watermark| watermark.accepted_by(seq)) {
+                    Some(AcceptedBy::Token(token)) if token == writer => {
+                        return Ok(AdvanceOutcome::Accepted {
+                            last: seq,
+                            skipped: skipped(seq, last),
+                        });
+                    }
+                    Some(AcceptedBy::Forgotten) => {
+                        return Err(DecideError::Undecided {
+                            detail: format!(
+                                "the answer to offering {seq} to stream {:?} was lost and \
+                                 the stream has moved on too far to tell whether it was \
+                                 accepted; retry",
+                                stream.as_str()
+                            ),
+                        });
+                    }
+                    _ => {}
+                }
+            }
             current = seen.map(|watermark| watermark.last);
             known = true;
         }
@@ -244,6 +255,7 @@ impl SequenceService {
         let target = last.get();
         let writer = Uuid::new_v4();
         let mut current: Option<u64> = None;
+        let mut uncertain = false;
         for _ in 0..self.budget.max_steps {
             let now = now_millis();
             let cas = match current {
@@ -263,21 +275,24 @@ impl SequenceService {
                     self.metrics.record_operation("sequence_set", "done");
                     return Ok(());
                 }
-                Ok(SequenceCas::NotApplied(seen)) => seen,
+                Ok(SequenceCas::NotApplied(seen)) if !uncertain => seen,
+                // An earlier attempt may have landed since (see `advance`);
+                // a refused UPDATE does not return the writer.
+                Ok(SequenceCas::NotApplied(_)) => self.read(namespace, stream, started).await?,
                 Err(error) => {
-                    let seen = self
-                        .resolve(namespace, stream, error, writer, started)
-                        .await?;
-                    if seen
-                        .as_ref()
-                        .is_some_and(|watermark| watermark.writer == Some(writer))
-                    {
-                        self.metrics.record_operation("sequence_set", "done");
-                        return Ok(());
-                    }
-                    seen
+                    uncertain = true;
+                    self.resolve(namespace, stream, error, writer, started)
+                        .await?
                 }
             };
+            if uncertain
+                && seen
+                    .as_ref()
+                    .is_some_and(|watermark| watermark.writer == Some(writer))
+            {
+                self.metrics.record_operation("sequence_set", "done");
+                return Ok(());
+            }
             current = seen.map(|watermark| watermark.last);
         }
         self.metrics.record_operation("sequence_set", "unavailable");

@@ -1,5 +1,7 @@
 //! `spawn_app()` and the calls every test makes.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +47,10 @@ pub struct TestOptions {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// CQL user and password.
     pub credentials: Option<(String, String)>,
+    /// Announced node address → address to dial (a proxy).
+    pub address_map: HashMap<SocketAddr, SocketAddr>,
+    /// The driver's request timeout, when not the default.
+    pub request_timeout: Option<Duration>,
     pub max_in_flight: usize,
     pub budget: RetryBudget,
     pub read_first: ReadFirstPolicy,
@@ -61,6 +67,8 @@ impl Default for TestOptions {
             nodes: None,
             tls: None,
             credentials: None,
+            address_map: HashMap::new(),
+            request_timeout: None,
             max_in_flight: 512,
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
@@ -84,6 +92,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         Some(nodes) => nodes,
         None => database().nodes.clone(),
     };
+    let defaults = CqlSettings::local(nodes);
     let config = AppConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         cql: CqlSettings {
@@ -92,7 +101,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             password: options
                 .credentials
                 .map(|(_, password)| secrecy::SecretString::from(password)),
-            ..CqlSettings::local(nodes)
+            address_map: options.address_map,
+            request_timeout: options.request_timeout.unwrap_or(defaults.request_timeout),
+            ..defaults
         },
         keyspace: KeyspaceName::parse(TEST_KEYSPACE).unwrap(),
         namespaces: options.namespaces,

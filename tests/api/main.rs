@@ -17,3 +17,4 @@ mod operations;
 mod read_first;
 mod sequences;
 mod tls;
+mod wire_faults;
