@@ -311,11 +311,16 @@ impl SequenceService {
         stream: &StreamName,
     ) -> Result<StreamOutcome, DecideError> {
         let started = Instant::now();
+        // Set once a delete's outcome is unknown: it may still land later
+        // (see `advance`), so "nothing to delete" is then our own delete.
+        let mut uncertain = false;
         for _ in 0..self.budget.max_steps {
             match self.store.delete_sequence(namespace, stream).await {
                 Ok(SequenceCas::Applied) => return Ok(StreamOutcome::Done),
+                Ok(SequenceCas::NotApplied(_)) if uncertain => return Ok(StreamOutcome::Done),
                 Ok(SequenceCas::NotApplied(_)) => return Ok(StreamOutcome::NotFound),
                 Err(error) => {
+                    uncertain = true;
                     // Gone after an unknown delete: deleted (by us, or by a
                     // concurrent delete); either way the answer is "deleted".
                     let seen = self

@@ -55,7 +55,7 @@ impl TestApp {
         .await
     }
 
-    async fn delete_stream(&self, stream: &str) -> StatusCode {
+    pub async fn delete_stream(&self, stream: &str) -> StatusCode {
         self.client
             .delete(self.stream_url(stream))
             .send()

@@ -304,3 +304,20 @@ async fn a_claim_that_lands_after_its_timeout_is_acquired_by_its_own_token() {
     let token = body["token"].as_str().unwrap().to_owned();
     proxied.assert_held_by("late-claim", &token).await;
 }
+
+#[tokio::test]
+async fn a_stream_delete_that_lands_after_its_timeout_is_deleted_not_called_missing() {
+    let mut proxied = spawn_proxied_app().await;
+    let (status, body) = proxied.app.offer("late-delete", json!({"seq": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The delete, the serial read (still there), the delete again.
+    proxied.on_next_executes(vec![lands_late(), None, retried_after_it()]);
+    let status = proxied.app.delete_stream("late-delete").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = proxied.app.offer("late-delete", json!({"seq": 1})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a deleted stream starts again: {body}"
+    );
+}
