@@ -1,8 +1,10 @@
 //! Faults on the wire: a CQL proxy (scylla-proxy) between dedupd and the
-//! database loses an answer, forges a CAS write timeout, loses a request or
-//! drops the connection, once, at a chosen moment. Unlike the fault seam
-//! (faults.rs), nothing inside dedupd is faked: the real driver meets the
-//! fault, with its own timeouts, retry policy and reconnection.
+//! database loses an answer, forges a CAS write timeout, loses a request,
+//! drops the connection, or holds a write back until the driver has given
+//! up on it, once, at a chosen moment. Unlike the fault seam (faults.rs),
+//! nothing inside dedupd is faked: the real driver meets the fault, with
+//! its own timeouts, retry policy and reconnection. The rules count
+//! requests in order, so these tests assume one node (the local one).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
