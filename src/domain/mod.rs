@@ -12,5 +12,7 @@ pub use claim::{
     CASSANDRA_MAX_TTL_SECS, ClaimRecord, ClaimState, ClaimToken, LeaseRequest, MAX_RESULT_BYTES,
     Retention, RetentionPolicy, StoredResult, now_millis, secs,
 };
-pub use names::{ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, ParseError, StreamName};
+pub use names::{
+    ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, Offerer, ParseError, StreamName,
+};
 pub use sequence::{MAX_SEQUENCE, SequenceNumber, Watermark as WatermarkValue};

@@ -144,6 +144,32 @@ impl Claimant {
     }
 }
 
+/// An optional consumer id on a sequence offer. A consumer that offers a
+/// number it already had accepted hears "accepted" again instead of
+/// "duplicate": this is how it recovers after losing the answer to its
+/// first offer (a timeout, a 503, a crash before reading it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offerer(String);
+
+impl Offerer {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        parse_short_text("offerer", raw).map(Self)
+    }
+
+    /// The writer token its offers store in the stream's ring: derived from
+    /// the id, so that every offer of one offerer carries the same token.
+    pub fn writer_token(&self) -> uuid::Uuid {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"dedupd offerer\0")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+}
+
 /// A CQL keyspace name: `[A-Za-z_][A-Za-z0-9_]{0,47}`. It is spliced into
 /// DDL (keyspace names cannot be bind markers), so it must be this strict.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, StreamPath, StreamPathParams};
-use crate::domain::{SequenceNumber, WatermarkValue};
+use crate::domain::{Offerer, SequenceNumber, WatermarkValue};
 use crate::sequences::{AdvanceOutcome, StreamOutcome};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -24,6 +24,12 @@ pub struct AdvanceBody {
     /// Accept a jump, reporting the skipped range, instead of answering
     /// `gap` (for producers that may leave holes, such as several nodes).
     pub allow_gaps: Option<bool>,
+    /// An optional consumer id, up to 128 bytes. Offering a number this
+    /// offerer already had accepted answers `accepted` again (among the
+    /// stream's last 64 numbers), not `duplicate`: retry with it after a
+    /// lost answer or a 503.
+    #[schema(min_length = 1, max_length = 128)]
+    pub offerer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -88,6 +94,12 @@ pub async fn advance(
     JsonBody(body): JsonBody<AdvanceBody>,
 ) -> ApiResult<Response> {
     let seq = SequenceNumber::parse(body.seq).map_err(bad)?;
+    let offerer = body
+        .offerer
+        .as_deref()
+        .map(Offerer::parse)
+        .transpose()
+        .map_err(bad)?;
     let service = state.services()?.sequences.clone();
     let _permit = state.admit()?;
     let outcome = service
@@ -96,6 +108,7 @@ pub async fn advance(
             &path.stream,
             seq,
             body.allow_gaps.unwrap_or(false),
+            offerer.as_ref(),
         )
         .await?;
     let (status, body) = match outcome {

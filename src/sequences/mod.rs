@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::domain::{Namespace, SequenceNumber, StreamName, WatermarkValue, now_millis};
+use crate::domain::{Namespace, Offerer, SequenceNumber, StreamName, WatermarkValue, now_millis};
 use crate::metrics::Metrics;
 use crate::resolve::{DecideError, RetryBudget, read_with_retries, rejected};
 use crate::store::{AcceptedBy, FailureKind, SequenceCas, Store, StoreError, Watermark};
@@ -126,6 +126,23 @@ impl SequenceService {
         resolved
     }
 
+    /// Whether the stream's ring shows `seq` accepted with `writer`: an
+    /// offerer's earlier offer of this number. Read serially, since a
+    /// refused UPDATE returns only `last`.
+    async fn accepted_from(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        seq: u64,
+        writer: Uuid,
+        started: Instant,
+    ) -> Result<bool, DecideError> {
+        let watermark = self.read(namespace, stream, started).await?;
+        Ok(watermark.is_some_and(
+            |watermark| matches!(watermark.accepted_by(seq), AcceptedBy::Token(token) if token == writer),
+        ))
+    }
+
     /// Offers `seq` to the stream.
     pub async fn advance(
         &self,
@@ -133,9 +150,10 @@ impl SequenceService {
         stream: &StreamName,
         seq: SequenceNumber,
         allow_gaps: bool,
+        offerer: Option<&Offerer>,
     ) -> Result<AdvanceOutcome, DecideError> {
         let outcome = self
-            .advance_inner(namespace, stream, seq.get(), allow_gaps)
+            .advance_inner(namespace, stream, seq.get(), allow_gaps, offerer)
             .await;
         let label = match &outcome {
             Ok(AdvanceOutcome::Accepted { skipped: None, .. }) => "accepted",
@@ -157,12 +175,14 @@ impl SequenceService {
         stream: &StreamName,
         seq: u64,
         allow_gaps: bool,
+        offerer: Option<&Offerer>,
     ) -> Result<AdvanceOutcome, DecideError> {
         let started = Instant::now();
         // Written with the advance: after an unknown outcome, a serial read
         // that finds it proves the advance was this request's, not that of
-        // a concurrent consumer offering the same number.
-        let writer = Uuid::new_v4();
+        // a concurrent consumer offering the same number. With an offerer,
+        // the token is the offerer's own, so its retries find it too.
+        let writer = offerer.map_or_else(Uuid::new_v4, Offerer::writer_token);
         // The first attempt guesses the common case, in-order delivery: the
         // stream stands at seq - 1 (or does not exist, for seq 1). A wrong
         // guess costs nothing but a refused CAS, which returns the truth.
@@ -178,6 +198,17 @@ impl SequenceService {
         for _ in 0..self.budget.max_steps {
             let last = current.unwrap_or(0);
             if known && let Verdict::Refuse(outcome) = judge(seq, allow_gaps, last) {
+                if offerer.is_some()
+                    && matches!(outcome, AdvanceOutcome::Duplicate { .. })
+                    && self
+                        .accepted_from(namespace, stream, seq, writer, started)
+                        .await?
+                {
+                    return Ok(AdvanceOutcome::Accepted {
+                        last: seq,
+                        skipped: None,
+                    });
+                }
                 return Ok(outcome);
             }
             let now = now_millis();

@@ -243,6 +243,7 @@ async fn bad_sequence_input_gets_a_400_problem() {
     let ns = app.namespace.clone();
     let path = |stream: &str| format!("/v1/namespaces/{ns}/sequences/{stream}");
     let long = "s".repeat(513);
+    let long_offerer = format!(r#"{{"seq":1,"offerer":"{}"}}"#, "o".repeat(129));
     let cases: Vec<(&str, String, &str, u16)> = vec![
         ("POST", path("s"), r#"{"seq":0}"#, 400),
         ("POST", path("s"), r#"{"seq":-1}"#, 400),
@@ -254,6 +255,9 @@ async fn bad_sequence_input_gets_a_400_problem() {
         ("POST", path("s"), "", 400),
         ("POST", path("s"), r#"{"seq":1,"gaps":true}"#, 400),
         ("POST", path("s"), r#"{"seq":1,"allow_gaps":"yes"}"#, 400),
+        ("POST", path("s"), r#"{"seq":1,"offerer":""}"#, 400),
+        ("POST", path("s"), &long_offerer, 400),
+        ("POST", path("s"), r#"{"seq":1,"offerer":7}"#, 400),
         ("PUT", path("s"), r#"{"last":-1}"#, 400),
         ("PUT", path("s"), r#"{"last":9223372036854775808}"#, 400),
         ("PUT", path("s"), r#"{"seq":1}"#, 400),
@@ -287,4 +291,45 @@ async fn bad_sequence_input_gets_a_400_problem() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let (status, _) = app.stream("s").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+}
+
+#[tokio::test]
+async fn an_offerer_offering_its_own_number_again_hears_accepted() {
+    let app = spawn_app().await;
+    let offer = |seq: u64, offerer: &'static str| {
+        let app = &app;
+        async move {
+            app.offer("mine", json!({"seq": seq, "offerer": offerer}))
+                .await
+        }
+    };
+    let (status, body) = offer(1, "consumer-a").await;
+    assert_eq!(
+        (status, &body),
+        (StatusCode::OK, &json!({"outcome": "accepted", "last": 1}))
+    );
+    // Its retry (say, after a 503 or a lost answer) is re-entrant...
+    let (status, body) = offer(1, "consumer-a").await;
+    assert_eq!(
+        (status, &body),
+        (StatusCode::OK, &json!({"outcome": "accepted", "last": 1}))
+    );
+    // ...and stays so after others moved the stream on.
+    let (status, _) = offer(2, "consumer-b").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = offer(1, "consumer-a").await;
+    assert_eq!(
+        (status, &body),
+        (StatusCode::OK, &json!({"outcome": "accepted", "last": 1}))
+    );
+    // Anyone else, or no offerer at all, hears duplicate.
+    for (status, body) in [offer(1, "consumer-b").await, app.offer_seq("mine", 1).await] {
+        assert_eq!(
+            (status, &body),
+            (
+                StatusCode::CONFLICT,
+                &json!({"outcome": "duplicate", "last": 2})
+            )
+        );
+    }
 }
