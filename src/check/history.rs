@@ -84,6 +84,9 @@ pub enum SequenceAnswer {
 pub struct SequenceRecord {
     pub stream: String,
     pub seq: u64,
+    /// The consumer's `offerer` id: it retries an offer whose answer it
+    /// did not get, and a number it won answers "accepted" again.
+    pub offerer: String,
     pub sent: DateTime<Utc>,
     pub answered: DateTime<Utc>,
     pub answer: SequenceAnswer,
@@ -414,11 +417,15 @@ impl History {
         }
         // No number lost: every number a refusal shows as taken (at or
         // below the reported watermark) was accepted by a client that heard
-        // so, or offered by one that got no answer (its acceptance may have
-        // landed unheard). Taken, but every offer of it refused, means the
-        // winner was told "duplicate".
+        // so, or its offerer never learned the outcome: its last offer of
+        // the number got no answer or a 503 (the phase ended before its
+        // retry was decided). Consumers retry an undecided offer with their
+        // offerer id, and an offerer's own number answers "accepted" again,
+        // so an earlier unanswered offer excuses nothing. Taken, but every
+        // offer of it refused, means the winner was told "duplicate".
         let mut highest_taken: HashMap<&str, u64> = HashMap::new();
-        let mut heard_or_unanswered: BTreeSet<(&str, u64)> = BTreeSet::new();
+        let mut heard_or_undecided: BTreeSet<(&str, u64)> = BTreeSet::new();
+        let mut last_word: HashMap<(&str, u64, &str), &SequenceRecord> = HashMap::new();
         for record in &self.sequences {
             let stream = record.stream.as_str();
             match record.answer {
@@ -426,19 +433,35 @@ impl History {
                     let highest = highest_taken.entry(stream).or_default();
                     *highest = (*highest).max(last);
                 }
-                SequenceAnswer::Accepted
-                | SequenceAnswer::NoAnswer
-                | SequenceAnswer::Unavailable { .. } => {
-                    heard_or_unanswered.insert((stream, record.seq));
+                SequenceAnswer::Accepted => {
+                    heard_or_undecided.insert((stream, record.seq));
                 }
-                SequenceAnswer::Unexpected(_) => {}
+                SequenceAnswer::NoAnswer
+                | SequenceAnswer::Unavailable { .. }
+                | SequenceAnswer::Unexpected(_) => {}
+            }
+            last_word
+                .entry((stream, record.seq, record.offerer.as_str()))
+                .and_modify(|latest| {
+                    if record.sent > latest.sent {
+                        *latest = record;
+                    }
+                })
+                .or_insert(record);
+        }
+        for ((stream, seq, _), latest) in last_word {
+            if matches!(
+                latest.answer,
+                SequenceAnswer::NoAnswer | SequenceAnswer::Unavailable { .. }
+            ) {
+                heard_or_undecided.insert((stream, seq));
             }
         }
         let mut streams: Vec<_> = highest_taken.into_iter().collect();
         streams.sort();
         for (stream, highest) in streams {
             for seq in 1..=highest {
-                if !heard_or_unanswered.contains(&(stream, seq)) {
+                if !heard_or_undecided.contains(&(stream, seq)) {
                     violations.push(format!(
                         "lost number on stream {stream}: {seq} was taken, but every offer of it was refused"
                     ));
@@ -629,6 +652,7 @@ mod tests {
         let offer = |seq, answer| SequenceRecord {
             stream: "s".into(),
             seq,
+            offerer: "c".into(),
             sent: at(0),
             answered: at(1),
             answer,
@@ -655,6 +679,7 @@ mod tests {
                 SequenceRecord {
                     stream: "s".into(),
                     seq: 5,
+                    offerer: "a".into(),
                     sent: at(0),
                     answered: at(10),
                     answer: SequenceAnswer::Accepted,
@@ -662,6 +687,7 @@ mod tests {
                 SequenceRecord {
                     stream: "s".into(),
                     seq: 5,
+                    offerer: "b".into(),
                     sent: at(20),
                     answered: at(30),
                     answer: SequenceAnswer::Duplicate { last: 4 },
@@ -678,41 +704,57 @@ mod tests {
 
     #[test]
     fn a_number_taken_but_refused_to_everyone_is_lost() {
-        let offer = |seq, answer| SequenceRecord {
+        let offer = |seq, offerer: &str, sent, answer| SequenceRecord {
             stream: "s".into(),
             seq,
-            sent: at(0),
-            answered: at(1),
+            offerer: offerer.into(),
+            sent: at(sent),
+            answered: at(sent + 1),
             answer,
+        };
+        let is_lost = |history: &History| {
+            history
+                .violations()
+                .iter()
+                .any(|v| v.contains("lost number on stream s: 2"))
         };
         // 2 was taken (3 saw last = 2) but its only offer heard "duplicate".
         let lost = History {
             sequences: vec![
-                offer(1, SequenceAnswer::Accepted),
-                offer(2, SequenceAnswer::Duplicate { last: 2 }),
-                offer(3, SequenceAnswer::Duplicate { last: 2 }),
+                offer(1, "a", 0, SequenceAnswer::Accepted),
+                offer(2, "a", 2, SequenceAnswer::Duplicate { last: 2 }),
+                offer(3, "b", 4, SequenceAnswer::Duplicate { last: 2 }),
             ],
             ..History::default()
         };
-        assert!(
-            lost.violations()
-                .iter()
-                .any(|v| v.contains("lost number on stream s: 2"))
-        );
-        // With an unanswered offer of 2, the acceptance may have gone unheard.
-        let explained = History {
+        assert!(is_lost(&lost));
+        // An offer of 2 left unanswered at the end: its acceptance may have
+        // gone unheard.
+        let undecided = History {
             sequences: vec![
-                offer(1, SequenceAnswer::Accepted),
-                offer(2, SequenceAnswer::NoAnswer),
-                offer(2, SequenceAnswer::Duplicate { last: 2 }),
+                offer(1, "a", 0, SequenceAnswer::Accepted),
+                offer(2, "b", 2, SequenceAnswer::Duplicate { last: 2 }),
+                offer(2, "a", 4, SequenceAnswer::NoAnswer),
             ],
             ..History::default()
         };
         assert!(
-            explained.violations().is_empty(),
+            undecided.violations().is_empty(),
             "{:?}",
-            explained.violations()
+            undecided.violations()
         );
+        // Unanswered, then retried by the same offerer and refused: the
+        // retry would have heard "accepted" had its first offer won, so
+        // someone else's refusal means the number was lost.
+        let retried = History {
+            sequences: vec![
+                offer(1, "a", 0, SequenceAnswer::Accepted),
+                offer(2, "a", 2, SequenceAnswer::NoAnswer),
+                offer(2, "a", 4, SequenceAnswer::Duplicate { last: 2 }),
+            ],
+            ..History::default()
+        };
+        assert!(is_lost(&retried));
     }
 
     #[test]

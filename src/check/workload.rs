@@ -244,10 +244,17 @@ pub async fn consumer(
     let mut history = History::default();
     let mut dice = Dice::new(1000 + client as u64);
     let mut turn = client as u64;
+    let offerer = format!("consumer-{client}");
+    // An offer whose answer this consumer did not get (no answer, 503) is
+    // offered again, as a real consumer would before acting on the
+    // message: with its offerer id, a number it won answers "accepted".
+    let mut undecided: Option<(usize, u64)> = None;
     while Instant::now() < until {
-        let stream_index = dice.below(known.len() as u64) as usize;
+        let (stream_index, seq) = undecided.take().unwrap_or_else(|| {
+            let stream_index = dice.below(known.len() as u64) as usize;
+            (stream_index, known[stream_index].load(Ordering::SeqCst) + 1)
+        });
         let stream = format!("s{stream_index}");
-        let seq = known[stream_index].load(Ordering::SeqCst) + 1;
         turn += 1;
         let url = format!(
             "{}/v1/namespaces/{}/sequences/{stream}",
@@ -255,7 +262,9 @@ pub async fn consumer(
             targets.namespace
         );
         let sent = Utc::now();
-        let answer = api.post(&url, &json!({"seq": seq})).await;
+        let answer = api
+            .post(&url, &json!({"seq": seq, "offerer": offerer}))
+            .await;
         let answered = Utc::now();
         let last = |answer: &Answer| answer.body["last"].as_u64().unwrap_or(0);
         let recorded = match &answer {
@@ -281,9 +290,16 @@ pub async fn consumer(
             SequenceAnswer::NoAnswer => Duration::from_millis(100),
             _ => Duration::from_millis(2),
         };
+        if matches!(
+            recorded,
+            SequenceAnswer::Unavailable { .. } | SequenceAnswer::NoAnswer
+        ) {
+            undecided = Some((stream_index, seq));
+        }
         history.sequences.push(SequenceRecord {
             stream,
             seq,
+            offerer: offerer.clone(),
             sent,
             answered,
             answer: recorded,
