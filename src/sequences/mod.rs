@@ -93,12 +93,16 @@ impl SequenceService {
     }
 
     /// Logs an unknown outcome, resolves it with a serial read and counts how.
+    /// `offered` is the number an advance offered: the ring says whether it
+    /// landed with `writer` (an offerer's token is shared by all its offers,
+    /// so "some entry is ours" would not do); without one, the writer column.
     async fn resolve(
         &self,
         namespace: &Namespace,
         stream: &StreamName,
         error: StoreError,
         writer: Uuid,
+        offered: Option<u64>,
         started: Instant,
     ) -> Result<Option<Watermark>, DecideError> {
         if error.kind == FailureKind::Rejected {
@@ -111,13 +115,12 @@ impl SequenceService {
             "conditional write outcome unknown, resolving with a serial read"
         );
         let resolved = self.read(namespace, stream, started).await;
+        let landed = |watermark: &Watermark| match offered {
+            Some(seq) => watermark.accepted_by(seq) == AcceptedBy::Token(writer),
+            None => watermark.writer == Some(writer),
+        };
         let label = match &resolved {
-            Ok(Some(watermark))
-                if watermark.writer == Some(writer)
-                    || watermark.recent.iter().any(|(_, token)| *token == writer) =>
-            {
-                "ours"
-            }
+            Ok(Some(watermark)) if landed(watermark) => "ours",
             Ok(Some(_)) => "theirs",
             Ok(None) => "absent",
             Err(_) => "unresolved",
@@ -237,7 +240,7 @@ impl SequenceService {
                 Ok(SequenceCas::NotApplied(_)) => self.read(namespace, stream, started).await?,
                 Err(error) => {
                     uncertain = true;
-                    self.resolve(namespace, stream, error, writer, started)
+                    self.resolve(namespace, stream, error, writer, Some(seq), started)
                         .await?
                 }
             };
@@ -312,7 +315,7 @@ impl SequenceService {
                 Ok(SequenceCas::NotApplied(_)) => self.read(namespace, stream, started).await?,
                 Err(error) => {
                     uncertain = true;
-                    self.resolve(namespace, stream, error, writer, started)
+                    self.resolve(namespace, stream, error, writer, None, started)
                         .await?
                 }
             };
@@ -355,7 +358,7 @@ impl SequenceService {
                     // Gone after an unknown delete: deleted (by us, or by a
                     // concurrent delete); either way the answer is "deleted".
                     let seen = self
-                        .resolve(namespace, stream, error, Uuid::nil(), started)
+                        .resolve(namespace, stream, error, Uuid::nil(), None, started)
                         .await?;
                     if seen.is_none() {
                         return Ok(StreamOutcome::Done);

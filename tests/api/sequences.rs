@@ -332,4 +332,23 @@ async fn an_offerer_offering_its_own_number_again_hears_accepted() {
             )
         );
     }
+    // An advance lost before it ran is counted as not landed, although the
+    // ring holds the offerer's token (for 1): only the offered number counts.
+    app.faults
+        .inject(sequence_statement::ADVANCE, Fault::TimeoutBeforeSend, 1);
+    let (status, body) = offer(3, "consumer-a").await;
+    assert_eq!(
+        (status, &body),
+        (StatusCode::OK, &json!({"outcome": "accepted", "last": 3}))
+    );
+    let metrics = app.metrics().await;
+    let unknown = |resolution: &str| {
+        metric_value(
+            &metrics,
+            &format!(
+                "dedupd_unknown_outcomes_total{{statement=\"sequence_advance\",resolution=\"{resolution}\"}}"
+            ),
+        )
+    };
+    assert_eq!((unknown("ours"), unknown("theirs")), (0.0, 1.0));
 }
