@@ -332,8 +332,12 @@ impl History {
 
     /// No lost claims: whoever a 409 says holds a key must be a claimant
     /// that was granted it, or one whose claim of that key got no answer
-    /// (a 503 or a lost connection: it may have landed). A holder that was
-    /// only ever answered "duplicate" itself was told a lie.
+    /// (a 503 or a lost connection: it may have landed), or one whose claim
+    /// was still being decided when its lease ran out (it landed, resolving
+    /// its unknown outcome outlasted the lease, someone took over, and
+    /// "duplicate" naming the new holder was the truth when it heard it).
+    /// A holder that was only ever answered "duplicate" while its lease was
+    /// live was told a lie.
     fn check_duplicate_holders(&self, violations: &mut Vec<String>) {
         let mut may_hold: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
         for record in &self.claims {
@@ -366,9 +370,23 @@ impl History {
                 ));
                 continue;
             }
+            let lease_end = match &record.answer {
+                ClaimAnswer::Duplicate { lease_end, .. } => *lease_end,
+                _ => None,
+            };
+            let decided_after_its_lease = |claim: &&ClaimRecord| {
+                claim.key == record.key
+                    && &claim.claimant == holder
+                    && claim.sent <= record.answered
+                    && lease_end.is_some_and(|end| claim.answered >= end)
+            };
             let explained = may_hold
                 .get(&(record.key.as_str(), holder.as_str()))
-                .is_some_and(|first| *first <= record.answered);
+                .is_some_and(|first| *first <= record.answered)
+                || self
+                    .claims
+                    .iter()
+                    .any(|claim| decided_after_its_lease(&claim));
             if !explained {
                 violations.push(format!(
                     "lost claim on {}: held by {holder}, whose every claim of it was answered duplicate",
@@ -615,6 +633,34 @@ mod tests {
         let violations = history.violations();
         assert!(
             violations.iter().any(|v| v.starts_with("lost claim on k")),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn a_holder_decided_only_after_its_lease_ended_is_explained() {
+        // "a"'s claim landed, but deciding it took until after a's lease
+        // (ending at 2.1 s) and b's takeover: "held by b" was true at 5 s.
+        let mut slow = duplicate("k", "a", "b", 5000);
+        slow.sent = at(0);
+        let takeover = ClaimRecord {
+            key: "k".into(),
+            claimant: "b".into(),
+            sent: at(2500),
+            answered: at(2600),
+            answer: ClaimAnswer::Granted {
+                token: "t-b".into(),
+                takeover: true,
+                lease_end: Some(at(4600)),
+            },
+        };
+        let history = History {
+            claims: vec![slow, duplicate("k", "c", "a", 100), takeover],
+            ..History::default()
+        };
+        let violations = history.violations();
+        assert!(
+            !violations.iter().any(|v| v.starts_with("lost claim on k")),
             "{violations:?}"
         );
     }
