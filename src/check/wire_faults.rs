@@ -109,6 +109,27 @@ impl ProxyLayout {
         Ok(Self { pairs, address_map })
     }
 
+    /// A proxy with one listener per node, each with its own rules.
+    pub fn proxy(
+        &self,
+        request_rules: impl Fn() -> Vec<RequestRule>,
+        response_rules: impl Fn() -> Vec<ResponseRule>,
+    ) -> Proxy {
+        let mut builder = Proxy::builder();
+        for (real, proxy) in &self.pairs {
+            builder = builder.with_node(
+                Node::builder()
+                    .real_address(*real)
+                    .proxy_address(*proxy)
+                    .shard_awareness(ShardAwareness::Unaware)
+                    .request_rules(request_rules())
+                    .response_rules(response_rules())
+                    .build(),
+            );
+        }
+        builder.build()
+    }
+
     pub fn contact_points(&self) -> Vec<String> {
         self.pairs
             .iter()
@@ -154,27 +175,11 @@ impl WireFaults {
         let (lost_request_tx, requests_lost) = unbounded_channel();
         let (late_request_tx, requests_landed_late) = unbounded_channel();
         let (dropped_connection_tx, connections_dropped) = unbounded_channel();
-        let mut builder = Proxy::builder();
-        for (real, proxy) in &layout.pairs {
-            builder = builder.with_node(
-                Node::builder()
-                    .real_address(*real)
-                    .proxy_address(*proxy)
-                    .shard_awareness(ShardAwareness::Unaware)
-                    .request_rules(request_rules(
-                        &lost_request_tx,
-                        &late_request_tx,
-                        &dropped_connection_tx,
-                    ))
-                    .response_rules(response_rules(&lost_answer_tx, &cas_timeout_tx))
-                    .build(),
-            );
-        }
-        let proxy = builder
-            .build()
-            .run()
-            .await
-            .context("cannot start the CQL proxy")?;
+        let proxy = layout.proxy(
+            || request_rules(&lost_request_tx, &late_request_tx, &dropped_connection_tx),
+            || response_rules(&lost_answer_tx, &cas_timeout_tx),
+        );
+        let proxy = proxy.run().await.context("cannot start the CQL proxy")?;
         Ok(Self {
             proxy,
             counters: Counters {

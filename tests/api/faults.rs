@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::helpers::{metric_value, spawn_app};
 
-fn unknown(statement: &str, resolution: &str) -> String {
+/// The metric line counting unknown outcomes of `statement` resolved so.
+pub fn unknown(statement: &str, resolution: &str) -> String {
     format!(
         "dedupd_unknown_outcomes_total{{statement=\"{statement}\",resolution=\"{resolution}\"}}"
     )

@@ -7,6 +7,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::faults::unknown;
 use crate::helpers::{TestApp, encode, json_of, metric_value, raw_request, spawn_app};
 
 impl TestApp {
@@ -222,12 +223,7 @@ async fn an_advance_that_lost_its_answer_is_accepted_once() {
     assert_eq!(view["last"], 3);
     let metrics = app.metrics().await;
     let unknown = |resolution: &str| {
-        metric_value(
-            &metrics,
-            &format!(
-                "dedupd_unknown_outcomes_total{{statement=\"sequence_advance\",resolution=\"{resolution}\"}}"
-            ),
-        )
+        metric_value(&metrics, &unknown(sequence_statement::ADVANCE, resolution))
     };
     assert_eq!(unknown("ours"), 1.0);
     assert_eq!(
@@ -343,12 +339,7 @@ async fn an_offerer_offering_its_own_number_again_hears_accepted() {
     );
     let metrics = app.metrics().await;
     let unknown = |resolution: &str| {
-        metric_value(
-            &metrics,
-            &format!(
-                "dedupd_unknown_outcomes_total{{statement=\"sequence_advance\",resolution=\"{resolution}\"}}"
-            ),
-        )
+        metric_value(&metrics, &unknown(sequence_statement::ADVANCE, resolution))
     };
     assert_eq!((unknown("ours"), unknown("theirs")), (0.0, 1.0));
 }

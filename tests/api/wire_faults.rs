@@ -15,13 +15,14 @@ use dedupd::claims::ReadFirstPolicy;
 use dedupd::store::statement;
 use reqwest::StatusCode;
 use scylla_proxy::{
-    Condition, Node, Proxy, Reaction, RequestFrame, RequestOpcode, RequestReaction, RequestRule,
-    ResponseFrame, ResponseReaction, ResponseRule, RunningProxy, ShardAwareness, TargetShard,
+    Condition, Reaction, RequestFrame, RequestOpcode, RequestReaction, RequestRule, ResponseFrame,
+    ResponseReaction, ResponseRule, RunningProxy, TargetShard,
 };
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::database::database;
+use crate::faults::unknown;
 use crate::helpers::{TestApp, TestOptions, metric_value, spawn_app_with};
 
 /// First loopback octet of these tests' proxies (the checker's use 21 on).
@@ -49,19 +50,11 @@ async fn spawn_proxied_app() -> ProxiedApp {
         nodes.push(real);
     }
     let layout = ProxyLayout::plan(&nodes, PROXY_FIRST_OCTET).expect("free loopback addresses");
-    let mut builder = Proxy::builder();
-    for (real, proxy) in &layout.pairs {
-        builder = builder.with_node(
-            Node::builder()
-                .real_address(*real)
-                .proxy_address(*proxy)
-                .shard_awareness(ShardAwareness::Unaware)
-                .request_rules(Vec::new())
-                .response_rules(Vec::new())
-                .build(),
-        );
-    }
-    let proxy = builder.build().run().await.expect("start the CQL proxy");
+    let proxy = layout
+        .proxy(Vec::new, Vec::new)
+        .run()
+        .await
+        .expect("start the CQL proxy");
     let app = spawn_app_with(TestOptions {
         nodes: Some(layout.contact_points()),
         address_map: layout.address_map,
@@ -126,12 +119,7 @@ impl ProxiedApp {
     }
 
     async fn unknown_outcomes(&self, statement: &str, resolution: &str) -> f64 {
-        metric_value(
-            &self.app.metrics().await,
-            &format!(
-                "dedupd_unknown_outcomes_total{{statement=\"{statement}\",resolution=\"{resolution}\"}}"
-            ),
-        )
+        metric_value(&self.app.metrics().await, &unknown(statement, resolution))
     }
 
     /// The claim is held by `token`: others hear duplicate, and it completes.
