@@ -161,6 +161,11 @@ pub struct ServeArgs {
     /// TOML file with namespaces and limits (see README).
     #[arg(long, env = "DEDUPD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// TOML file with just the `[auth]` table; it replaces the config
+    /// file's. Lets token hashes live in a Secret and namespaces in a
+    /// ConfigMap.
+    #[arg(long, env = "DEDUPD_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
     /// Apply migrations before serving (development; production runs
     /// `dedupd migrate` as a Job).
     #[arg(long, env = "DEDUPD_MIGRATE", default_value_t = false)]
@@ -326,16 +331,45 @@ pub struct FileConfig {
     pub auth: AuthFile,
 }
 
+/// The `--auth-config` file: an `[auth]` table and nothing else.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthConfigFile {
+    auth: AuthFile,
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(what: &str, path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("cannot read {what} {}: {error}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|error| anyhow::anyhow!("invalid {what} {}: {error}", path.display()))
+}
+
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {
             return Ok(Self::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            anyhow::anyhow!("cannot read config file {}: {error}", path.display())
-        })?;
-        toml::from_str(&text)
-            .map_err(|error| anyhow::anyhow!("invalid config file {}: {error}", path.display()))
+        read_toml("config file", path)
+    }
+
+    /// The config file, with its `[auth]` replaced by the one in
+    /// `auth_path` when given.
+    pub fn load_with_auth(path: Option<&Path>, auth_path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut file = Self::load(path)?;
+        if let Some(auth_path) = auth_path {
+            let auth: AuthConfigFile = read_toml("auth config file", auth_path)?;
+            // Naming an auth file says "authenticate": one that lists no
+            // token would silently serve everyone.
+            anyhow::ensure!(
+                !auth.auth.tokens.is_empty(),
+                "auth config file {} lists no [[auth.tokens]]; list at least one, or leave \
+                 --auth-config unset to serve without authentication",
+                auth_path.display()
+            );
+            file.auth = auth.auth;
+        }
+        Ok(file)
     }
 }
 
@@ -508,5 +542,41 @@ mod tests {
             let error = text.parse::<AddressMapping>().unwrap_err();
             assert!(error.contains(complaint), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn an_auth_config_file_replaces_the_config_files_auth() {
+        let dir = std::env::temp_dir().join(format!("dedupd-auth-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("dedupd.toml");
+        let auth = dir.join("auth.toml");
+        std::fs::write(
+            &config,
+            "[namespaces.orders]\n[auth]\nprotect_metrics = false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &auth,
+            format!(
+                "[auth]\nprotect_metrics = true\n[[auth.tokens]]\nname = \"orders\"\nsha256 = \"{}\"\nnamespaces = [\"orders\"]\n",
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
+        let merged = FileConfig::load_with_auth(Some(&config), Some(&auth)).unwrap();
+        assert!(merged.auth.protect_metrics);
+        assert_eq!(merged.auth.tokens.len(), 1);
+        assert!(merged.namespaces.contains_key("orders"));
+        let alone = FileConfig::load_with_auth(Some(&config), None).unwrap();
+        assert!(alone.auth.tokens.is_empty());
+        // An auth file without tokens would turn auth off without a word.
+        std::fs::write(&auth, "[auth]\nprotect_metrics = true\n").unwrap();
+        let error = FileConfig::load_with_auth(Some(&config), Some(&auth)).unwrap_err();
+        assert!(error.to_string().contains("lists no"), "{error}");
+        // Only `[auth]` belongs in the auth file.
+        std::fs::write(&auth, "[namespaces.orders]\n[auth]\n").unwrap();
+        let error = FileConfig::load_with_auth(Some(&config), Some(&auth)).unwrap_err();
+        assert!(error.to_string().contains("auth config file"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -43,14 +43,35 @@ pub struct UnknownOutcomeLabels {
     pub resolution: &'static str,
 }
 
+/// Every label of an HTTP series comes from a small closed set, whatever
+/// clients send: a method outside `HTTP_METHODS` is `other`, a path no
+/// route matches is `unmatched`, and statuses are the server's own. Junk
+/// requests (scanners, made-up methods) therefore add no series: each new
+/// label value would be a histogram's worth of lines held for the life of
+/// the process.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    pub method: &'static str,
+    /// The route template (never the raw path, which holds keys), or
+    /// `unmatched`.
     pub route: String,
     pub status: u16,
 }
 
-const CLAIM_OUTCOMES: [&str; 8] = [
+/// The methods counted by name.
+pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// A request method as a label: its name if it is one of `HTTP_METHODS`,
+/// else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    HTTP_METHODS
+        .iter()
+        .copied()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
+const CLAIM_OUTCOMES: [&str; 9] = [
     "acquired",
     "takeover",
     "reentrant",
@@ -58,6 +79,7 @@ const CLAIM_OUTCOMES: [&str; 8] = [
     "duplicate_completed",
     "fingerprint_mismatch",
     "unavailable",
+    "not_attempted",
     "error",
 ];
 const CAS_STATEMENTS: &[&str] = &[
@@ -138,7 +160,7 @@ impl MetricSet {
         let claims = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "claims",
-            "Claims answered, by outcome (acquired, takeover, reentrant, duplicate_in_progress, duplicate_completed, fingerprint_mismatch, unavailable)",
+            "Claims answered, by outcome (acquired, takeover, reentrant, duplicate_in_progress, duplicate_completed, fingerprint_mismatch, unavailable, not_attempted, error)",
             claims.clone(),
         );
         let operations = Family::<OperationLabels, Counter>::default();
@@ -169,7 +191,7 @@ impl MetricSet {
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
-            "HTTP requests by method, route and status",
+            "HTTP requests by method (other for unknown methods), route template (unmatched for unknown paths) and status",
             http_requests.clone(),
         );
         let http_latency: HistogramFamily<HttpLabels> =
@@ -244,6 +266,14 @@ impl MetricSet {
         }
     }
 
+    #[cfg(test)]
+    fn http_label_values(&self) -> usize {
+        self.render()
+            .lines()
+            .filter(|line| line.starts_with("dedupd_http_requests_total{"))
+            .count()
+    }
+
     pub fn record_statement(&self, statement: &'static str, elapsed: Duration) {
         self.store_latency
             .get_or_create(&StatementLabels { statement })
@@ -295,5 +325,40 @@ impl MetricSet {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        for junk in ["BREW", "get", "PROPFIND", "X-\u{1F600}", ""] {
+            assert_eq!(method_label(junk), "other", "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn junk_methods_add_no_series() {
+        let metrics = Metrics::new();
+        let count = |method: &str| {
+            metrics
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    method: method_label(method),
+                    route: "unmatched".into(),
+                    status: 405,
+                })
+                .inc();
+        };
+        count("BREW");
+        let before = metrics.http_label_values();
+        for index in 0..300 {
+            count(&format!("JUNK{index}"));
+        }
+        assert_eq!(metrics.http_label_values(), before);
     }
 }

@@ -37,7 +37,7 @@ pub struct AppConfig {
 
 impl AppConfig {
     pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = FileConfig::load(args.config.as_deref())?;
+        let file = FileConfig::load_with_auth(args.config.as_deref(), args.auth_config.as_deref())?;
         Ok(Self {
             listen: args.listen,
             cql: args.cql.settings()?,
@@ -120,7 +120,11 @@ impl Application {
             faults,
         } = self;
         let connector = tokio::spawn(connect_until_ready(config.clone(), state.clone(), faults));
-        let request_timeout = config.claims.budget.deadline + Duration::from_secs(5);
+        // A request stops starting statements at its deadline, but the one
+        // in flight then may run for the driver's whole request timeout:
+        // the backstop waits for both, so it cuts only a request that hangs.
+        let request_timeout =
+            config.claims.budget.deadline + config.cql.request_timeout + Duration::from_secs(1);
         let app = http::router(state.clone(), request_timeout);
         let (stop_accepting, stop_signal) = oneshot::channel::<()>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {

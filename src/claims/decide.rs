@@ -330,7 +330,7 @@ mod tests {
         let now = now_millis();
         let record = live(now);
         let mut asked = request();
-        asked.claimant = Some(Claimant::parse("worker-1").unwrap());
+        asked.claimant = Some(Claimant::parse(None, "worker-1").unwrap());
         assert_eq!(
             next_step(
                 &RowView::Live(record.clone()),
@@ -343,7 +343,7 @@ mod tests {
                 how: Acquisition::Reentrant
             })
         );
-        asked.claimant = Some(Claimant::parse("worker-2").unwrap());
+        asked.claimant = Some(Claimant::parse(None, "worker-2").unwrap());
         assert!(matches!(
             next_step(&RowView::Live(record), &asked, ClaimToken::generate(), now),
             Step::Answer(ClaimOutcome::Duplicate { .. })

@@ -143,15 +143,30 @@ impl ClaimService {
         &self.store
     }
 
+    /// How hard one request tries before answering 503.
+    pub fn budget(&self) -> RetryBudget {
+        self.budget
+    }
+
     /// Claims `request.key`. Exactly one caller wins a key per retention
     /// window (per lease, counting takeovers).
     pub async fn claim(&self, request: &ClaimRequest) -> Result<ClaimOutcome, DecideError> {
+        self.claim_within(request, self.budget).await
+    }
+
+    /// `claim` inside `budget` instead of the service's own: a batch gives
+    /// each key what is left of the batch's deadline.
+    pub async fn claim_within(
+        &self,
+        request: &ClaimRequest,
+        budget: RetryBudget,
+    ) -> Result<ClaimOutcome, DecideError> {
         let outcome = match self.answer_from_memory(request) {
             Some(answer) => Ok(answer),
             None => {
                 let outcome = match self.completed_duplicate(request).await {
                     Some(answer) => Ok(answer),
-                    None => self.claim_inner(request).await,
+                    None => self.claim_inner(request, budget).await,
                 };
                 // Only claims the cache could not answer count towards
                 // reading first: when the cache catches the redeliveries, a
@@ -240,14 +255,18 @@ impl ClaimService {
         answer_for_completed(record, request, now_millis())
     }
 
-    async fn claim_inner(&self, request: &ClaimRequest) -> Result<ClaimOutcome, DecideError> {
+    async fn claim_inner(
+        &self,
+        request: &ClaimRequest,
+        budget: RetryBudget,
+    ) -> Result<ClaimOutcome, DecideError> {
         let started = Instant::now();
         // One fresh token per claim request, reused across its retries: if
         // an earlier attempt of this request did land, the serial read shows
         // this token and we know the claim is ours.
         let token = ClaimToken::generate();
         let mut step = next_step(&RowView::Absent, request, token, now_millis());
-        for _ in 0..self.budget.max_steps {
+        for _ in 0..budget.max_steps {
             let is_insert = matches!(step, Step::Insert { .. });
             let (written, how, result) = match step {
                 Step::Answer(outcome) => return Ok(outcome),
@@ -315,10 +334,12 @@ impl ClaimService {
                 Ok(CasOutcome::NotApplied(_)) => {
                     // A refused UPDATE returns only the conditioned column
                     // (on Cassandra): read the row whole.
-                    self.read_serial(request, started).await?
+                    self.read_serial(request, started, budget).await?
                 }
                 Err(error) => {
-                    let view = self.resolve_unknown(request, error, token, started).await?;
+                    let view = self
+                        .resolve_unknown(request, error, token, started, budget)
+                        .await?;
                     if let RowView::Live(record) = &view
                         && record.token == token
                     {
@@ -331,7 +352,7 @@ impl ClaimService {
                 }
             };
             step = next_step(&view, request, token, now_millis());
-            if started.elapsed() > self.budget.deadline {
+            if started.elapsed() > budget.deadline {
                 break;
             }
         }
@@ -343,7 +364,7 @@ impl ClaimService {
                 "the claim of {:?} in {} could not be decided in {} steps; retry (with the same claimant, if you set one)",
                 request.key.as_str(),
                 request.namespace,
-                self.budget.max_steps
+                budget.max_steps
             ),
         })
     }
@@ -353,13 +374,14 @@ impl ClaimService {
         &self,
         request: &ClaimRequest,
         started: Instant,
+        budget: RetryBudget,
     ) -> Result<RowView, DecideError> {
         read_serial_with_retries(
             &self.store,
             &request.namespace,
             &request.key,
             started,
-            self.budget,
+            budget,
         )
         .await
     }
@@ -371,6 +393,7 @@ impl ClaimService {
         error: StoreError,
         token: ClaimToken,
         started: Instant,
+        budget: RetryBudget,
     ) -> Result<RowView, DecideError> {
         let statement = error.statement;
         if error.kind == FailureKind::Rejected {
@@ -382,7 +405,7 @@ impl ClaimService {
             error = %error,
             "conditional write outcome unknown, resolving with a serial read"
         );
-        match self.read_serial(request, started).await {
+        match self.read_serial(request, started, budget).await {
             Ok(view) => {
                 self.metrics
                     .record_unknown_outcome(statement, resolution_label(&view, token));

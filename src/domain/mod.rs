@@ -13,6 +13,7 @@ pub use claim::{
     Retention, RetentionPolicy, StoredResult, now_millis, secs,
 };
 pub use names::{
-    ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, Offerer, ParseError, StreamName,
+    ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, Offerer, ParseError, Principal,
+    StreamName, holder_label,
 };
 pub use sequence::{MAX_SEQUENCE, SequenceNumber, Watermark as WatermarkValue};

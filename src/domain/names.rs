@@ -128,15 +128,29 @@ impl Fingerprint {
     }
 }
 
-/// An optional caller id. A claimant that claims its own in-progress key
-/// again gets its token back: this is how a caller recovers after losing the
-/// answer to its first claim (a timeout, a 503, a crash before reading it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimant(String);
+/// Who is calling: the name of the caller's bearer token
+/// (`[[auth.tokens]] name`), when authentication is on. A label, never a
+/// secret: it appears in logs, metrics and 403 answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal(String);
 
-impl Claimant {
+impl Principal {
+    pub const MAX_LEN: usize = 64;
+
+    /// `[A-Za-z0-9_.-]{1,64}`. No `/`: a scoped claimant is
+    /// `<principal>/<claimant>`, and the first `/` must end the principal.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        parse_short_text("claimant", raw).map(Self)
+        let well_formed = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !well_formed {
+            return Err(ParseError(format!(
+                "token name {raw:?} must match [A-Za-z0-9_.-]{{1,64}}"
+            )));
+        }
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -144,20 +158,87 @@ impl Claimant {
     }
 }
 
-/// An optional consumer id on a sequence offer. A consumer that offers a
-/// number it already had accepted hears "accepted" again instead of
-/// "duplicate": this is how it recovers after losing the answer to its
-/// first offer (a timeout, a 503, a crash before reading it).
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A caller id as the store keeps it: the id the caller sent, prefixed by
+/// its principal when authentication is on (`orders-service/worker-1`).
+///
+/// Why the prefix: a claimant id hands its owner back the owner token of
+/// its in-progress claim, so it is a credential. Scoping it to the bearer
+/// token means a caller with another token who learns or guesses the id
+/// gets nothing; without authentication every caller is one principal and
+/// the id stands alone (and rows written before scoping existed still
+/// match).
+fn scoped_identity(
+    field: &str,
+    principal: Option<&Principal>,
+    raw: &str,
+) -> Result<String, ParseError> {
+    let raw = parse_short_text(field, raw)?;
+    Ok(match principal {
+        Some(principal) => format!("{principal}/{raw}"),
+        None => raw,
+    })
+}
+
+/// An optional caller id, scoped to the caller's principal. A claimant that
+/// claims its own in-progress key again gets its token back: this is how a
+/// caller recovers after losing the answer to its first claim (a timeout, a
+/// 503, a crash before reading it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant(String);
+
+impl Claimant {
+    /// The claimant `raw` as sent by a caller of `principal`.
+    pub fn parse(principal: Option<&Principal>, raw: &str) -> Result<Self, ParseError> {
+        scoped_identity("claimant", principal, raw).map(Self)
+    }
+
+    /// The stored identity: what the `claimant` column holds.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The non-secret label that answers show for a holder instead of its
+/// claimant: `h:` and the first 16 hex digits of
+/// SHA-256("dedupd holder\0" + stored identity). A worker can compute its
+/// own label; nobody can turn a label back into a claimant.
+pub fn holder_label(stored_identity: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"dedupd holder\0")
+        .chain_update(stored_identity.as_bytes())
+        .finalize();
+    let mut label = String::with_capacity(18);
+    label.push_str("h:");
+    for byte in &digest[..8] {
+        label.push_str(&format!("{byte:02x}"));
+    }
+    label
+}
+
+/// An optional consumer id on a sequence offer, scoped to the caller's
+/// principal like a claimant. A consumer that offers a number it already
+/// had accepted hears "accepted" again instead of "duplicate": this is how
+/// it recovers after losing the answer to its first offer (a timeout, a
+/// 503, a crash before reading it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offerer(String);
 
 impl Offerer {
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        parse_short_text("offerer", raw).map(Self)
+    /// The offerer `raw` as sent by a caller of `principal`.
+    pub fn parse(principal: Option<&Principal>, raw: &str) -> Result<Self, ParseError> {
+        scoped_identity("offerer", principal, raw).map(Self)
     }
 
     /// The writer token its offers store in the stream's ring: derived from
-    /// the id, so that every offer of one offerer carries the same token.
+    /// the scoped id, so that every offer of one offerer carries the same
+    /// token and another principal's offerer of the same name another one.
     pub fn writer_token(&self) -> uuid::Uuid {
         use sha2::{Digest, Sha256};
         let digest = Sha256::new()
@@ -244,7 +325,55 @@ mod tests {
     fn short_texts_are_bounded() {
         assert!(Fingerprint::parse(&"f".repeat(128)).is_ok());
         assert!(Fingerprint::parse(&"f".repeat(129)).is_err());
-        assert!(Claimant::parse("").is_err());
+        assert!(Claimant::parse(None, "").is_err());
+        assert!(Claimant::parse(None, &"c".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn claimants_and_offerers_are_scoped_to_their_principal() {
+        let orders = Principal::parse("orders-service").unwrap();
+        let billing = Principal::parse("billing").unwrap();
+        let bare = Claimant::parse(None, "worker-1").unwrap();
+        let as_orders = Claimant::parse(Some(&orders), "worker-1").unwrap();
+        let as_billing = Claimant::parse(Some(&billing), "worker-1").unwrap();
+        assert_eq!(bare.as_str(), "worker-1");
+        assert_eq!(as_orders.as_str(), "orders-service/worker-1");
+        assert_ne!(as_orders, as_billing);
+        // A principal's name cannot be forged from inside a claimant.
+        assert_ne!(
+            Claimant::parse(None, "orders-service/worker-1").unwrap(),
+            Claimant::parse(Some(&billing), "orders-service/worker-1").unwrap()
+        );
+        let offer = |principal| {
+            Offerer::parse(principal, "consumer-1")
+                .unwrap()
+                .writer_token()
+        };
+        assert_ne!(offer(Some(&orders)), offer(Some(&billing)));
+        assert_ne!(offer(Some(&orders)), offer(None));
+        assert_eq!(offer(Some(&orders)), offer(Some(&orders)));
+    }
+
+    #[test]
+    fn holder_labels_are_short_stable_and_reveal_nothing() {
+        let label = holder_label("worker-1");
+        assert_eq!(label, holder_label("worker-1"));
+        // The README's formula: printf 'dedupd holder\0%s' worker-1 | sha256sum
+        assert_eq!(label, "h:70bba62acf489f99");
+        assert_ne!(label, holder_label("worker-2"));
+        assert_eq!(label.len(), 18);
+        assert!(label.starts_with("h:"));
+        assert!(!label.contains("worker"));
+    }
+
+    #[test]
+    fn principals_are_plain_names_without_slashes() {
+        for ok in ["orders", "Orders-Service_2.v1", &"p".repeat(64)] {
+            assert!(Principal::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", "a b", "é", &"p".repeat(65)] {
+            assert!(Principal::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -12,13 +12,15 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::domain::Namespace;
+use crate::domain::{Namespace, Principal};
 
 /// One `[[auth.tokens]]` entry of the config file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenFile {
-    /// Who holds the token, for logs and metrics (never the token).
+    /// Who holds the token, for logs and metrics (never the token):
+    /// `[A-Za-z0-9_.-]{1,64}`. It also scopes the claimant and offerer ids
+    /// its callers send (see `domain::Claimant`).
     pub name: String,
     /// Hex SHA-256 of the token's text.
     pub sha256: String,
@@ -49,7 +51,7 @@ enum Allowed {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub name: String,
+    pub name: Principal,
     allowed: Allowed,
 }
 
@@ -101,20 +103,15 @@ impl Auth {
                 }
                 Allowed::Only(set)
             };
-            let grant = Grant {
-                name: token.name.clone(),
-                allowed,
-            };
+            let name = Principal::parse(&token.name)
+                .map_err(|error| anyhow::anyhow!("[[auth.tokens]]: {error}"))?;
+            let grant = Grant { name, allowed };
             anyhow::ensure!(
                 tokens.insert(digest, grant).is_none(),
                 "[[auth.tokens]] {}: the same token is listed twice",
                 token.name
             );
         }
-        anyhow::ensure!(
-            tokens.is_empty() || !tokens.values().any(|g| g.name.is_empty()),
-            "[[auth.tokens]]: every token needs a name"
-        );
         Ok(Self {
             tokens,
             protect_metrics: file.protect_metrics,
@@ -211,7 +208,8 @@ mod tests {
             auth.authenticate(&headers("Bearer s3cret-orders"))
                 .unwrap()
                 .unwrap()
-                .name,
+                .name
+                .as_str(),
             "orders"
         );
         assert!(
@@ -262,10 +260,15 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        for (sha, namespaces) in [("abc", vec!["x"]), (&*hash_token("t"), vec!["Bad"])] {
+        for (name, sha, namespaces) in [
+            ("t", "abc", vec!["x"]),
+            ("t", &*hash_token("t"), vec!["Bad"]),
+            ("", &*hash_token("t"), vec!["x"]),
+            ("team/a", &*hash_token("t"), vec!["x"]),
+        ] {
             let file = AuthFile {
                 tokens: vec![TokenFile {
-                    name: "t".into(),
+                    name: name.into(),
                     sha256: sha.into(),
                     namespaces: namespaces.into_iter().map(String::from).collect(),
                 }],

@@ -17,12 +17,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use tokio::time::Instant;
+
 use super::AppState;
+use super::claim_answer::{ClaimAnswer, StateDto};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, NamespaceParams, NamespacePath};
-use crate::claims::{Acquisition, ClaimOutcome, ClaimRequest};
-use crate::domain::{ClaimKey, ClaimState, Claimant, Fingerprint, Retention, StoredResult};
-use crate::resolve::DecideError;
+use crate::claims::{ClaimRequest, RetryBudget};
+use crate::domain::{ClaimKey, Claimant, Fingerprint, Retention};
 
 /// The most keys one batch may hold.
 pub const MAX_BATCH_KEYS: usize = 1000;
@@ -59,19 +61,24 @@ pub struct BatchBody {
     pub claimant: Option<String>,
 }
 
-/// One key's result: the fields of the single-claim answer for its status.
+/// One key's result: the fields of the single-claim answer for its status,
+/// mapped by the same rules (`ClaimAnswer`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResult {
     pub key: String,
-    /// 201 acquired, 409 duplicate, 422 fingerprint mismatch, 503 not
-    /// decided (retry this key), 500 internal error.
+    /// What a single claim of this key would have answered: 201 acquired,
+    /// 409 duplicate, 422 fingerprint mismatch, 400 an option the database
+    /// refused for this key (a TTL beyond its expiry limit), 503 not decided,
+    /// not attempted or refused by the database (retry this key). Never 500.
     pub status: u16,
-    /// `acquired`, `duplicate`, `fingerprint_mismatch`, `unavailable` or `error`.
+    /// `acquired` or `duplicate`; for the others the problem's kind with
+    /// `_`: `fingerprint_mismatch`, `invalid_request`, `unavailable`,
+    /// `not_attempted`, `store_refused`.
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<super::claims::StateDto>,
+    pub state: Option<StateDto>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,9 +87,20 @@ pub struct BatchResult {
     pub takeover: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+    /// As in a single 409: the holder's label, never its claimant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
+    /// What a single answer says in `Retry-After`: for a duplicate in
+    /// progress, seconds until the lease ends; for a 503, when to retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    /// For a problem: its `type`, as in the single answer's problem document.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(example = "urn:dedupd:problem:unavailable")]
+    pub problem_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -94,69 +112,74 @@ pub struct BatchResponse {
 }
 
 impl BatchResult {
-    fn new(key: &str, status: StatusCode, outcome: &'static str) -> Self {
-        Self {
+    fn new(key: &str, answer: ClaimAnswer) -> Self {
+        let empty = Self {
             key: key.to_owned(),
-            status: status.as_u16(),
-            outcome,
+            status: answer.status().as_u16(),
+            outcome: "",
             token: None,
             state: None,
             expires_at: None,
             lease_expires_at: None,
             takeover: None,
             completed_at: None,
+            holder: None,
             result: None,
+            retry_after_secs: None,
+            problem_type: None,
             detail: None,
+        };
+        match answer {
+            ClaimAnswer::Acquired(acquired) => Self {
+                outcome: acquired.outcome,
+                token: Some(acquired.token),
+                state: Some(acquired.state),
+                expires_at: Some(acquired.expires_at),
+                lease_expires_at: acquired.lease_expires_at,
+                takeover: Some(acquired.takeover),
+                ..empty
+            },
+            ClaimAnswer::Duplicate {
+                body,
+                retry_after_secs,
+            } => Self {
+                outcome: body.outcome,
+                state: Some(body.state),
+                expires_at: Some(body.expires_at),
+                lease_expires_at: body.lease_expires_at,
+                completed_at: body.completed_at,
+                holder: body.holder,
+                result: body.result,
+                retry_after_secs,
+                ..empty
+            },
+            ClaimAnswer::Refused(error) => Self {
+                outcome: outcome_of(&error),
+                retry_after_secs: error.retry_after_secs(),
+                problem_type: Some(error.problem_type()),
+                detail: Some(error.to_string()),
+                ..empty
+            },
         }
     }
+}
 
-    fn from_outcome(key: &str, outcome: Result<ClaimOutcome, DecideError>) -> Self {
-        match outcome {
-            Ok(ClaimOutcome::Acquired { record, how }) => Self {
-                token: Some(record.token.0),
-                state: Some(record.state.into()),
-                expires_at: Some(record.expires_at),
-                lease_expires_at: record.lease_expires_at,
-                takeover: Some(how == Acquisition::Takeover),
-                ..Self::new(key, StatusCode::CREATED, "acquired")
-            },
-            Ok(ClaimOutcome::Duplicate { record }) => {
-                let completed = record.state == ClaimState::Completed;
-                Self {
-                    state: Some(record.state.into()),
-                    expires_at: Some(record.expires_at),
-                    lease_expires_at: record.lease_expires_at.filter(|_| !completed),
-                    completed_at: record.completed_at.filter(|_| completed),
-                    result: completed.then(|| {
-                        record
-                            .result
-                            .as_ref()
-                            .map(StoredResult::to_json)
-                            .unwrap_or(serde_json::Value::Null)
-                    }),
-                    ..Self::new(key, StatusCode::CONFLICT, "duplicate")
-                }
-            }
-            Ok(ClaimOutcome::FingerprintMismatch { .. }) => Self {
-                detail: Some("the key was claimed with a different fingerprint".into()),
-                ..Self::new(
-                    key,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "fingerprint_mismatch",
-                )
-            },
-            Err(DecideError::Undecided { detail }) => Self {
-                detail: Some(detail),
-                ..Self::new(key, StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            },
-            Err(error) => {
-                tracing::error!(error = %error, "batch claim failed");
-                Self {
-                    detail: Some("the server failed to claim this key; it has been logged".into()),
-                    ..Self::new(key, StatusCode::INTERNAL_SERVER_ERROR, "error")
-                }
-            }
-        }
+/// A problem's kind as a batch outcome: its slug with `_`.
+fn outcome_of(error: &ApiError) -> &'static str {
+    match error {
+        ApiError::FingerprintMismatch(_) => "fingerprint_mismatch",
+        ApiError::InvalidRequest(_) => "invalid_request",
+        ApiError::Unavailable { .. } => "unavailable",
+        ApiError::NotAttempted => "not_attempted",
+        ApiError::StoreRefused => "store_refused",
+        ApiError::PayloadTooLarge(_) => "payload_too_large",
+        ApiError::Overloaded => "overloaded",
+        ApiError::Unauthorized(_) => "unauthorized",
+        ApiError::Forbidden(_) => "forbidden",
+        ApiError::NotFound(_) => "not_found",
+        ApiError::MethodNotAllowed(_) => "method_not_allowed",
+        ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+        ApiError::Internal(_) => "internal",
     }
 }
 
@@ -177,7 +200,7 @@ fn bad(error: impl ToString) -> ApiError {
         (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or not ready", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or not ready (per-key 503s are inside a 200)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn claim_batch(
@@ -197,7 +220,7 @@ pub async fn claim_batch(
     let claimant = body
         .claimant
         .as_deref()
-        .map(Claimant::parse)
+        .map(|claimant| Claimant::parse(path.principal.as_ref(), claimant))
         .transpose()
         .map_err(bad)?;
     let mut seen = HashSet::with_capacity(body.claims.len());
@@ -230,12 +253,31 @@ pub async fn claim_batch(
     let service = state.services()?.claims.clone();
     let concurrency = requests.len().min(BATCH_CONCURRENCY);
     let _permits = state.admit_many(concurrency as u32)?;
+    // The batch answers within one request deadline, as a single claim
+    // does. A key starts only while a quarter of it is left, and its claim
+    // gets what is left as its own deadline; the rest are "not attempted"
+    // (nothing written). Otherwise the router's backstop would answer 503
+    // for the whole call, orphaning the keys already acquired.
+    let budget = service.budget();
+    let batch_deadline = Instant::now() + budget.deadline;
+    let least_to_start = budget.deadline / 4;
     let results: Vec<BatchResult> = futures::stream::iter(requests)
         .map(|request| {
             let service = service.clone();
+            let metrics = state.metrics.clone();
             async move {
-                let outcome = service.claim(&request).await;
-                BatchResult::from_outcome(request.key.as_str(), outcome)
+                let left = batch_deadline.saturating_duration_since(Instant::now());
+                if left < least_to_start {
+                    metrics.record_claim("not_attempted");
+                    let answer = ClaimAnswer::Refused(ApiError::NotAttempted);
+                    return BatchResult::new(request.key.as_str(), answer);
+                }
+                let within = RetryBudget {
+                    deadline: left,
+                    ..budget
+                };
+                let outcome = service.claim_within(&request, within).await;
+                BatchResult::new(request.key.as_str(), ClaimAnswer::new(outcome, &request))
             }
         })
         .buffered(concurrency)

@@ -4,20 +4,19 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::AppState;
+use super::claim_answer::{AcquiredResponse, ClaimAnswer, DuplicateResponse, StateDto, holder_of};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
-use crate::claims::{Acquisition, ClaimOutcome, ClaimRequest, ClaimService, TransitionOutcome};
+use crate::claims::{ClaimRequest, ClaimService, TransitionOutcome};
 use crate::domain::{
-    ClaimRecord, ClaimState, ClaimToken, Claimant, Fingerprint, LeaseRequest, Retention,
-    StoredResult, now_millis,
+    ClaimRecord, ClaimToken, Claimant, Fingerprint, LeaseRequest, Retention, StoredResult,
 };
 
 /// The body of a claim. Every field is optional; so is the body.
@@ -40,66 +39,13 @@ pub struct ClaimBody {
     /// a different fingerprint gets 422.
     #[schema(min_length = 1, max_length = 128)]
     pub fingerprint: Option<String>,
-    /// An optional caller id, up to 128 bytes. The same claimant claiming its
-    /// own in-progress key again gets its token back (201).
+    /// An optional caller id, up to 128 bytes. The same claimant (with the
+    /// same bearer token, when auth is on) claiming its own in-progress key
+    /// again gets its token back (201): treat it as a recovery credential,
+    /// and keep it unguessable where callers sharing a token do not trust
+    /// each other. Answers never echo it (they show a `holder` label).
     #[schema(min_length = 1, max_length = 128)]
     pub claimant: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StateDto {
-    InProgress,
-    Completed,
-}
-
-impl From<ClaimState> for StateDto {
-    fn from(state: ClaimState) -> Self {
-        match state {
-            ClaimState::InProgress => StateDto::InProgress,
-            ClaimState::Completed => StateDto::Completed,
-        }
-    }
-}
-
-/// 201: the caller owns the key.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AcquiredResponse {
-    /// Always `acquired`.
-    #[schema(example = "acquired")]
-    pub outcome: &'static str,
-    /// The owner token: pass it to complete, release and extend.
-    pub token: Uuid,
-    pub state: StateDto,
-    pub expires_at: DateTime<Utc>,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    /// True when this claim took over one whose lease had passed; the old
-    /// token is fenced out.
-    pub takeover: bool,
-}
-
-/// 409: someone else holds the key.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DuplicateResponse {
-    /// Always `duplicate`.
-    #[schema(example = "duplicate")]
-    pub outcome: &'static str,
-    /// `in_progress`: retry after `Retry-After` (the winner may still fail);
-    /// `completed`: the work is done, `result` holds what the winner stored.
-    pub state: StateDto,
-    pub expires_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<DateTime<Utc>>,
-    /// For in_progress: the holder's `claimant`, when it set one (which
-    /// worker to look at when a claim stays in progress too long).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub claimant: Option<String>,
-    /// Present when completed (null if the winner stored none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
 }
 
 /// A token-guarded call: complete, release and extend.
@@ -165,7 +111,10 @@ pub struct ClaimView {
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     pub fingerprint: Option<String>,
-    pub claimant: Option<String>,
+    /// The holder's label when it set a claimant (as in a 409), never the
+    /// claimant itself.
+    #[schema(example = "h:9f86d081884c7d65")]
+    pub holder: Option<String>,
 }
 
 fn service(state: &AppState) -> ApiResult<Arc<ClaimService>> {
@@ -180,45 +129,8 @@ fn parse_token(raw: &str) -> ApiResult<ClaimToken> {
     ClaimToken::parse(raw).map_err(bad)
 }
 
-/// Seconds until `at`, rounded up, at least 1: a `Retry-After` value.
-fn seconds_until(at: DateTime<Utc>) -> u64 {
-    let millis = (at - now_millis()).num_milliseconds().max(0) as u64;
-    millis.div_ceil(1000).max(1)
-}
-
 fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
     (status, Json(body)).into_response()
-}
-
-fn duplicate_response(record: &ClaimRecord) -> Response {
-    let completed = record.state == ClaimState::Completed;
-    let body = DuplicateResponse {
-        outcome: "duplicate",
-        state: record.state.into(),
-        expires_at: record.expires_at,
-        lease_expires_at: if completed {
-            None
-        } else {
-            record.lease_expires_at
-        },
-        completed_at: record.completed_at.filter(|_| completed),
-        claimant: record.claimant.clone().filter(|_| !completed),
-        result: completed.then(|| {
-            record
-                .result
-                .as_ref()
-                .map(StoredResult::to_json)
-                .unwrap_or(serde_json::Value::Null)
-        }),
-    };
-    let mut response = json_with_status(StatusCode::CONFLICT, &body);
-    if let (false, Some(lease_end)) = (completed, record.lease_expires_at) {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(seconds_until(lease_end)),
-        );
-    }
-    response
 }
 
 /// Claim a message id.
@@ -237,7 +149,7 @@ fn duplicate_response(record: &ClaimRecord) -> Response {
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key was claimed with a different fingerprint", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded, not ready, or the outcome could not be decided: retry after Retry-After", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Overloaded, not ready, the outcome could not be decided, or the database refused the statement (store-refused; nothing written): retry after Retry-After", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
@@ -260,7 +172,7 @@ pub async fn claim(
         claimant: body
             .claimant
             .as_deref()
-            .map(Claimant::parse)
+            .map(|claimant| Claimant::parse(path.principal.as_ref(), claimant))
             .transpose()
             .map_err(bad)?,
         namespace: path.namespace,
@@ -268,28 +180,8 @@ pub async fn claim(
     };
     let service = service(&state)?;
     let _permit = state.admit()?;
-    let outcome = service.claim(&request).await?;
-    Ok(match outcome {
-        ClaimOutcome::Acquired { record, how } => json_with_status(
-            StatusCode::CREATED,
-            &AcquiredResponse {
-                outcome: "acquired",
-                token: record.token.0,
-                state: record.state.into(),
-                expires_at: record.expires_at,
-                lease_expires_at: record.lease_expires_at,
-                takeover: how == Acquisition::Takeover,
-            },
-        ),
-        ClaimOutcome::Duplicate { record } => duplicate_response(&record),
-        ClaimOutcome::FingerprintMismatch { .. } => {
-            return Err(ApiError::FingerprintMismatch(format!(
-                "key {:?} in {} was claimed with a different fingerprint: the id was reused for another payload",
-                request.key.as_str(),
-                request.namespace
-            )));
-        }
-    })
+    let outcome = service.claim(&request).await;
+    Ok(ClaimAnswer::new(outcome, &request).into_response())
 }
 
 fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiResult<Response> {
@@ -464,8 +356,8 @@ pub async fn get(State(state): State<AppState>, path: ClaimPath) -> ApiResult<Re
             lease_expires_at: record.lease_expires_at,
             completed_at: record.completed_at,
             result: record.result.as_ref().map(StoredResult::to_json),
+            holder: holder_of(&record),
             fingerprint: record.fingerprint,
-            claimant: record.claimant,
         },
     ))
 }

@@ -46,12 +46,24 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// The database refused a statement outright (a schema or permission
+    /// problem): nothing was written, so a retry once an operator has fixed
+    /// it is safe. The cause is in the logs, not the answer.
+    #[error(
+        "the database refused the statement (the cause is logged for the operator); nothing was written: retry later"
+    )]
+    StoreRefused,
+    /// A batch's deadline came before this key's turn: nothing was written.
+    #[error(
+        "not attempted: the batch's deadline came before this key's turn; nothing was written for it: retry it"
+    )]
+    NotAttempted,
     #[error("internal error")]
     Internal(String),
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -61,9 +73,22 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FingerprintMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded
+            | ApiError::Unavailable { .. }
+            | ApiError::StoreRefused
+            | ApiError::NotAttempted => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The problem's kind, as in `urn:dedupd:problem:<slug>`.
+    pub fn slug(&self) -> &'static str {
+        self.slug_and_title().0
+    }
+
+    /// `urn:dedupd:problem:<slug>`: the problem document's `type`.
+    pub fn problem_type(&self) -> String {
+        format!("urn:dedupd:problem:{}", self.slug())
     }
 
     fn slug_and_title(&self) -> (&'static str, &'static str) {
@@ -83,13 +108,18 @@ impl ApiError {
             ),
             ApiError::Overloaded => ("overloaded", "Overloaded"),
             ApiError::Unavailable { .. } => ("unavailable", "Outcome not decided"),
+            ApiError::StoreRefused => ("store-refused", "The database refused the statement"),
+            ApiError::NotAttempted => ("not-attempted", "Not attempted"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
 
-    fn retry_after_secs(&self) -> Option<u64> {
+    pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::Overloaded => Some(1),
+            ApiError::Overloaded | ApiError::NotAttempted => Some(1),
+            // A refusal lasts until someone fixes the schema or the grants:
+            // no point in hammering.
+            ApiError::StoreRefused => Some(5),
             ApiError::Unavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
@@ -109,7 +139,10 @@ impl From<DecideError> for ApiError {
                 "the database refused this ttl_secs (its storage format cannot hold the expiry \
                  date; Cassandra 5.0 in its default compatibility mode stops at 2038-01-19): {message}"
             )),
-            DecideError::Store(error) => ApiError::Internal(error.to_string()),
+            DecideError::Store(error) => {
+                tracing::error!(statement = error.statement, error = %error, "database refused a statement");
+                ApiError::StoreRefused
+            }
         }
     }
 }
@@ -118,7 +151,7 @@ impl From<DecideError> for ApiError {
 /// where axum produces the status, such as the 405 fallback).
 pub fn problem_response(error: &ApiError) -> Response {
     let status = error.status();
-    let (slug, title) = error.slug_and_title();
+    let title = error.slug_and_title().1;
     let detail = match error {
         // The cause is for the logs; callers get a stable sentence.
         ApiError::Internal(cause) => {
@@ -128,7 +161,7 @@ pub fn problem_response(error: &ApiError) -> Response {
         other => other.to_string(),
     };
     let problem = Problem {
-        r#type: format!("urn:dedupd:problem:{slug}"),
+        r#type: error.problem_type(),
         title: title.to_owned(),
         status: status.as_u16(),
         detail,

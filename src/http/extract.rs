@@ -2,7 +2,7 @@
 //! can fail into a problem document (axum's own rejections are plain text).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -10,11 +10,15 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::auth::Auth;
 use super::error::ApiError;
-use crate::domain::{ClaimKey, Namespace, RetentionPolicy, StreamName};
+use crate::domain::{ClaimKey, Namespace, Principal, RetentionPolicy, StreamName};
 
-/// Decodes one path segment: strict percent-decoding (every `%` followed by
-/// two hex digits), then UTF-8. axum's own decoding passes a stray `%`
-/// through, which would let `a%zz` and `a%25zz` name one key.
+/// Decodes one raw path segment: strict percent-decoding (every `%`
+/// followed by two hex digits), then UTF-8.
+///
+/// This is the only decoding a path parameter gets. axum's own extractors
+/// (`Path`, `RawPathParams`) decode too, and leniently (a stray `%` passes
+/// through): decoding their output again made `a%2520b` and `a%20b` one key,
+/// so two messages shared a row and the second was dropped as a duplicate.
 pub fn decode_segment(raw: &str) -> Result<String, String> {
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
@@ -31,7 +35,8 @@ pub fn decode_segment(raw: &str) -> Result<String, String> {
             .and_then(|pair| u8::from_str_radix(pair, 16).ok());
         let Some(byte) = hex else {
             return Err(format!(
-                "invalid percent-encoding in path segment {raw:?}: `%` must be followed by two hex digits"
+                "invalid percent-encoding in path segment {raw:?}: `%` must be followed by two \
+                 hex digits (send a literal `%` as `%25`)"
             ));
         };
         decoded.push(byte);
@@ -40,40 +45,65 @@ pub fn decode_segment(raw: &str) -> Result<String, String> {
     String::from_utf8(decoded).map_err(|_| format!("path segment {raw:?} does not decode to UTF-8"))
 }
 
-/// The path's parameters, strictly percent-decoded, by name.
-async fn decoded_params(
-    parts: &mut Parts,
-    state: &AppState,
-) -> Result<Vec<(String, String)>, ApiError> {
-    let params = RawPathParams::from_request_parts(parts, state)
-        .await
-        .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
-    params
-        .iter()
-        .map(|(name, raw)| {
-            Ok((
-                name.to_owned(),
-                decode_segment(raw).map_err(ApiError::InvalidRequest)?,
-            ))
-        })
-        .collect()
+/// The path's parameters by name, each decoded once from the raw request
+/// target.
+///
+/// The router matched the raw, still-encoded path against the route
+/// template, so an encoded `/` (`%2F`) stayed inside its segment; segment
+/// `i` of the raw path is therefore the value of segment `i` of the
+/// template.
+fn decoded_params(parts: &Parts) -> Result<Vec<(&'static str, String)>, ApiError> {
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .ok_or_else(|| ApiError::Internal("path extractor outside a matched route".into()))?
+        .as_str()
+        .to_owned();
+    let raw_segments: Vec<&str> = parts.uri.path().split('/').collect();
+    let template_segments: Vec<&str> = template.split('/').collect();
+    if raw_segments.len() != template_segments.len() {
+        return Err(ApiError::Internal(format!(
+            "path {:?} does not line up with its route {template:?}",
+            parts.uri.path()
+        )));
+    }
+    let mut params = Vec::new();
+    for (pattern, raw) in template_segments.iter().zip(raw_segments) {
+        let Some(name) = pattern
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+        else {
+            continue;
+        };
+        let name = PATH_PARAMS
+            .iter()
+            .copied()
+            .find(|known| *known == name)
+            .ok_or_else(|| ApiError::Internal(format!("route parameter {{{name}}} is unknown")))?;
+        params.push((name, decode_segment(raw).map_err(ApiError::InvalidRequest)?));
+    }
+    Ok(params)
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<&'a str, ApiError> {
+/// The parameter names the routes use.
+const PATH_PARAMS: [&str; 3] = ["ns", "key", "stream"];
+
+fn param<'a>(params: &'a [(&'static str, String)], name: &str) -> Result<&'a str, ApiError> {
     params
         .iter()
-        .find(|(param, _)| param == name)
+        .find(|(param, _)| *param == name)
         .map(|(_, value)| value.as_str())
         .ok_or_else(|| ApiError::Internal(format!("route without {{{name}}}")))
 }
 
 /// The namespace in the path, checked in order: the caller's token (401),
 /// the name (400), that it exists (404), that the token may use it (403).
+/// Also returns the caller's principal (none when authentication is off).
 fn namespace_and_policy(
     parts: &Parts,
-    params: &[(String, String)],
+    params: &[(&'static str, String)],
     state: &AppState,
-) -> Result<(Namespace, RetentionPolicy), ApiError> {
+) -> Result<(Namespace, RetentionPolicy, Option<Principal>), ApiError> {
     let grant = state.auth.authenticate(&parts.headers)?;
     let namespace = Namespace::parse(param(params, "ns")?)
         .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
@@ -83,7 +113,7 @@ fn namespace_and_policy(
             "namespace {namespace} is not configured on this server"
         ))
     })?;
-    Ok((namespace, policy))
+    Ok((namespace, policy, grant.map(|grant| grant.name.clone())))
 }
 
 /// The path parameters as the OpenAPI document describes them; the
@@ -127,15 +157,21 @@ pub struct StreamPathParams {
 pub struct NamespacePath {
     pub namespace: Namespace,
     pub policy: RetentionPolicy,
+    /// The caller's token name; `None` when authentication is off.
+    pub principal: Option<Principal>,
 }
 
 impl FromRequestParts<AppState> for NamespacePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = decoded_params(parts, state).await?;
-        let (namespace, policy) = namespace_and_policy(parts, &params, state)?;
-        Ok(Self { namespace, policy })
+        let params = decoded_params(parts)?;
+        let (namespace, policy, principal) = namespace_and_policy(parts, &params, state)?;
+        Ok(Self {
+            namespace,
+            policy,
+            principal,
+        })
     }
 }
 
@@ -144,20 +180,22 @@ pub struct ClaimPath {
     pub namespace: Namespace,
     pub key: ClaimKey,
     pub policy: RetentionPolicy,
+    pub principal: Option<Principal>,
 }
 
 impl FromRequestParts<AppState> for ClaimPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = decoded_params(parts, state).await?;
-        let (namespace, policy) = namespace_and_policy(parts, &params, state)?;
+        let params = decoded_params(parts)?;
+        let (namespace, policy, principal) = namespace_and_policy(parts, &params, state)?;
         let key = ClaimKey::parse(param(&params, "key")?)
             .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
         Ok(Self {
             namespace,
             key,
             policy,
+            principal,
         })
     }
 }
@@ -166,17 +204,22 @@ impl FromRequestParts<AppState> for ClaimPath {
 pub struct StreamPath {
     pub namespace: Namespace,
     pub stream: StreamName,
+    pub principal: Option<Principal>,
 }
 
 impl FromRequestParts<AppState> for StreamPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = decoded_params(parts, state).await?;
-        let (namespace, _) = namespace_and_policy(parts, &params, state)?;
+        let params = decoded_params(parts)?;
+        let (namespace, _, principal) = namespace_and_policy(parts, &params, state)?;
         let stream = StreamName::parse(param(&params, "stream")?)
             .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
-        Ok(Self { namespace, stream })
+        Ok(Self {
+            namespace,
+            stream,
+            principal,
+        })
     }
 }
 
@@ -277,6 +320,11 @@ mod tests {
         assert!(decode_segment("a%2").is_err());
         assert!(decode_segment("%").is_err());
         assert!(decode_segment("%FF").is_err());
+        // Decoded once: an encoded percent sign stays a percent sign.
+        assert_eq!(decode_segment("a%2520b").unwrap(), "a%20b");
+        assert_eq!(decode_segment("%2541").unwrap(), "%41");
+        assert_eq!(decode_segment("100%25").unwrap(), "100%");
+        assert_eq!(decode_segment("%00").unwrap(), "\0");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod claim_answer;
 pub mod claims;
 pub mod error;
 pub mod extract;
@@ -26,7 +27,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::claims::ClaimService;
 use crate::config::Namespaces;
-use crate::metrics::{HttpLabels, Metrics};
+use crate::metrics::{HttpLabels, Metrics, method_label};
 use crate::sequences::SequenceService;
 use error::{ApiError, problem_response};
 
@@ -124,7 +125,7 @@ async fn method_not_allowed(method: Method) -> ApiError {
 /// path, which holds keys and would explode the label set).
 async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method().as_str());
     let route = request
         .extensions()
         .get::<MatchedPath>()

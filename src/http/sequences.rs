@@ -25,9 +25,11 @@ pub struct AdvanceBody {
     /// `gap` (for producers that may leave holes, such as several nodes).
     pub allow_gaps: Option<bool>,
     /// An optional consumer id, up to 128 bytes. Offering a number this
-    /// offerer already had accepted answers `accepted` again (among the
-    /// stream's last 64 numbers), not `duplicate`: retry with it after a
-    /// lost answer or a 503.
+    /// offerer (with the same bearer token, when auth is on) already had
+    /// accepted answers `accepted` again (among the stream's last 64
+    /// numbers), not `duplicate`: retry with it after a lost answer or a
+    /// 503. Keep it unguessable where callers sharing a token do not trust
+    /// each other.
     #[schema(min_length = 1, max_length = 128)]
     pub offerer: Option<String>,
 }
@@ -97,7 +99,7 @@ pub async fn advance(
     let offerer = body
         .offerer
         .as_deref()
-        .map(Offerer::parse)
+        .map(|offerer| Offerer::parse(path.principal.as_ref(), offerer))
         .transpose()
         .map_err(bad)?;
     let service = state.services()?.sequences.clone();

@@ -8,7 +8,7 @@ use dedupd::store::statement;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, json_of, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, TestOptions, json_of, result_statuses, spawn_app, spawn_app_with};
 
 impl TestApp {
     pub async fn claim_batch(&self, body: Value) -> (StatusCode, Value) {
@@ -102,13 +102,7 @@ async fn a_store_failure_on_some_keys_is_a_503_for_those_keys_only() {
         .claim_batch(json!({"claims": keys(&["up-1", "down-1", "up-2", "down-2"])}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let statuses: Vec<u64> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_u64().unwrap())
-        .collect();
-    assert_eq!(statuses, vec![201, 503, 201, 503]);
+    assert_eq!(result_statuses(&body), vec![201, 503, 201, 503]);
     assert_eq!(body["results"][1]["outcome"], "unavailable");
     assert!(body["results"][1]["detail"].is_string());
     // The failed keys were never claimed: they are free once the store is.

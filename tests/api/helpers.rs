@@ -268,6 +268,16 @@ pub async fn json_of(response: Response) -> (StatusCode, Value) {
     (status, value)
 }
 
+/// The per-key `status` of each result of a batch answer, in order.
+pub fn result_statuses(body: &Value) -> Vec<u64> {
+    body["results"]
+        .as_array()
+        .expect("a batch answer has results")
+        .iter()
+        .map(|result| result["status"].as_u64().expect("a numeric status"))
+        .collect()
+}
+
 /// Reads one counter or gauge sample from the metrics text, 0 when absent.
 pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
     text.lines()

@@ -263,7 +263,10 @@ async fn get_shows_state_and_times_but_never_the_token() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "in_progress");
     assert_eq!(body["fingerprint"], "sha256:abc");
-    assert_eq!(body["claimant"], "worker-1");
+    // The holder's label, not its claimant: a claimant id hands back the
+    // owner token of its in-progress claim.
+    assert_eq!(body["holder"], dedupd::domain::holder_label("worker-1"));
+    assert!(!body.to_string().contains("worker-1"), "{body}");
     assert!(body["claimed_at"].is_string());
     assert!(!body.to_string().contains(&token));
 }

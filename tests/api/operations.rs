@@ -204,3 +204,54 @@ async fn shutdown_turns_readiness_off_while_requests_still_drain() {
         .unwrap()
         .unwrap();
 }
+
+/// The metric series `/metrics` shows (one line each, comments aside).
+fn series_count(text: &str) -> usize {
+    text.lines().filter(|line| !line.starts_with('#')).count()
+}
+
+#[tokio::test]
+async fn junk_methods_and_paths_add_no_metric_series() {
+    let app = spawn_app().await;
+    let claim_path = format!("/v1/namespaces/{}/claims/k", app.namespace);
+    let junk = |index: usize| -> (String, String) {
+        match index % 4 {
+            // A made-up method on a real route, and on no route.
+            0 => (format!("BREW{index}"), claim_path.clone()),
+            1 => (format!("X-SCAN-{index}"), format!("/wp-admin/{index}.php")),
+            // Known methods on paths no route matches.
+            2 => ("GET".into(), format!("/.env.{index}")),
+            _ => ("POST".into(), format!("/v2/unknown/{index}")),
+        }
+    };
+    // One of each shape first: the `other` and `unmatched` series exist
+    // from then on, and nothing after may add another.
+    for index in 0..4 {
+        let (method, path) = junk(index);
+        crate::helpers::raw_request(&app, &method, &path, &[], b"").await;
+    }
+    // Scrape once first: the scrape itself is a request (GET /metrics 200).
+    app.metrics().await;
+    let before = series_count(&app.metrics().await);
+    for index in 4..304 {
+        let (method, path) = junk(index);
+        let (status, _, _) = crate::helpers::raw_request(&app, &method, &path, &[], b"").await;
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} answered {status}"
+        );
+    }
+    let text = app.metrics().await;
+    assert_eq!(
+        series_count(&text),
+        before,
+        "300 junk requests must add no series"
+    );
+    assert!(
+        metric_value(
+            &text,
+            "dedupd_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"}"
+        ) >= 75.0,
+        "{text}"
+    );
+}

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::database::database;
 use crate::faults::unknown;
-use crate::helpers::{TestApp, TestOptions, metric_value, spawn_app_with};
+use crate::helpers::{TestApp, TestOptions, metric_value, result_statuses, spawn_app_with};
 
 /// First loopback octet of these tests' proxies (the checker's use 21 on).
 const PROXY_FIRST_OCTET: u8 = 11;
@@ -40,6 +40,11 @@ struct ProxiedApp {
 /// passes everything: the rules are set once the app is ready, so that
 /// start-up traffic never meets them.
 async fn spawn_proxied_app() -> ProxiedApp {
+    spawn_proxied_app_with(TestOptions::default()).await
+}
+
+/// `spawn_proxied_app` with other knobs (the proxy's are always set).
+async fn spawn_proxied_app_with(options: TestOptions) -> ProxiedApp {
     let mut nodes = Vec::new();
     for node in &database().nodes {
         let real: SocketAddr = tokio::net::lookup_host(node.as_str())
@@ -62,7 +67,7 @@ async fn spawn_proxied_app() -> ProxiedApp {
         // Every claim goes straight to its LWT, so the first EXECUTE after
         // the rules are set is the claim's.
         read_first: ReadFirstPolicy::Never,
-        ..TestOptions::default()
+        ..options
     })
     .await;
     ProxiedApp { app, proxy }
@@ -310,4 +315,135 @@ async fn a_stream_delete_that_lands_after_its_timeout_is_deleted_not_called_miss
         StatusCode::OK,
         "a deleted stream starts again: {body}"
     );
+}
+
+/// Every EXECUTE (every statement) is held back this long from now on.
+fn slow_down_every_statement(proxied: &mut ProxiedApp, delay: Duration) {
+    for node in &mut proxied.proxy.running_nodes {
+        node.change_request_rules(Some(vec![RequestRule(
+            Condition::RequestOpcode(RequestOpcode::Execute),
+            RequestReaction::delay(delay),
+        )]));
+    }
+}
+
+#[tokio::test]
+async fn a_batch_on_a_slow_database_answers_every_key_within_its_deadline() {
+    let mut proxied = spawn_proxied_app_with(TestOptions {
+        budget: dedupd::claims::RetryBudget {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..TestOptions::default()
+    })
+    .await;
+    let keys: Vec<String> = (0..256).map(|index| format!("slow-{index:03}")).collect();
+    let claims: Vec<_> = keys.iter().map(|key| json!({ "key": key })).collect();
+    // 256 keys, 32 at a time, 400 ms a statement: eight rounds take 3.2 s,
+    // past the 2 s deadline, so some keys cannot start in time.
+    slow_down_every_statement(&mut proxied, Duration::from_millis(400));
+    let (status, body) = proxied.app.claim_batch(json!({ "claims": claims })).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "never a whole-call 503 once keys were acquired"
+    );
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), keys.len());
+    let (mut acquired, mut not_attempted) = (Vec::new(), Vec::new());
+    for result in results {
+        let key = result["key"].as_str().unwrap().to_owned();
+        match (result["status"].as_u64(), result["outcome"].as_str()) {
+            (Some(201), Some("acquired")) => acquired.push(key),
+            (Some(503), Some("not_attempted")) => {
+                assert_eq!(result["type"], "urn:dedupd:problem:not-attempted");
+                assert_eq!(result["retry_after_secs"], 1);
+                not_attempted.push(key);
+            }
+            _ => panic!("every key is acquired or not attempted: {result}"),
+        }
+    }
+    assert!(
+        !acquired.is_empty(),
+        "the first round had the whole deadline"
+    );
+    assert!(!not_attempted.is_empty(), "8 rounds cannot fit in 2 s");
+    for node in &mut proxied.proxy.running_nodes {
+        node.change_request_rules(Some(Vec::new()));
+    }
+    let app = &proxied.app;
+    // Acquired keys are held; keys not attempted were never written.
+    let (status, body) = app.claim_json(&acquired[0], json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    for key in not_attempted.iter().take(8) {
+        let (status, body) = app.claim_json(key, json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{key} was not written: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_statement_the_database_refuses_is_a_503_for_that_key_alone() {
+    let mut proxied = spawn_proxied_app().await;
+    // Single claim: a refusal (nothing written) is a retryable 503.
+    let mut heard = proxied.on_next_execute(RequestReaction::forge().invalid());
+    let response = proxied.app.claim("refused", json!({})).await;
+    assert!(fired(&mut heard), "the proxy must have forged the refusal");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "5");
+    let (_, body) = crate::helpers::json_of(response).await;
+    assert_eq!(body["type"], "urn:dedupd:problem:store-refused", "{body}");
+    let (status, body) = proxied.app.claim_json("refused", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "nothing was written: {body}");
+
+    // Batch: one key's refusal is that key's 503, the others are claimed.
+    proxied.on_next_executes(vec![Some(RequestReaction::forge().invalid())]);
+    let (status, body) = proxied
+        .app
+        .claim_batch(json!({ "claims": [{ "key": "b1" }, { "key": "b2" }, { "key": "b3" }] }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let statuses = result_statuses(&body);
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 503).count(),
+        1,
+        "{body}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 201).count(),
+        2,
+        "{body}"
+    );
+    let refused = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|result| result["status"] == 503)
+        .unwrap();
+    assert_eq!(refused["outcome"], "store_refused", "{body}");
+    assert_eq!(refused["retry_after_secs"], 5, "{body}");
+}
+
+#[tokio::test]
+async fn a_ttl_the_database_refuses_is_a_400_in_a_batch_too() {
+    let mut proxied = spawn_proxied_app().await;
+    // What Cassandra says of an expiry past its storage format's limit.
+    let refusal = || {
+        RequestReaction::forge_with_error_and_message(
+            scylla::errors::DbError::Invalid,
+            Some("Request on table with ttl of 630720000 seconds exceeds maximum supported expiration date of 2038-01-19T03:14:06+00:00".into()),
+        )
+    };
+    proxied.on_next_executes(vec![Some(refusal())]);
+    let (status, body) = proxied.app.claim_json("ttl-single", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    proxied.on_next_executes(vec![Some(refusal())]);
+    let (status, body) = proxied
+        .app
+        .claim_batch(json!({ "claims": [{ "key": "ttl-batch" }] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let result = &body["results"][0];
+    assert_eq!(result["status"], 400, "the single claim's answer: {body}");
+    assert_eq!(result["outcome"], "invalid_request");
+    assert_eq!(result["type"], "urn:dedupd:problem:invalid-request");
 }
