@@ -9,8 +9,14 @@
 
   check.py invariants RENDERED_DIR
       The project's own rules, which no schema can express: the restricted
-      security context, probes and shutdown timing, and that each overlay's
+      security context, probes and shutdown timing, no fault injection,
+      ingress to the HTTP port by pod label, bearer-token auth from a Secret
+      in production, the example Secrets' shape, and that each overlay's
       database settings match the database manifests.
+
+      An overlay is production when its directory is overlays/production*
+      or its Deployment carries the annotation dedupd.io/environment:
+      production (components/production sets it).
 
   check.py mutations
       Lists the self-test's deliberate breakages (name<TAB>description).
@@ -20,12 +26,19 @@
       text that validate's output must contain when it catches it.
 """
 
+import base64
 import json
 import os
+import posixpath
 import re
 import sys
 
 import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: the backport pinned in requirements.txt
+    import tomli as tomllib
 
 # API groups served by Kubernetes itself: kubernetes-validate has schemas
 # for these. Everything else must have a schema in deploy/k8s/schemas.
@@ -57,6 +70,24 @@ CUSTOM_SCHEMAS = {
     ("k8ssandra.io/v1alpha1", "K8ssandraCluster"): "k8ssandracluster-v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1.json",
 }
+
+
+# Pods labelled so may call dedupd's HTTP port (base/networkpolicy.yaml).
+CLIENT_LABELS = {"dedupd.io/client": "true"}
+# Labels the Prometheus Operator gives every Prometheus pod; the keys of
+# PROMETHEUS_INSTANCE_KEYS name one Prometheus and may hold any value.
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus",
+                         "app.kubernetes.io/managed-by": "prometheus-operator"}
+PROMETHEUS_INSTANCE_KEYS = {"prometheus", "app.kubernetes.io/instance", "operator.prometheus.io/name",
+                            "operator.prometheus.io/shard"}
+PRODUCTION_ANNOTATION = "dedupd.io/environment"
+# The Secret holding the [auth] table, and its example.
+AUTH_SECRET = "dedupd-auth"
+AUTH_EXAMPLE = "base/auth-secret.example.yaml"
+FAILPOINTS = "DEDUPD_FAILPOINTS"
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def load_stream(path):
@@ -243,7 +274,243 @@ def egress_allows(policy, namespace, pod_labels, port):
     return False
 
 
-def check_overlay(problems, name, docs, endpoints):
+def selector_matches(selector, labels, any_value=()):
+    """Whether a LabelSelector selects a pod with these labels; keys in
+    any_value match whatever value the selector asks for."""
+    selector = selector or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if key not in any_value and labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        if key in any_value:
+            continue
+        present = key in labels
+        if ((operator == "In" and not (present and labels[key] in values))
+                or (operator == "NotIn" and present and labels[key] in values)
+                or (operator == "Exists" and not present)
+                or (operator == "DoesNotExist" and present)):
+            return False
+    return True
+
+
+def rule_covers_port(rule, port_name, port_number):
+    ports = rule.get("ports") or []
+    if not ports:
+        return True  # no ports: every port
+    for entry in ports:
+        if (entry.get("protocol") or "TCP") != "TCP":
+            continue
+        port = entry.get("port")
+        if port is None or port == port_name:
+            return True
+        if isinstance(port, int) and port <= port_number <= (entry.get("endPort") or port):
+            return True
+    return False
+
+
+def http_peers(policies, pod_labels):
+    """(policy, peer) for every ingress peer admitted to the server's HTTP
+    port; peer None stands for a rule without `from` (every source)."""
+    for policy in policies:
+        spec = policy.get("spec") or {}
+        if "Ingress" not in (spec.get("policyTypes") or ["Ingress"]):
+            continue
+        if not selector_matches(spec.get("podSelector"), pod_labels):
+            continue
+        for rule in spec.get("ingress") or []:
+            if rule_covers_port(rule, "http", 8080):
+                for peer in rule.get("from") or [None]:
+                    yield policy, peer
+
+
+def peer_admits(peer, labels, any_value=(), other_namespace=False):
+    """Whether an ingress peer admits a pod with these labels (from another
+    namespace than the policy's, if other_namespace)."""
+    if peer is None:
+        return True
+    if "ipBlock" in peer:
+        return False
+    if other_namespace and "namespaceSelector" not in peer:
+        return False  # a bare podSelector means the policy's own namespace
+    return selector_matches(peer.get("podSelector"), labels, any_value)
+
+
+def check_ingress(problems, name, policies, pod_labels, production, scraped):
+    peers = list(http_peers(policies, pod_labels))
+    client = ", ".join(f"{k}={v}" for k, v in CLIENT_LABELS.items())
+    problems.check(any(peer_admits(peer, CLIENT_LABELS) for _, peer in peers), name,
+                   f"no NetworkPolicy admits pods labelled {client} to port http: callers cannot reach dedupd")
+    if scraped:
+        prometheus = ", ".join(f"{k}={v}" for k, v in PROMETHEUS_POD_LABELS.items())
+        problems.check(any(peer_admits(peer, PROMETHEUS_POD_LABELS, PROMETHEUS_INSTANCE_KEYS, True)
+                           for _, peer in peers), name,
+                       f"no NetworkPolicy admits the Prometheus pods ({prometheus}) of another namespace "
+                       "to port http: the ServiceMonitor's scrapes of /metrics would time out")
+    if not production:
+        return
+    for policy, peer in peers:
+        if peer is None:
+            problems.check(False, name, f"{describe(policy)} admits port http from every source (an ingress "
+                           "rule without `from`): production admits only pods selected by label")
+        elif not ((peer.get("podSelector") or {}).get("matchLabels")):
+            problems.check(False, name, f"{describe(policy)} admits port http from all pods (ingress peer "
+                           f"{json.dumps(peer, sort_keys=True)} has no podSelector with matchLabels): "
+                           "production admits only labelled client and Prometheus pods")
+
+
+def pod_templates(docs):
+    """(workload, pod spec) of every object that runs pods."""
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            yield doc, (spec.get("template") or {}).get("spec") or {}
+        elif doc.get("kind") == "CronJob":
+            yield doc, ((((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {})
+                        .get("spec") or {})
+        elif doc.get("kind") == "Pod":
+            yield doc, spec
+
+
+def check_failpoints(problems, name, docs, configmaps):
+    """Fault injection is a test facility: no overlay may turn it on."""
+    for configmap in configmaps.values():
+        problems.check(FAILPOINTS not in (configmap.get("data") or {}), name,
+                       f"{describe(configmap)} defines {FAILPOINTS}: fault injection is for tests, "
+                       "never a deployed manifest")
+    for workload, pod in pod_templates(docs):
+        for container in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+            cwhere = f"{name} {describe(workload)} container {container.get('name')}"
+            for env in container.get("env") or []:
+                problems.check(env.get("name") != FAILPOINTS, cwhere,
+                               f"sets {FAILPOINTS} in its env: fault injection is for tests, never a deployed manifest")
+            for source in container.get("envFrom") or []:
+                prefix = source.get("prefix") or ""
+                ref = (source.get("configMapRef") or {}).get("name")
+                if prefix and ref in configmaps:
+                    problems.check(not any(prefix + key == FAILPOINTS for key in configmaps[ref].get("data") or {}),
+                                   cwhere, f"gets {FAILPOINTS} from ConfigMap {ref} with prefix {prefix}: "
+                                   "fault injection is for tests, never a deployed manifest")
+
+
+def check_config_files(problems, name, configmaps, production):
+    """TOML files in ConfigMaps parse, and hold no token hashes."""
+    for configmap in configmaps.values():
+        for key, text in (configmap.get("data") or {}).items():
+            if not key.endswith(".toml"):
+                continue
+            cwhere = f"{name} {describe(configmap)} {key}"
+            try:
+                parsed = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as error:
+                problems.check(False, cwhere, f"is not TOML: {error}")
+                continue
+            auth = parsed.get("auth")
+            if not isinstance(auth, dict):
+                continue
+            problems.check(not auth.get("tokens"), cwhere,
+                           f"lists [[auth.tokens]]: token hashes go in the Secret {AUTH_SECRET} "
+                           "(DEDUPD_AUTH_CONFIG), not a ConfigMap")
+            problems.check(not production, cwhere,
+                           "has an [auth] table, which DEDUPD_AUTH_CONFIG replaces: put it in the Secret "
+                           f"{AUTH_SECRET}")
+
+
+def check_auth(problems, where, pod, container, env, example_secrets):
+    """Production serves with bearer tokens: DEDUPD_AUTH_CONFIG names a file
+    of the Secret dedupd-auth, mounted read-only."""
+    literal = next((e for e in container.get("env") or [] if e.get("name") == "DEDUPD_AUTH_CONFIG"), None)
+    path = env.get("DEDUPD_AUTH_CONFIG")
+    if literal is not None:
+        if not problems.check("value" in literal, where, "DEDUPD_AUTH_CONFIG must be a literal path (value), "
+                              "so that validate can see which Secret provides it"):
+            return
+        path = literal["value"]
+    if not problems.check(bool(path), where, "serves without auth: DEDUPD_AUTH_CONFIG is not set "
+                          f"(components/production points it at the Secret {AUTH_SECRET})"):
+        return
+    path = posixpath.normpath(path)
+    mounts = [m for m in container.get("volumeMounts") or []
+              if path == posixpath.normpath(m.get("mountPath") or "")
+              or path.startswith(posixpath.normpath(m.get("mountPath") or "").rstrip("/") + "/")]
+    if not problems.check(bool(mounts), where, f"serves without auth: DEDUPD_AUTH_CONFIG ({path}) is on no "
+                          "volume mounted into the container, so no Secret provides it"):
+        return
+    mount = max(mounts, key=lambda m: len(posixpath.normpath(m["mountPath"])))  # the innermost wins
+    volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), {})
+    secret = volume.get("secret")
+    if not problems.check(isinstance(secret, dict), where, f"serves without auth from a Secret: "
+                          f"DEDUPD_AUTH_CONFIG ({path}) is on volume {mount.get('name')!r}, which is not a "
+                          "Secret volume"):
+        return
+    problems.check(mount.get("readOnly") is True, where,
+                   f"volume mount {mount.get('name')!r} of the auth config must be readOnly")
+    problems.check(secret.get("optional") is not True, where,
+                   "the auth Secret volume must not be optional: a pod must not start without it")
+    problems.check(secret.get("secretName") == AUTH_SECRET, where,
+                   f"the auth config must come from the Secret {AUTH_SECRET} ({AUTH_EXAMPLE}), "
+                   f"not {secret.get('secretName')!r}")
+    inner = posixpath.relpath(path, posixpath.normpath(mount["mountPath"]))
+    if mount.get("subPath"):
+        inner = posixpath.normpath(posixpath.join(mount["subPath"], inner))
+    items = secret.get("items")
+    if items:
+        key = next((i.get("key") for i in items if posixpath.normpath(i.get("path") or "") == inner), None)
+        if not problems.check(key is not None, where, f"DEDUPD_AUTH_CONFIG ({path}) names {inner!r}, a file "
+                              "the Secret volume's items do not provide"):
+            return
+    else:
+        key = inner
+    known = example_secrets.get(secret.get("secretName"))
+    if known is not None:
+        problems.check(key in known, where, f"DEDUPD_AUTH_CONFIG ({path}) reads key {key!r} of Secret "
+                       f"{secret.get('secretName')}, whose example has {sorted(known)}")
+
+
+def secret_text(secret, key):
+    if key in (secret.get("stringData") or {}):
+        return secret["stringData"][key]
+    if key in (secret.get("data") or {}):
+        return base64.b64decode(secret["data"][key]).decode("utf-8")
+    return None
+
+
+def check_auth_example(problems, secret):
+    """The example auth.toml is one dedupd would accept, with auth on."""
+    where = f"{AUTH_EXAMPLE} {describe(secret)}"
+    text = secret_text(secret, "auth.toml")
+    if not problems.check(text is not None, where, "must show the key auth.toml"):
+        return
+    try:
+        parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        problems.check(False, where, f"auth.toml is not TOML: {error}")
+        return
+    problems.check(set(parsed) == {"auth"}, where,
+                   f"auth.toml must hold the [auth] table alone (has {sorted(parsed)})")
+    auth = parsed.get("auth") if isinstance(parsed.get("auth"), dict) else {}
+    unknown = set(auth) - {"protect_metrics", "protect_health", "tokens"}
+    problems.check(not unknown, where, f"[auth] has unknown keys {sorted(unknown)}")
+    problems.check(auth.get("protect_health", False) is False, where,
+                   "protect_health must stay false: Kubernetes probes send no token")
+    tokens = auth.get("tokens") or []
+    problems.check(bool(tokens), where, "lists no [[auth.tokens]], which turns auth off")
+    for token in tokens:
+        tname = token.get("name")
+        problems.check(isinstance(tname, str) and TOKEN_NAME.fullmatch(tname) is not None, where,
+                       f"token name {tname!r} is not [A-Za-z0-9_.-]{{1,64}}")
+        problems.check(isinstance(token.get("sha256"), str) and SHA256_HEX.fullmatch(token["sha256"]) is not None,
+                       where, f"token {tname}: sha256 must be 64 hex digits")
+        namespaces = token.get("namespaces")
+        problems.check(isinstance(namespaces, list) and bool(namespaces)
+                       and all(n == "*" or (isinstance(n, str) and NAMESPACE.fullmatch(n)) for n in namespaces),
+                       where, f"token {tname}: namespaces must be a list of namespaces or [\"*\"]")
+        unknown = set(token) - {"name", "sha256", "namespaces"}
+        problems.check(not unknown, where, f"token {tname} has unknown keys {sorted(unknown)}")
+
+
+def check_overlay(problems, name, docs, endpoints, example_secrets):
     by_kind = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
@@ -252,12 +519,16 @@ def check_overlay(problems, name, docs, endpoints):
     for secret in by_kind.get("Secret", []):
         problems.check(False, name, f"renders {describe(secret)}: Secrets are created by hand, never "
                        "committed in a kustomization (see base/secret.example.yaml)")
+    check_failpoints(problems, name, docs, configmaps)
 
     deployments = by_kind.get("Deployment", [])
     if not problems.check(len(deployments) == 1, name, "expected exactly one Deployment"):
         return
     deployment = deployments[0]
     where = f"{name} {describe(deployment)}"
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    production = name.startswith("production") or annotations.get(PRODUCTION_ANNOTATION) == "production"
+    check_config_files(problems, name, configmaps, production)
     spec = deployment["spec"]
     template = spec["template"]
     check_pod_template(problems, where, template)
@@ -283,6 +554,8 @@ def check_overlay(problems, name, docs, endpoints):
     for key in ("DEDUPD_CQL_NODES", "DEDUPD_LOCAL_DC", "DEDUPD_REPLICATION"):
         problems.check(bool(env.get(key)), where, f"{key} is not set (a components/<database> sets it)")
     problems.check(env.get("DEDUPD_LOG_FORMAT") == "json", where, "DEDUPD_LOG_FORMAT must be json")
+    if production:
+        check_auth(problems, where, pod, container, env, example_secrets)
 
     # Shutdown: the kubelet must not kill the pod while it drains.
     pre_stop = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
@@ -312,7 +585,7 @@ def check_overlay(problems, name, docs, endpoints):
         problems.check(isinstance(spec.get("replicas"), int), where,
                        "has no HPA, so spec.replicas must be set to a number")
         min_replicas = spec.get("replicas", 1)
-    if name.startswith("production"):
+    if production:
         problems.check(min_replicas >= 3, name, f"production runs at least 3 replicas (has {min_replicas})")
         problems.check(bool(hpas), name, "production has an HPA")
         problems.check(bool(by_kind.get("PodDisruptionBudget")), name, "production has a PDB")
@@ -374,6 +647,7 @@ def check_overlay(problems, name, docs, endpoints):
                     and {"Ingress", "Egress"} <= set(p["spec"].get("policyTypes") or [])]
         problems.check(bool(covering), name,
                        f"no NetworkPolicy restricts both ingress and egress of {describe(workload)}'s pods")
+    check_ingress(problems, name, policies, pod_labels, production, bool(by_kind.get("ServiceMonitor")))
 
     # The database settings match a database this repository deploys.
     local_dc = env.get("DEDUPD_LOCAL_DC")
@@ -446,11 +720,18 @@ def invariants(rendered_dir):
     problems = Problems()
     databases = {k: v for k, v in streams.items() if k.startswith("database-")}
     overlays = {k[len("overlay-"):]: v for k, v in streams.items() if k.startswith("overlay-")}
+    examples = [d for k, v in streams.items() if k.startswith("example-") for d in v if d.get("kind") == "Secret"]
+    example_secrets = {(d.get("metadata") or {}).get("name"): set(d.get("stringData") or {}) | set(d.get("data") or {})
+                       for d in examples}
     endpoints = database_endpoints(databases)
+    auth_examples = [d for d in examples if (d.get("metadata") or {}).get("name") == AUTH_SECRET]
+    problems.check(bool(auth_examples), AUTH_EXAMPLE, f"no example of the Secret {AUTH_SECRET}")
+    for secret in auth_examples:
+        check_auth_example(problems, secret)
     for name, docs in databases.items():
         check_database(problems, name, docs)
     for name, docs in overlays.items():
-        check_overlay(problems, name, docs, endpoints)
+        check_overlay(problems, name, docs, endpoints, example_secrets)
     for item in problems.items:
         print(f"ERROR invariant: {item}")
     if not problems.items:
@@ -480,6 +761,12 @@ def edit_text(path, old, new):
 
 def dedupd_container(docs):
     return docs[0]["spec"]["template"]["spec"]["containers"][0]
+
+
+def auth_volume_from_configmap(docs):
+    volume = docs[0]["spec"]["template"]["spec"]["volumes"][0]
+    del volume["secret"]
+    volume["configMap"] = {"name": "dedupd-auth"}
 
 
 # name -> (description, file under deploy/k8s, change, text validate must print)
@@ -561,6 +848,50 @@ MUTATIONS = {
         "base/kustomization.yaml",
         lambda p: edit_text(p, "  - migrate-job.yaml\n", "  - migrate-job.yaml\n  - secret.example.yaml\n"),
         "Secrets are created by hand",
+    ),
+    "invariant-auth-env-removed": (
+        "components/production without DEDUPD_AUTH_CONFIG: production serving without auth",
+        "components/production/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: dedupd_container(d).pop("env")),
+        "serves without auth: DEDUPD_AUTH_CONFIG is not set",
+    ),
+    "invariant-auth-mount-removed": (
+        "components/production without the auth Secret's volumeMount (DEDUPD_AUTH_CONFIG names a missing file)",
+        "components/production/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: dedupd_container(d).pop("volumeMounts")),
+        "is on no volume mounted into the container",
+    ),
+    "invariant-auth-not-secret": (
+        "components/production's auth volume from a ConfigMap instead of the Secret",
+        "components/production/deployment.yaml",
+        lambda p: edit_yaml(p, auth_volume_from_configmap),
+        "which is not a Secret volume",
+    ),
+    "invariant-failpoints-configmap": (
+        "DEDUPD_FAILPOINTS in the dev overlay's dedupd-env ConfigMap (no overlay may inject faults)",
+        "overlays/dev/kustomization.yaml",
+        lambda p: edit_text(p, "      - RUST_LOG=info,dedupd=debug\n",
+                            "      - RUST_LOG=info,dedupd=debug\n      - DEDUPD_FAILPOINTS=claim_insert=after:0.05\n"),
+        "defines DEDUPD_FAILPOINTS",
+    ),
+    "invariant-failpoints-env": (
+        "DEDUPD_FAILPOINTS in the env of base's dedupd container",
+        "base/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: dedupd_container(d)["env"].append(
+            {"name": "DEDUPD_FAILPOINTS", "value": "claim_insert=after:0.05"})),
+        "sets DEDUPD_FAILPOINTS in its env",
+    ),
+    "invariant-networkpolicy-open": (
+        "the NetworkPolicy's client peer without its podSelector (namespaceSelector {} alone: every pod)",
+        "base/networkpolicy.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["ingress"][0]["from"][0].pop("podSelector")),
+        "admits port http from all pods",
+    ),
+    "invariant-networkpolicy-no-prometheus": (
+        "the NetworkPolicy without its Prometheus peer (the ServiceMonitor could not scrape)",
+        "base/networkpolicy.yaml",
+        lambda p: edit_yaml(p, lambda d: d[0]["spec"]["ingress"][0]["from"].pop(1)),
+        "no NetworkPolicy admits the Prometheus pods",
     ),
 }
 
