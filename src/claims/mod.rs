@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use completed_cache::CompletedCache;
-pub use decide::{Step, next_step};
+use decide::{Step, next_step};
 use read_first::ReadFirst;
 pub use read_first::ReadFirstPolicy;
 

@@ -12,7 +12,7 @@
 //! logs a warning at start when it is set. Nothing else turns faults on.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use scylla::errors::ExecutionError;
@@ -48,6 +48,9 @@ struct RandomRule {
 #[derive(Debug, Default)]
 pub struct FaultPlan {
     rules: Mutex<Vec<Rule>>,
+    /// Whether a rule was ever pushed. Every statement asks `next`; with no
+    /// plan armed (production) it answers without taking the lock.
+    armed: AtomicBool,
     random: Vec<RandomRule>,
     /// xorshift state for the random rules; any nonzero seed will do.
     dice: AtomicU64,
@@ -64,6 +67,7 @@ impl FaultPlan {
     }
 
     fn push(&self, statement: &'static str, partition: Option<String>, fault: Fault, times: usize) {
+        self.armed.store(true, Ordering::Release);
         self.rules.lock().expect("fault plan lock").push(Rule {
             statement,
             partition,
@@ -109,6 +113,7 @@ impl FaultPlan {
             | 1;
         Ok(Self {
             rules: Mutex::new(Vec::new()),
+            armed: AtomicBool::new(false),
             random,
             dice: AtomicU64::new(seed),
         })
@@ -139,6 +144,9 @@ impl FaultPlan {
 
     /// Takes the next fault planned for `statement`, if any.
     pub(crate) fn next(&self, statement: &'static str, partition: &str) -> Option<Fault> {
+        if self.random.is_empty() && !self.armed.load(Ordering::Acquire) {
+            return None;
+        }
         {
             let mut rules = self.rules.lock().expect("fault plan lock");
             let planned = rules.iter_mut().find(|rule| {

@@ -40,18 +40,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to the keyspace and prepares every statement. Preparing fails
-    /// when the schema is missing, which names the fix (`dedupd migrate`).
-    pub async fn connect(
-        settings: &CqlSettings,
-        keyspace: &KeyspaceName,
-        metrics: Metrics,
-        faults: Arc<FaultPlan>,
-    ) -> Result<Self, ConnectError> {
-        let session = connect_session(settings).await?;
-        Self::with_session(Arc::new(session), settings, keyspace, metrics, faults).await
-    }
-
+    /// Prepares every statement on a connected session. Preparing fails when
+    /// the schema is missing, which names the fix (`dedupd migrate`).
     pub async fn with_session(
         session: Arc<Session>,
         settings: &CqlSettings,
