@@ -22,7 +22,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY cql ./cql
 COPY src ./src
 # Cache mounts keep the crate registry and compiled dependencies between
-# builds; the binary is copied out of the cached target directory.
+# builds; the binary is copied out of the cached target directory. Default
+# features only: the `failpoints` feature (fault injection) stays out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked \

@@ -17,14 +17,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             dedupd::telemetry::init(args.cql.log_format);
             let config = AppConfig::from_args(&args)?;
-            let faults = match std::env::var("DEDUPD_FAILPOINTS") {
-                Ok(spec) => {
-                    let plan = FaultPlan::from_spec(&spec).map_err(anyhow::Error::msg)?;
-                    tracing::warn!(failpoints = %spec, "DEDUPD_FAILPOINTS is set: injecting faults on purpose");
-                    plan
-                }
-                Err(_) => FaultPlan::default(),
-            };
+            let faults = FaultPlan::from_env().map_err(anyhow::Error::msg)?;
             let application = Application::build_with_faults(config, Arc::new(faults))
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;

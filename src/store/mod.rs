@@ -85,14 +85,14 @@ impl Store {
     ) -> Result<QueryResult, StoreError> {
         let fault = self.faults.next(name, partition);
         if fault == Some(Fault::TimeoutBeforeSend) {
-            return Err(self.failed(name, FaultPlan::injected_error()));
+            return Err(self.failed(name, faults::injected_error()));
         }
         let started = Instant::now();
         let result = self.session.execute_unpaged(prepared, values).await;
         self.metrics.record_statement(name, started.elapsed());
         match result {
             Ok(_) if fault == Some(Fault::TimeoutAfterApply) => {
-                Err(self.failed(name, FaultPlan::injected_error()))
+                Err(self.failed(name, faults::injected_error()))
             }
             Ok(result) => Ok(result),
             Err(source) => Err(self.failed(name, source)),
