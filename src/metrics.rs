@@ -12,8 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::store::{FailureKind, sequence_statement, statement};
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -82,23 +80,6 @@ const CLAIM_OUTCOMES: [&str; 9] = [
     "not_attempted",
     "error",
 ];
-const CAS_STATEMENTS: &[&str] = &[
-    statement::INSERT,
-    statement::REPLACE,
-    statement::TAKEOVER,
-    statement::COMPLETE,
-    statement::EXTEND,
-    statement::RELEASE,
-    sequence_statement::INSERT,
-    sequence_statement::ADVANCE,
-    sequence_statement::DELETE,
-];
-const READ_STATEMENTS: &[&str] = &[
-    statement::READ_SERIAL,
-    statement::READ,
-    sequence_statement::READ_SERIAL,
-];
-
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -234,22 +215,6 @@ impl MetricSet {
         for outcome in CLAIM_OUTCOMES {
             let _ = claims.get_or_create(&OutcomeLabels { outcome });
         }
-        for statement in CAS_STATEMENTS {
-            for resolution in ["ours", "theirs", "absent", "unresolved"] {
-                let _ = unknown_outcomes.get_or_create(&UnknownOutcomeLabels {
-                    statement,
-                    resolution,
-                });
-            }
-        }
-        for statement in CAS_STATEMENTS.iter().chain(READ_STATEMENTS) {
-            for kind in FailureKind::ALL {
-                let _ = store_errors.get_or_create(&StoreErrorLabels {
-                    statement,
-                    kind: kind.as_str(),
-                });
-            }
-        }
         Self {
             registry,
             claims,
@@ -272,6 +237,33 @@ impl MetricSet {
             .lines()
             .filter(|line| line.starts_with("dedupd_http_requests_total{"))
             .count()
+    }
+
+    /// Starts the store's series at zero: every conditional statement's
+    /// unknown outcomes by resolution, and every statement's errors by kind.
+    /// The store names its statements and error kinds; this module names
+    /// none of them, so it depends on no layer above it.
+    pub fn start_store_series(
+        &self,
+        conditional: &[&'static str],
+        reads: &[&'static str],
+        error_kinds: &[&'static str],
+    ) {
+        for &statement in conditional {
+            for resolution in ["ours", "theirs", "absent", "unresolved"] {
+                let _ = self.unknown_outcomes.get_or_create(&UnknownOutcomeLabels {
+                    statement,
+                    resolution,
+                });
+            }
+        }
+        for &statement in conditional.iter().chain(reads) {
+            for &kind in error_kinds {
+                let _ = self
+                    .store_errors
+                    .get_or_create(&StoreErrorLabels { statement, kind });
+            }
+        }
     }
 
     pub fn record_statement(&self, statement: &'static str, elapsed: Duration) {

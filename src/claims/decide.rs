@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ClaimRecord, ClaimState, ClaimToken};
-use crate::store::RowView;
+use crate::domain::{ClaimRecord, ClaimState, ClaimToken, RowView, began_window};
 
 use super::{Acquisition, ClaimOutcome, ClaimRequest};
 
@@ -79,11 +78,18 @@ pub fn next_step(
     };
 
     if record.token == token {
-        // Our own write, seen again after an unknown outcome. The caller
-        // knows whether it was a takeover; `New` is the safe default.
+        // Our own write, seen again after an unknown outcome (perhaps one
+        // that landed late, after a retry was refused). The row says which
+        // write it was: a new window begins with its first token, and a
+        // takeover keeps the window it took over.
+        let how = if began_window(record) {
+            Acquisition::New
+        } else {
+            Acquisition::Takeover
+        };
         return Step::Answer(ClaimOutcome::Acquired {
             record: record.clone(),
-            how: Acquisition::New,
+            how,
         });
     }
     let fingerprints_differ = match (&request.fingerprint, &record.fingerprint) {
@@ -363,5 +369,22 @@ mod tests {
             ),
             Step::Answer(ClaimOutcome::Acquired { .. })
         ));
+    }
+
+    #[test]
+    fn our_own_row_says_whether_we_took_it_over() {
+        let now = now_millis();
+        let ours = ClaimToken::generate();
+        let fresh = ClaimRecord::new_window(ours, now, request().retention, false, None, None);
+        let taken =
+            live(now - secs(20)).taken_over(ours, now, request().retention, false, None, None);
+        for (record, how) in [(fresh, Acquisition::New), (taken, Acquisition::Takeover)] {
+            let step = next_step(&RowView::Live(record.clone()), &request(), ours, now);
+            assert_eq!(
+                step,
+                Step::Answer(ClaimOutcome::Acquired { record, how }),
+                "a takeover whose answer was lost still says takeover"
+            );
+        }
     }
 }

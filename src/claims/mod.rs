@@ -1,34 +1,45 @@
-//! The claim lifecycle: claim, complete, release, extend, read.
+//! The claim lifecycles: claim, complete, release, extend, read.
 //!
 //! Two rules carry the guarantee:
 //! - every write is a compare-and-set (an LWT) on the claim's owner token;
 //! - an outcome we did not hear (timeout, broken connection) is never
-//!   guessed. A serial read, which itself runs Paxos and so settles any
-//!   half-finished proposal, says what happened; the claim then answers or
-//!   takes its next step from that. When even the read fails the caller gets
-//!   503 with `Retry-After`, never "duplicate" and never "acquired".
+//!   guessed: a serial read says what happened, and the lifecycle answers
+//!   or takes its next step from that (see `lifecycle`).
+//!
+//! Each lifecycle is a pure machine (`claim`, `transition`, `release`,
+//! with the claim's rules in `decide`) driven by the one executor; this
+//! module adds what sits around them: the completed-claims cache, reading
+//! first for redeliveries, and the outcome metrics.
 
+mod claim;
 mod completed_cache;
 mod decide;
 mod read_first;
+mod release;
+mod transition;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use claim::ClaimMachine;
 use completed_cache::CompletedCache;
 use decide::{Step, next_step};
 use read_first::ReadFirst;
 pub use read_first::ReadFirstPolicy;
+use release::ReleaseMachine;
+use transition::{Transition, TransitionMachine};
 
 use crate::domain::{
-    ClaimKey, ClaimRecord, ClaimState, ClaimToken, Claimant, Fingerprint, LeaseRequest, Namespace,
-    Retention, StoredResult, now_millis, secs,
+    CasOutcome, ClaimKey, ClaimRecord, ClaimState, ClaimToken, ClaimWrite, Claimant, Fingerprint,
+    LeaseRequest, Namespace, Retention, RowView, StoredResult, now_millis,
 };
+use crate::lifecycle::executor::read_with_retries;
+use crate::lifecycle::{self, Io, Machine};
+pub use crate::lifecycle::{DecideError, RetryBudget};
 use crate::metrics::Metrics;
-pub use crate::resolve::{DecideError, RetryBudget};
-use crate::resolve::{read_with_retries, rejected};
-use crate::store::{CasOutcome, FailureKind, ReadMode, RowView, Store, StoreError, returned_state};
+use crate::store::{ReadMode, Store, StoreError};
 
 /// A claim as asked for, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +92,6 @@ pub enum TransitionOutcome {
     NotFound,
 }
 
-/// A token-guarded update of an in-progress claim.
-enum Transition {
-    Complete(Option<StoredResult>),
-    Extend(LeaseRequest),
-}
-
 /// How the claim service trades work for speed; none of it changes answers.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimSettings {
@@ -114,15 +119,6 @@ pub struct ClaimService {
     completed: CompletedCache,
 }
 
-/// What the serial read after an unknown outcome found, for the metric.
-fn resolution_label(view: &RowView, ours: ClaimToken) -> &'static str {
-    match view.token() {
-        Some(token) if token == ours => "ours",
-        Some(_) => "theirs",
-        None => "absent",
-    }
-}
-
 impl ClaimService {
     pub fn new(store: Arc<Store>, metrics: Metrics, settings: ClaimSettings) -> Self {
         Self {
@@ -141,6 +137,15 @@ impl ClaimService {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The store half of the claim lifecycles, for one key.
+    fn io<'a>(&'a self, namespace: &'a Namespace, key: &'a ClaimKey) -> ClaimIo<'a> {
+        ClaimIo {
+            store: &self.store,
+            namespace,
+            key,
+        }
     }
 
     /// How hard one request tries before answering 503.
@@ -166,7 +171,11 @@ impl ClaimService {
             None => {
                 let outcome = match self.completed_duplicate(request).await {
                     Some(answer) => Ok(answer),
-                    None => self.claim_inner(request, budget).await,
+                    None => {
+                        let machine = ClaimMachine::new(request, ClaimToken::generate());
+                        let io = self.io(&request.namespace, &request.key);
+                        lifecycle::run(machine, &io, budget, &self.metrics).await
+                    }
                 };
                 // Only claims the cache could not answer count towards
                 // reading first: when the cache catches the redeliveries, a
@@ -255,169 +264,6 @@ impl ClaimService {
         answer_for_completed(record, request, now_millis())
     }
 
-    async fn claim_inner(
-        &self,
-        request: &ClaimRequest,
-        budget: RetryBudget,
-    ) -> Result<ClaimOutcome, DecideError> {
-        let started = Instant::now();
-        // One fresh token per claim request, reused across its retries: if
-        // an earlier attempt of this request did land, the serial read shows
-        // this token and we know the claim is ours.
-        let token = ClaimToken::generate();
-        let mut step = next_step(&RowView::Absent, request, token, now_millis());
-        for _ in 0..budget.max_steps {
-            let is_insert = matches!(step, Step::Insert { .. });
-            let (written, how, result) = match step {
-                Step::Answer(outcome) => return Ok(outcome),
-                Step::Insert { record, ttl_secs } => {
-                    let result = self
-                        .store
-                        .insert_claim(&request.namespace, &request.key, &record, ttl_secs)
-                        .await;
-                    (record, Acquisition::New, result)
-                }
-                Step::Replace {
-                    record,
-                    ttl_secs,
-                    expected,
-                    how,
-                } => {
-                    let result = self
-                        .store
-                        .replace_claim(
-                            &request.namespace,
-                            &request.key,
-                            &record,
-                            ttl_secs,
-                            expected,
-                        )
-                        .await;
-                    (record, how, result)
-                }
-                Step::TakeOver {
-                    record,
-                    ttl_secs,
-                    expected,
-                    decided_at,
-                } => {
-                    let result = self
-                        .store
-                        .take_over_claim(
-                            &request.namespace,
-                            &request.key,
-                            &record,
-                            ttl_secs,
-                            expected,
-                            decided_at,
-                        )
-                        .await;
-                    (record, Acquisition::Takeover, result)
-                }
-            };
-            let view = match result {
-                Ok(CasOutcome::Applied) => {
-                    return Ok(ClaimOutcome::Acquired {
-                        record: written,
-                        how,
-                    });
-                }
-                Ok(CasOutcome::NotApplied(columns)) if is_insert => {
-                    // A refused INSERT returns the whole existing row. One
-                    // with no cells at all is a row marker that outlived
-                    // them: a remnant to replace on a null owner.
-                    match columns.into_view(now_millis()) {
-                        RowView::Absent => RowView::Remnant { token: None },
-                        view => view,
-                    }
-                }
-                Ok(CasOutcome::NotApplied(_)) => {
-                    // A refused UPDATE returns only the conditioned column
-                    // (on Cassandra): read the row whole.
-                    self.read_serial(request, started, budget).await?
-                }
-                Err(error) => {
-                    let view = self
-                        .resolve_unknown(request, error, token, started, budget)
-                        .await?;
-                    if let RowView::Live(record) = &view
-                        && record.token == token
-                    {
-                        return Ok(ClaimOutcome::Acquired {
-                            record: record.clone(),
-                            how,
-                        });
-                    }
-                    view
-                }
-            };
-            step = next_step(&view, request, token, now_millis());
-            if started.elapsed() > budget.deadline {
-                break;
-            }
-        }
-        if let Step::Answer(outcome) = step {
-            return Ok(outcome);
-        }
-        Err(DecideError::Undecided {
-            detail: format!(
-                "the claim of {:?} in {} could not be decided in {} steps; retry (with the same claimant, if you set one)",
-                request.key.as_str(),
-                request.namespace,
-                budget.max_steps
-            ),
-        })
-    }
-
-    /// A serial read that retries with backoff inside the request's budget.
-    async fn read_serial(
-        &self,
-        request: &ClaimRequest,
-        started: Instant,
-        budget: RetryBudget,
-    ) -> Result<RowView, DecideError> {
-        read_serial_with_retries(
-            &self.store,
-            &request.namespace,
-            &request.key,
-            started,
-            budget,
-        )
-        .await
-    }
-
-    /// Settles a conditional write whose outcome is unknown.
-    async fn resolve_unknown(
-        &self,
-        request: &ClaimRequest,
-        error: StoreError,
-        token: ClaimToken,
-        started: Instant,
-        budget: RetryBudget,
-    ) -> Result<RowView, DecideError> {
-        let statement = error.statement;
-        if error.kind == FailureKind::Rejected {
-            return Err(rejected(error));
-        }
-        tracing::warn!(
-            statement,
-            namespace = %request.namespace,
-            error = %error,
-            "conditional write outcome unknown, resolving with a serial read"
-        );
-        match self.read_serial(request, started, budget).await {
-            Ok(view) => {
-                self.metrics
-                    .record_unknown_outcome(statement, resolution_label(&view, token));
-                Ok(view)
-            }
-            Err(undecided) => {
-                self.metrics.record_unknown_outcome(statement, "unresolved");
-                Err(undecided)
-            }
-        }
-    }
-
     /// Completes the claim `token` owns, storing `result`.
     pub async fn complete(
         &self,
@@ -426,9 +272,18 @@ impl ClaimService {
         token: ClaimToken,
         result: Option<StoredResult>,
     ) -> Result<TransitionOutcome, DecideError> {
-        let outcome = self
-            .transition(namespace, key, token, &Transition::Complete(result))
-            .await;
+        let machine = TransitionMachine::new(
+            token,
+            Transition::Complete(result),
+            describe(namespace, key),
+        );
+        let outcome = lifecycle::run(
+            machine,
+            &self.io(namespace, key),
+            self.budget,
+            &self.metrics,
+        )
+        .await;
         if let Ok(TransitionOutcome::Done(record)) = &outcome {
             self.remember(namespace, key, record);
         }
@@ -444,147 +299,17 @@ impl ClaimService {
         token: ClaimToken,
         lease: LeaseRequest,
     ) -> Result<TransitionOutcome, DecideError> {
-        let outcome = self
-            .transition(namespace, key, token, &Transition::Extend(lease))
-            .await;
+        let machine =
+            TransitionMachine::new(token, Transition::Extend(lease), describe(namespace, key));
+        let outcome = lifecycle::run(
+            machine,
+            &self.io(namespace, key),
+            self.budget,
+            &self.metrics,
+        )
+        .await;
         self.count("extend", &outcome);
         outcome
-    }
-
-    /// Writes one token-guarded update of `record`, returning the record as
-    /// it will be if the update applies.
-    async fn write_transition(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        record: &ClaimRecord,
-        transition: &Transition,
-    ) -> (Result<CasOutcome, StoreError>, ClaimRecord) {
-        let now = now_millis();
-        // The updated cells must die with the rest of the row.
-        let ttl_secs = record.remaining_ttl_secs(now).unwrap_or(1);
-        match transition {
-            Transition::Complete(result) => {
-                let completed = ClaimRecord {
-                    state: ClaimState::Completed,
-                    completed_at: Some(now),
-                    lease_expires_at: None,
-                    result: result.clone(),
-                    ..record.clone()
-                };
-                let cas = self
-                    .store
-                    .complete_claim(namespace, key, record.token, now, result.as_ref(), ttl_secs)
-                    .await;
-                (cas, completed)
-            }
-            Transition::Extend(lease) => {
-                let lease_end = (now + secs(lease.0)).min(record.expires_at);
-                let extended = ClaimRecord {
-                    lease_expires_at: Some(lease_end),
-                    ..record.clone()
-                };
-                let cas = self
-                    .store
-                    .extend_lease(namespace, key, record.token, lease_end, ttl_secs)
-                    .await;
-                (cas, extended)
-            }
-        }
-    }
-
-    /// Runs one token-guarded update (complete or extend).
-    ///
-    /// It starts from a quorum read: cheap, and enough to learn the row's
-    /// expiry (the updated cells' TTL must end with the row). The update is
-    /// conditional on the token, so a stale read can only make it refuse,
-    /// never apply wrongly. Every negative answer comes from a serial read.
-    async fn transition(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        token: ClaimToken,
-        transition: &Transition,
-    ) -> Result<TransitionOutcome, DecideError> {
-        let started = Instant::now();
-        let mut view = self
-            .store
-            .read_claim(namespace, key, ReadMode::Quorum, now_millis())
-            .await
-            .unwrap_or(RowView::Absent);
-        let mut authoritative = false;
-        for _ in 0..self.budget.max_steps {
-            match &view {
-                RowView::Live(record) if record.token == token => {
-                    if record.state == ClaimState::Completed {
-                        // Completing twice with the same token is a success
-                        // that returns what the first completion stored.
-                        return Ok(match transition {
-                            Transition::Complete(_) => TransitionOutcome::Done(record.clone()),
-                            Transition::Extend(_) => {
-                                TransitionOutcome::AlreadyCompleted(record.clone())
-                            }
-                        });
-                    }
-                    let (cas, updated) = self
-                        .write_transition(namespace, key, record, transition)
-                        .await;
-                    match cas {
-                        Ok(CasOutcome::Applied) => return Ok(TransitionOutcome::Done(updated)),
-                        Ok(CasOutcome::NotApplied(_)) => {}
-                        Err(error) if error.kind == FailureKind::Rejected => {
-                            return Err(rejected(error));
-                        }
-                        Err(error) => {
-                            tracing::warn!(
-                                statement = error.statement,
-                                namespace = %namespace,
-                                error = %error,
-                                "conditional write outcome unknown, resolving with a serial read"
-                            );
-                            let resolved = read_serial_with_retries(
-                                &self.store,
-                                namespace,
-                                key,
-                                started,
-                                self.budget,
-                            )
-                            .await;
-                            let label = match &resolved {
-                                Ok(view) => resolution_label(view, token),
-                                Err(_) => "unresolved",
-                            };
-                            self.metrics.record_unknown_outcome(error.statement, label);
-                            view = resolved?;
-                            authoritative = true;
-                            if let RowView::Live(current) = &view
-                                && current.token == token
-                                && *current == updated
-                            {
-                                return Ok(TransitionOutcome::Done(updated));
-                            }
-                            continue;
-                        }
-                    }
-                }
-                _ if authoritative => {
-                    return Ok(match &view {
-                        RowView::Live(_) => TransitionOutcome::NotOwner,
-                        RowView::Absent | RowView::Remnant { .. } => TransitionOutcome::NotFound,
-                    });
-                }
-                _ => {}
-            }
-            view =
-                read_serial_with_retries(&self.store, namespace, key, started, self.budget).await?;
-            authoritative = true;
-        }
-        Err(DecideError::Undecided {
-            detail: format!(
-                "the update of {:?} in {namespace} could not be decided; retry",
-                key.as_str()
-            ),
-        })
     }
 
     /// Releases the in-progress claim `token` owns, so the key can be
@@ -595,131 +320,16 @@ impl ClaimService {
         key: &ClaimKey,
         token: ClaimToken,
     ) -> Result<TransitionOutcome, DecideError> {
-        let outcome = self.release_inner(namespace, key, token).await;
+        let machine = ReleaseMachine::new(token, describe(namespace, key));
+        let outcome = lifecycle::run(
+            machine,
+            &self.io(namespace, key),
+            self.budget,
+            &self.metrics,
+        )
+        .await;
         self.count("release", &outcome);
         outcome
-    }
-
-    async fn release_inner(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        token: ClaimToken,
-    ) -> Result<TransitionOutcome, DecideError> {
-        let started = Instant::now();
-        // The window our token holds, read first: if the answer to the
-        // delete is lost and someone else holds the key by the time we look,
-        // the window tells whether they took it over from us (same window:
-        // our delete did not apply) or claimed it after it was free (a new
-        // window: our delete freed it).
-        let before = match self
-            .store
-            .read_claim(namespace, key, ReadMode::Quorum, now_millis())
-            .await
-        {
-            Ok(view) => view,
-            Err(_) => {
-                read_serial_with_retries(&self.store, namespace, key, started, self.budget).await?
-            }
-        };
-        let our_window = match &before {
-            RowView::Live(record) if record.token == token => Some(record.window),
-            _ => None,
-        };
-        // Set once a delete's outcome is unknown: that delete may still
-        // apply later (Cassandra's coordinator retries a preempted CAS
-        // until cas_contention_timeout, even after the client gave up), so
-        // a later refusal is read as a view of the row, not taken at its
-        // word: "no claim" may be our own delete, landed late.
-        let mut uncertain = false;
-        for _ in 0..self.budget.max_steps {
-            let view = match self.store.release_claim(namespace, key, token).await {
-                Ok(CasOutcome::Applied) => return Ok(TransitionOutcome::Released),
-                Ok(CasOutcome::NotApplied(_)) if uncertain => {
-                    read_serial_with_retries(&self.store, namespace, key, started, self.budget)
-                        .await?
-                }
-                Ok(CasOutcome::NotApplied(columns)) => {
-                    // The refused DELETE reports the token and state it saw,
-                    // read inside the same Paxos round: decisive.
-                    return Ok(match (columns.token, returned_state(&columns)) {
-                        (None, _) => TransitionOutcome::NotFound,
-                        (Some(held), _) if held != token => TransitionOutcome::NotOwner,
-                        (Some(_), Some(ClaimState::Completed)) => {
-                            let view = read_serial_with_retries(
-                                &self.store,
-                                namespace,
-                                key,
-                                started,
-                                self.budget,
-                            )
-                            .await?;
-                            match view {
-                                RowView::Live(record) => {
-                                    TransitionOutcome::AlreadyCompleted(record)
-                                }
-                                _ => TransitionOutcome::NotFound,
-                            }
-                        }
-                        // Our token without a state: a remnant past its expiry.
-                        (Some(_), _) => TransitionOutcome::NotFound,
-                    });
-                }
-                Err(error) if error.kind == FailureKind::Rejected => return Err(rejected(error)),
-                Err(error) => {
-                    uncertain = true;
-                    tracing::warn!(
-                        statement = error.statement,
-                        namespace = %namespace,
-                        error = %error,
-                        "conditional delete outcome unknown, resolving with a serial read"
-                    );
-                    let resolved =
-                        read_serial_with_retries(&self.store, namespace, key, started, self.budget)
-                            .await;
-                    let label = match &resolved {
-                        Ok(view) => resolution_label(view, token),
-                        Err(_) => "unresolved",
-                    };
-                    self.metrics.record_unknown_outcome(error.statement, label);
-                    resolved?
-                }
-            };
-            match view {
-                // Gone: our delete applied (or the claim expired meanwhile);
-                // either way the key is free, which is what release means.
-                RowView::Absent | RowView::Remnant { token: None } => {
-                    return Ok(TransitionOutcome::Released);
-                }
-                RowView::Live(record) if record.token == token => {
-                    if record.state == ClaimState::Completed {
-                        return Ok(TransitionOutcome::AlreadyCompleted(record));
-                    }
-                    // Still ours and in progress: the delete did not land; try again.
-                }
-                RowView::Remnant { token: Some(held) } if held == token => {}
-                // Someone else holds a new window: the key was free after
-                // ours, which only our delete (or the end of our window) can
-                // have done, so the lost answer was a success and the key
-                // was claimed again at once.
-                RowView::Live(record)
-                    if our_window.is_some_and(|window| window != record.window) =>
-                {
-                    return Ok(TransitionOutcome::Released);
-                }
-                // Someone holds our window: they took it over from our token
-                // (its lease had passed) before the delete could apply.
-                RowView::Live(_) | RowView::Remnant { .. } => {
-                    return Ok(TransitionOutcome::NotOwner);
-                }
-            }
-        }
-        Err(DecideError::Undecided {
-            detail: format!(
-                "the release of {:?} in {namespace} could not be decided; retry",
-                key.as_str()
-            ),
-        })
     }
 
     /// Reads a claim linearizably.
@@ -728,9 +338,9 @@ impl ClaimService {
         namespace: &Namespace,
         key: &ClaimKey,
     ) -> Result<Option<ClaimRecord>, DecideError> {
-        let started = Instant::now();
+        let io = self.io(namespace, key);
         let view =
-            read_serial_with_retries(&self.store, namespace, key, started, self.budget).await;
+            read_with_retries(self.budget, Instant::now(), || io.read(ReadMode::Serial)).await;
         let outcome = match view {
             Ok(RowView::Live(record)) => {
                 self.remember(namespace, key, &record);
@@ -762,6 +372,11 @@ impl ClaimService {
     }
 }
 
+/// What a 503 names: the key and its namespace.
+fn describe(namespace: &Namespace, key: &ClaimKey) -> String {
+    format!("{:?} in {namespace}", key.as_str())
+}
+
 /// The answer to a claim of a key whose claim is completed: the decision the
 /// LWT path would make for that row (duplicate, or a fingerprint mismatch).
 fn answer_for_completed(
@@ -775,15 +390,48 @@ fn answer_for_completed(
     }
 }
 
-async fn read_serial_with_retries(
-    store: &Store,
-    namespace: &Namespace,
-    key: &ClaimKey,
-    started: Instant,
-    budget: RetryBudget,
-) -> Result<RowView, DecideError> {
-    read_with_retries(budget, started, || {
-        store.read_claim(namespace, key, ReadMode::Serial, now_millis())
-    })
-    .await
+/// The store half of the claim lifecycles: one key's row.
+struct ClaimIo<'a> {
+    store: &'a Store,
+    namespace: &'a Namespace,
+    key: &'a ClaimKey,
+}
+
+impl ClaimIo<'_> {
+    async fn read(&self, mode: ReadMode) -> Result<RowView, StoreError> {
+        self.store
+            .read_claim(self.namespace, self.key, mode, now_millis())
+            .await
+    }
+}
+
+impl<M> Io<M> for ClaimIo<'_>
+where
+    M: Machine<Write = ClaimWrite, Written = CasOutcome, View = RowView>,
+{
+    async fn write(
+        &self,
+        write: &ClaimWrite,
+        now: DateTime<Utc>,
+    ) -> Result<CasOutcome, StoreError> {
+        self.store
+            .write_claim(self.namespace, self.key, write, now)
+            .await
+    }
+
+    async fn read_serial(&self, now: DateTime<Utc>) -> Result<RowView, StoreError> {
+        self.store
+            .read_claim(self.namespace, self.key, ReadMode::Serial, now)
+            .await
+    }
+
+    async fn read_quorum(&self, now: DateTime<Utc>) -> Result<RowView, StoreError> {
+        self.store
+            .read_claim(self.namespace, self.key, ReadMode::Quorum, now)
+            .await
+    }
+
+    fn namespace(&self) -> &str {
+        self.namespace.as_str()
+    }
 }

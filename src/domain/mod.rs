@@ -6,6 +6,7 @@
 
 mod claim;
 mod names;
+mod row;
 mod sequence;
 
 pub use claim::{
@@ -16,4 +17,8 @@ pub use names::{
     ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, Offerer, ParseError, Principal,
     StreamName, holder_label,
 };
-pub use sequence::{MAX_SEQUENCE, SequenceNumber, Watermark as WatermarkValue};
+pub use row::{CasOutcome, ClaimWrite, Refusal, RowView, began_window};
+pub use sequence::{
+    AcceptedBy, MAX_SEQUENCE, RECENT_SLOTS, SequenceCas, SequenceNumber, SequenceWrite, StreamRow,
+    WatermarkValue,
+};

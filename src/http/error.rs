@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::resolve::DecideError;
+use crate::lifecycle::DecideError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 

@@ -7,17 +7,17 @@
 use chrono::{DateTime, Utc};
 use scylla::client::session::Session;
 use scylla::errors::PrepareError;
-use scylla::policies::retry::FallthroughRetryPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{MaybeUnset, Row};
-use std::sync::Arc;
 
-use super::rows::{ClaimColumns, RowView, applied_flag};
+use super::lwt::{self, LwtAnswer};
+use super::rows::{ClaimColumns, Conditional, refusal};
 use super::{Store, StoreError};
 use crate::domain::{
-    ClaimKey, ClaimRecord, ClaimState, ClaimToken, KeyspaceName, Namespace, StoredResult,
+    CasOutcome, ClaimKey, ClaimRecord, ClaimToken, ClaimWrite, KeyspaceName, Namespace, RowView,
+    StoredResult,
 };
 
 /// Statement names, as they appear in metrics, logs and fault plans.
@@ -34,16 +34,6 @@ pub mod statement {
 
 const COLUMNS: &str = "owner, state, fingerprint, claimant, window, claimed_at, expires_at, \
                        lease_expires_at, completed_at, result";
-
-/// The result of a conditional write.
-#[derive(Debug)]
-pub enum CasOutcome {
-    Applied,
-    /// The condition did not hold. The columns are what the database sent
-    /// back: the whole row for a refused INSERT, only the conditioned
-    /// columns for a refused UPDATE or DELETE on Cassandra.
-    NotApplied(ClaimColumns),
-}
 
 pub(super) struct ClaimStatements {
     insert: PreparedStatement,
@@ -66,17 +56,7 @@ impl ClaimStatements {
         // Fully qualified: prepared statements must not depend on a
         // session-wide `USE`, which Cassandra warns is ambiguous.
         let table = format!("{keyspace}.claims");
-        let lwt = |mut statement: PreparedStatement| {
-            statement.set_consistency(consistency);
-            statement.set_serial_consistency(Some(serial_consistency));
-            // Never retried by the driver: a retried LWT can report "not
-            // applied" for the row its own first attempt wrote. The service
-            // resolves every failure itself with a serial read.
-            statement.set_retry_policy(Some(Arc::new(FallthroughRetryPolicy)));
-            // Not idempotent, so never speculatively executed either.
-            statement.set_is_idempotent(false);
-            statement
-        };
+        let lwt = |statement| lwt::conditional(statement, consistency, serial_consistency);
         let insert = session
             .prepare(format!(
                 "INSERT INTO {table} (namespace, key, {COLUMNS}) \
@@ -118,14 +98,8 @@ impl ClaimStatements {
             ))
             .await?;
         let select = format!("SELECT {COLUMNS} FROM {table} WHERE namespace = ? AND key = ?");
-        let mut read_serial = session.prepare(select.as_str()).await?;
-        // A read at the serial consistency runs a Paxos round of its own: it
-        // finishes (or, on Paxos v2, scrubs) any proposal left half-done, so
-        // what it returns is decided and will not change under us.
-        read_serial.set_consistency(match serial_consistency {
-            SerialConsistency::Serial => Consistency::Serial,
-            SerialConsistency::LocalSerial => Consistency::LocalSerial,
-        });
+        let read_serial =
+            lwt::serial_read(session.prepare(select.as_str()).await?, serial_consistency);
         let mut read = session.prepare(select.as_str()).await?;
         read.set_consistency(consistency);
         read.set_is_idempotent(true);
@@ -164,13 +138,72 @@ fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
 }
 
 impl Store {
+    /// Runs one conditional write a claim lifecycle decided on.
+    pub async fn write_claim(
+        &self,
+        namespace: &Namespace,
+        key: &ClaimKey,
+        write: &ClaimWrite,
+        now: DateTime<Utc>,
+    ) -> Result<CasOutcome, StoreError> {
+        match write {
+            ClaimWrite::Insert { record, ttl_secs } => {
+                self.insert_claim(namespace, key, record, *ttl_secs, now)
+                    .await
+            }
+            ClaimWrite::Replace {
+                record,
+                ttl_secs,
+                expected,
+            } => {
+                self.replace_claim(namespace, key, record, *ttl_secs, *expected)
+                    .await
+            }
+            ClaimWrite::TakeOver {
+                record,
+                ttl_secs,
+                expected,
+                decided_at,
+            } => {
+                self.take_over_claim(namespace, key, record, *ttl_secs, *expected, *decided_at)
+                    .await
+            }
+            ClaimWrite::Complete {
+                token,
+                completed_at,
+                result,
+                ttl_secs,
+            } => {
+                self.complete_claim(
+                    namespace,
+                    key,
+                    *token,
+                    *completed_at,
+                    result.as_ref(),
+                    *ttl_secs,
+                )
+                .await
+            }
+            ClaimWrite::Extend {
+                token,
+                lease_expires_at,
+                ttl_secs,
+            } => {
+                self.extend_lease(namespace, key, *token, *lease_expires_at, *ttl_secs)
+                    .await
+            }
+            ClaimWrite::Release { token } => self.release_claim(namespace, key, *token).await,
+        }
+    }
+
     /// Claims an empty slot: `INSERT … IF NOT EXISTS USING TTL`.
-    pub async fn insert_claim(
+    async fn insert_claim(
         &self,
         namespace: &Namespace,
         key: &ClaimKey,
         record: &ClaimRecord,
         ttl_secs: u64,
+        now: DateTime<Utc>,
     ) -> Result<CasOutcome, StoreError> {
         // Absent values stay unset rather than null: a bound null would
         // write a tombstone for every empty column of every claim.
@@ -192,13 +225,13 @@ impl Store {
         let result = self
             .execute(statement::INSERT, &self.claims.insert, values, key.as_str())
             .await?;
-        decode_cas(statement::INSERT, result)
+        decode_cas(statement::INSERT, Conditional::Insert, result, now)
     }
 
     /// Overwrites every column of a claim row if it still holds
     /// `expected_token` (or no token, when `None`): the takeover of an
     /// expired lease, and the reuse of an expired row TTL has not removed yet.
-    pub async fn replace_claim(
+    async fn replace_claim(
         &self,
         namespace: &Namespace,
         key: &ClaimKey,
@@ -232,7 +265,7 @@ impl Store {
                 key.as_str(),
             )
             .await?;
-        decode_cas(statement::REPLACE, result)
+        decode_cas(statement::REPLACE, Conditional::Update, result, Utc::now())
     }
 
     /// Takes over an in-progress claim whose lease had passed at
@@ -273,11 +306,11 @@ impl Store {
                 key.as_str(),
             )
             .await?;
-        decode_cas(statement::TAKEOVER, result)
+        decode_cas(statement::TAKEOVER, Conditional::Update, result, Utc::now())
     }
 
     /// Marks an in-progress claim completed, if `token` still owns it.
-    pub async fn complete_claim(
+    async fn complete_claim(
         &self,
         namespace: &Namespace,
         key: &ClaimKey,
@@ -302,11 +335,11 @@ impl Store {
                 key.as_str(),
             )
             .await?;
-        decode_cas(statement::COMPLETE, result)
+        decode_cas(statement::COMPLETE, Conditional::Update, result, Utc::now())
     }
 
     /// Moves the lease end of an in-progress claim, if `token` still owns it.
-    pub async fn extend_lease(
+    async fn extend_lease(
         &self,
         namespace: &Namespace,
         key: &ClaimKey,
@@ -324,11 +357,11 @@ impl Store {
         let result = self
             .execute(statement::EXTEND, &self.claims.extend, values, key.as_str())
             .await?;
-        decode_cas(statement::EXTEND, result)
+        decode_cas(statement::EXTEND, Conditional::Update, result, Utc::now())
     }
 
     /// Deletes an in-progress claim, if `token` still owns it.
-    pub async fn release_claim(
+    async fn release_claim(
         &self,
         namespace: &Namespace,
         key: &ClaimKey,
@@ -343,7 +376,7 @@ impl Store {
                 key.as_str(),
             )
             .await?;
-        decode_cas(statement::RELEASE, result)
+        decode_cas(statement::RELEASE, Conditional::Update, result, Utc::now())
     }
 
     /// Reads a claim row and classifies it as of `now`.
@@ -374,30 +407,20 @@ impl Store {
             .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
         Ok(match row {
             None => RowView::Absent,
-            Some(row) => ClaimColumns::from_row(&rows, &row).into_view(now),
+            Some(row) => ClaimColumns::from_named(&lwt::named(&rows, row)).into_view(now),
         })
     }
 }
 
-fn decode_cas(statement: &'static str, result: QueryResult) -> Result<CasOutcome, StoreError> {
-    let rows = result
-        .into_rows_result()
-        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?;
-    let row = rows
-        .maybe_first_row::<Row>()
-        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?
-        .ok_or_else(|| StoreError::unexpected_response(statement, "no [applied] row".into()))?;
-    match applied_flag(&row) {
-        Some(true) => Ok(CasOutcome::Applied),
-        Some(false) => Ok(CasOutcome::NotApplied(ClaimColumns::from_row(&rows, &row))),
-        None => Err(StoreError::unexpected_response(
-            statement,
-            "the first column is not [applied]".into(),
-        )),
-    }
-}
-
-/// The state named in a refused conditional update, when it was returned.
-pub fn returned_state(columns: &ClaimColumns) -> Option<ClaimState> {
-    columns.state.as_deref().and_then(ClaimState::parse)
+/// Decodes a conditional write's answer into what the lifecycles read.
+fn decode_cas(
+    statement: &'static str,
+    kind: Conditional,
+    result: QueryResult,
+    now: DateTime<Utc>,
+) -> Result<CasOutcome, StoreError> {
+    Ok(match lwt::decode(statement, result)? {
+        LwtAnswer::Applied => CasOutcome::Applied,
+        LwtAnswer::NotApplied(columns) => CasOutcome::NotApplied(refusal(kind, &columns, now)),
+    })
 }

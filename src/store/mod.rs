@@ -4,6 +4,7 @@
 mod claims;
 mod error;
 pub mod faults;
+pub mod lwt;
 pub mod migrate;
 mod rows;
 mod sequences;
@@ -18,10 +19,9 @@ use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
 
-pub use claims::{CasOutcome, ReadMode, returned_state, statement};
+pub use claims::{ReadMode, statement};
 pub use error::{FailureKind, StoreError, classify, is_cas_timeout};
-pub use rows::{ClaimColumns, RowView};
-pub use sequences::{AcceptedBy, SequenceCas, Watermark, statement as sequence_statement};
+pub use sequences::statement as sequence_statement;
 pub use session::{ConnectError, CqlSettings, connect_session};
 
 use crate::domain::KeyspaceName;
@@ -29,6 +29,26 @@ use crate::metrics::Metrics;
 use claims::ClaimStatements;
 use faults::{Fault, FaultPlan};
 use sequences::SequenceStatements;
+
+/// Every conditional statement, by its metric name.
+pub const CONDITIONAL_STATEMENTS: &[&str] = &[
+    statement::INSERT,
+    statement::REPLACE,
+    statement::TAKEOVER,
+    statement::COMPLETE,
+    statement::EXTEND,
+    statement::RELEASE,
+    sequence_statement::INSERT,
+    sequence_statement::ADVANCE,
+    sequence_statement::DELETE,
+];
+
+/// Every read, by its metric name.
+pub const READ_STATEMENTS: &[&str] = &[
+    statement::READ_SERIAL,
+    statement::READ,
+    sequence_statement::READ_SERIAL,
+];
 
 /// The claim store: one session and its prepared statements.
 pub struct Store {
@@ -60,6 +80,8 @@ impl Store {
         let sequences = SequenceStatements::prepare(&session, keyspace, consistency, serial)
             .await
             .map_err(prepare_error)?;
+        let kinds = FailureKind::ALL.map(FailureKind::as_str);
+        metrics.start_store_series(CONDITIONAL_STATEMENTS, READ_STATEMENTS, &kinds);
         Ok(Self {
             session,
             claims,

@@ -1,15 +1,11 @@
-//! Decoding claim rows and LWT results by column name.
-//!
-//! Cassandra answers an applied LWT with `[applied]` alone and a refused one
-//! with `[applied]` plus the existing row (only the conditioned columns for
-//! an UPDATE … IF); ScyllaDB always sends `[applied]` plus the row. Decoding
-//! by name instead of as a fixed tuple reads both.
+//! Decoding claim rows, and refused LWTs on them, by column name (see
+//! `lwt` for the two databases' answer shapes).
 
 use chrono::{DateTime, Utc};
-use scylla::response::query_result::QueryRowsResult;
-use scylla::value::{CqlValue, Row};
+use scylla::value::CqlValue;
 
-use crate::domain::{ClaimRecord, ClaimState, ClaimToken, StoredResult};
+use super::lwt::NamedColumns;
+use crate::domain::{ClaimRecord, ClaimState, ClaimToken, Refusal, RowView, StoredResult};
 
 /// The columns of a claim row, each absent when null or not returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,39 +22,13 @@ pub struct ClaimColumns {
     pub result: Option<String>,
 }
 
-/// What a read (or a refused LWT) found in a claim's partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RowView {
-    /// No row: the key was never claimed, was released, or fully expired.
-    Absent,
-    /// A claim inside its retention window.
-    Live(ClaimRecord),
-    /// A row past `expires_at`, or missing cells, that TTL has not removed
-    /// yet. Cells written by different statements can expire a second apart
-    /// (TTLs are whole seconds, clocks differ), so a row near its end may
-    /// linger half-present. It counts as absent, but `INSERT … IF NOT
-    /// EXISTS` still sees it, so it is replaced with `UPDATE … IF owner = ?`
-    /// on the token it holds (possibly null).
-    Remnant { token: Option<ClaimToken> },
-}
-
-impl RowView {
-    pub fn token(&self) -> Option<ClaimToken> {
-        match self {
-            RowView::Absent => None,
-            RowView::Live(record) => Some(record.token),
-            RowView::Remnant { token } => *token,
-        }
-    }
-}
-
 impl ClaimColumns {
-    /// Reads the claim columns present in `row`, ignoring any others.
-    pub fn from_row(rows: &QueryRowsResult, row: &Row) -> Self {
+    /// Reads the claim columns present, ignoring any others.
+    pub fn from_named(named: &NamedColumns) -> Self {
         let mut columns = ClaimColumns::default();
-        for (spec, value) in rows.column_specs().iter().zip(row.columns.iter()) {
+        for (name, value) in named {
             let Some(value) = value else { continue };
-            match spec.name() {
+            match name.as_str() {
                 "owner" => columns.token = as_uuid(value).map(ClaimToken),
                 "state" => columns.state = as_text(value),
                 "fingerprint" => columns.fingerprint = as_text(value),
@@ -112,11 +82,31 @@ impl ClaimColumns {
     }
 }
 
-/// Reads `[applied]` from the first column of an LWT result.
-pub fn applied_flag(row: &Row) -> Option<bool> {
-    match row.columns.first() {
-        Some(Some(CqlValue::Boolean(applied))) => Some(*applied),
-        _ => None,
+/// Which kind of conditional statement was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    /// `INSERT … IF NOT EXISTS`: a refusal sends the existing row.
+    Insert,
+    /// `UPDATE`/`DELETE … IF owner = ? …`: a refusal sends the conditioned
+    /// columns (Cassandra) or every column (ScyllaDB).
+    Update,
+}
+
+/// What a refused conditional write on a claim row reported, as of `now`.
+pub fn refusal(kind: Conditional, named: &NamedColumns, now: DateTime<Utc>) -> Refusal {
+    let columns = ClaimColumns::from_named(named);
+    match kind {
+        Conditional::Insert => Refusal::Exists(match columns.into_view(now) {
+            // The INSERT saw a row, so one exists: with no cells at all it
+            // is a row marker that outlived them, a remnant to replace on a
+            // null owner.
+            RowView::Absent => RowView::Remnant { token: None },
+            view => view,
+        }),
+        Conditional::Update => Refusal::Held {
+            owner: columns.token,
+            state: columns.state.as_deref().and_then(ClaimState::parse),
+        },
     }
 }
 
@@ -146,6 +136,88 @@ fn as_time(value: &CqlValue) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
     use crate::domain::{now_millis, secs};
+
+    fn text(value: &str) -> Option<CqlValue> {
+        Some(CqlValue::Text(value.into()))
+    }
+
+    fn time(at: DateTime<Utc>) -> Option<CqlValue> {
+        Some(CqlValue::Timestamp(scylla::value::CqlTimestamp(
+            at.timestamp_millis(),
+        )))
+    }
+
+    /// Every claim column, as ScyllaDB sends them (and Cassandra for a
+    /// refused INSERT).
+    fn whole_row(owner: ClaimToken, now: DateTime<Utc>) -> NamedColumns {
+        [
+            ("owner", Some(CqlValue::Uuid(owner.0))),
+            ("state", text("in_progress")),
+            ("fingerprint", None),
+            ("claimant", text("worker-1")),
+            ("window", Some(CqlValue::Uuid(owner.0))),
+            ("claimed_at", time(now)),
+            ("expires_at", time(now + secs(60))),
+            ("lease_expires_at", time(now + secs(30))),
+            ("completed_at", None),
+            ("result", None),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
+    }
+
+    #[test]
+    fn a_refused_update_reports_owner_and_state_in_both_shapes() {
+        let now = now_millis();
+        let owner = ClaimToken::generate();
+        // Cassandra: only the conditioned columns.
+        let cassandra: NamedColumns = vec![
+            ("owner".into(), Some(CqlValue::Uuid(owner.0))),
+            ("state".into(), text("completed")),
+            ("lease_expires_at".into(), None),
+        ];
+        let held = Refusal::Held {
+            owner: Some(owner),
+            state: Some(ClaimState::Completed),
+        };
+        assert_eq!(refusal(Conditional::Update, &cassandra, now), held);
+        // ScyllaDB: every column.
+        let mut scylla = whole_row(owner, now);
+        scylla[1].1 = text("completed");
+        assert_eq!(refusal(Conditional::Update, &scylla, now), held);
+        // A refused delete of a row that is gone: no owner.
+        let gone: NamedColumns = vec![("owner".into(), None), ("state".into(), None)];
+        assert_eq!(
+            refusal(Conditional::Update, &gone, now),
+            Refusal::Held {
+                owner: None,
+                state: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_refused_insert_reports_the_row_it_found() {
+        let now = now_millis();
+        let owner = ClaimToken::generate();
+        let Refusal::Exists(RowView::Live(record)) =
+            refusal(Conditional::Insert, &whole_row(owner, now), now)
+        else {
+            panic!("a live row")
+        };
+        assert_eq!(record.token, owner);
+        assert_eq!(record.claimant.as_deref(), Some("worker-1"));
+        // A row marker whose cells are gone: a remnant with no owner.
+        let marker: NamedColumns = whole_row(owner, now)
+            .into_iter()
+            .map(|(name, _)| (name, None))
+            .collect();
+        assert_eq!(
+            refusal(Conditional::Insert, &marker, now),
+            Refusal::Exists(RowView::Remnant { token: None })
+        );
+    }
 
     fn full(now: DateTime<Utc>) -> ClaimColumns {
         ClaimColumns {

@@ -3,16 +3,17 @@
 use chrono::{DateTime, Utc};
 use scylla::client::session::Session;
 use scylla::errors::PrepareError;
-use scylla::policies::retry::FallthroughRetryPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
-use std::sync::Arc;
 use uuid::Uuid;
 
+use super::lwt::{self, LwtAnswer, NamedColumns};
 use super::{Store, StoreError};
-use crate::domain::{KeyspaceName, Namespace, StreamName};
+use crate::domain::{
+    KeyspaceName, Namespace, RECENT_SLOTS, SequenceCas, SequenceWrite, StreamName, StreamRow,
+};
 
 pub mod statement {
     pub const INSERT: &str = "sequence_insert";
@@ -21,60 +22,8 @@ pub mod statement {
     pub const READ_SERIAL: &str = "sequence_read_serial";
 }
 
-/// How many recent acceptances a stream's row remembers (see the CQL).
-pub const RECENT_SLOTS: u64 = 64;
-
-/// A stream's stored watermark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watermark {
-    pub last: u64,
-    pub writer: Option<Uuid>,
-    pub updated_at: Option<DateTime<Utc>>,
-    /// (seq, token of the request that accepted it), one per ring slot.
-    pub recent: Vec<(u64, Uuid)>,
-}
-
-/// Who accepted a number, as far as the ring remembers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcceptedBy {
-    /// The request with this token.
-    Token(Uuid),
-    /// The ring has moved past the number: it cannot say.
-    Forgotten,
-    /// No acceptance of this number is recorded (and none could have been
-    /// overwritten yet).
-    Nobody,
-}
-
-impl Watermark {
-    pub fn accepted_by(&self, seq: u64) -> AcceptedBy {
-        if let Some((_, token)) = self.recent.iter().find(|(number, _)| *number == seq) {
-            return AcceptedBy::Token(*token);
-        }
-        let slot = seq % RECENT_SLOTS;
-        let overwritten = self
-            .recent
-            .iter()
-            .any(|(number, _)| number % RECENT_SLOTS == slot && *number > seq);
-        if overwritten {
-            AcceptedBy::Forgotten
-        } else {
-            AcceptedBy::Nobody
-        }
-    }
-}
-
 fn slot(seq: u64) -> i32 {
     (seq % RECENT_SLOTS) as i32
-}
-
-/// The result of a conditional write on a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SequenceCas {
-    Applied,
-    /// The condition failed; the stream as the Paxos round saw it (`None`
-    /// when the stream does not exist).
-    NotApplied(Option<Watermark>),
 }
 
 pub(super) struct SequenceStatements {
@@ -92,13 +41,7 @@ impl SequenceStatements {
         serial_consistency: SerialConsistency,
     ) -> Result<Self, PrepareError> {
         let table = format!("{keyspace}.sequences");
-        let lwt = |mut statement: PreparedStatement| {
-            statement.set_consistency(consistency);
-            statement.set_serial_consistency(Some(serial_consistency));
-            statement.set_retry_policy(Some(Arc::new(FallthroughRetryPolicy)));
-            statement.set_is_idempotent(false);
-            statement
-        };
+        let lwt = |statement| lwt::conditional(statement, consistency, serial_consistency);
         let insert = session
             .prepare(format!(
                 "INSERT INTO {table} (namespace, stream, last, writer, recent, updated_at) \
@@ -116,16 +59,15 @@ impl SequenceStatements {
                 "DELETE FROM {table} WHERE namespace = ? AND stream = ? IF EXISTS"
             ))
             .await?;
-        let mut read_serial = session
-            .prepare(format!(
-                "SELECT last, writer, recent, updated_at FROM {table} \
-                 WHERE namespace = ? AND stream = ?"
-            ))
-            .await?;
-        read_serial.set_consistency(match serial_consistency {
-            SerialConsistency::Serial => Consistency::Serial,
-            SerialConsistency::LocalSerial => Consistency::LocalSerial,
-        });
+        let read_serial = lwt::serial_read(
+            session
+                .prepare(format!(
+                    "SELECT last, writer, recent, updated_at FROM {table} \
+                     WHERE namespace = ? AND stream = ?"
+                ))
+                .await?,
+            serial_consistency,
+        );
         Ok(Self {
             insert: lwt(insert),
             advance: lwt(advance),
@@ -142,8 +84,33 @@ fn to_bigint(value: u64) -> i64 {
 }
 
 impl Store {
+    /// Runs one conditional write a sequence lifecycle decided on.
+    pub async fn write_sequence(
+        &self,
+        namespace: &Namespace,
+        stream: &StreamName,
+        write: &SequenceWrite,
+        now: DateTime<Utc>,
+    ) -> Result<SequenceCas, StoreError> {
+        match *write {
+            SequenceWrite::Insert { last, writer } => {
+                self.insert_sequence(namespace, stream, last, writer, now)
+                    .await
+            }
+            SequenceWrite::Advance {
+                expected,
+                last,
+                writer,
+            } => {
+                self.advance_sequence(namespace, stream, expected, last, writer, now)
+                    .await
+            }
+            SequenceWrite::Delete => self.delete_sequence(namespace, stream).await,
+        }
+    }
+
     /// Creates a stream at `last`, if it does not exist.
-    pub async fn insert_sequence(
+    async fn insert_sequence(
         &self,
         namespace: &Namespace,
         stream: &StreamName,
@@ -172,7 +139,7 @@ impl Store {
     }
 
     /// Moves a stream from `expected` to `last`.
-    pub async fn advance_sequence(
+    async fn advance_sequence(
         &self,
         namespace: &Namespace,
         stream: &StreamName,
@@ -202,7 +169,7 @@ impl Store {
         decode_sequence_cas(statement::ADVANCE, result)
     }
 
-    pub async fn delete_sequence(
+    async fn delete_sequence(
         &self,
         namespace: &Namespace,
         stream: &StreamName,
@@ -222,7 +189,7 @@ impl Store {
         &self,
         namespace: &Namespace,
         stream: &StreamName,
-    ) -> Result<Option<Watermark>, StoreError> {
+    ) -> Result<Option<StreamRow>, StoreError> {
         let name = statement::READ_SERIAL;
         let result = self
             .execute(
@@ -238,20 +205,19 @@ impl Store {
         let row = rows
             .maybe_first_row::<Row>()
             .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
-        Ok(row.and_then(|row| watermark(&rows, &row)))
+        Ok(row.and_then(|row| stream_row(&lwt::named(&rows, row))))
     }
 }
 
-fn watermark(
-    rows: &scylla::response::query_result::QueryRowsResult,
-    row: &Row,
-) -> Option<Watermark> {
+/// A stream's row from its columns by name; `None` without `last` (a
+/// stream that does not exist, or a refusal that sent nothing).
+fn stream_row(columns: &NamedColumns) -> Option<StreamRow> {
     let mut last = None;
     let mut writer = None;
     let mut updated_at = None;
     let mut recent = Vec::new();
-    for (spec, value) in rows.column_specs().iter().zip(row.columns.iter()) {
-        match (spec.name(), value) {
+    for (name, value) in columns {
+        match (name.as_str(), value) {
             ("last", Some(CqlValue::BigInt(value))) => last = u64::try_from(*value).ok(),
             ("writer", Some(CqlValue::Uuid(value))) => writer = Some(*value),
             ("updated_at", Some(CqlValue::Timestamp(value))) => {
@@ -266,7 +232,7 @@ fn watermark(
             _ => {}
         }
     }
-    Some(Watermark {
+    Some(StreamRow {
         last: last?,
         writer,
         updated_at,
@@ -290,46 +256,38 @@ fn decode_sequence_cas(
     statement: &'static str,
     result: QueryResult,
 ) -> Result<SequenceCas, StoreError> {
-    let rows = result
-        .into_rows_result()
-        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?;
-    let row = rows
-        .maybe_first_row::<Row>()
-        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?
-        .ok_or_else(|| StoreError::unexpected_response(statement, "no [applied] row".into()))?;
-    match super::rows::applied_flag(&row) {
-        Some(true) => Ok(SequenceCas::Applied),
-        Some(false) => Ok(SequenceCas::NotApplied(watermark(&rows, &row))),
-        None => Err(StoreError::unexpected_response(
-            statement,
-            "the first column is not [applied]".into(),
-        )),
-    }
+    Ok(match lwt::decode(statement, result)? {
+        LwtAnswer::Applied => SequenceCas::Applied,
+        LwtAnswer::NotApplied(columns) => SequenceCas::NotApplied(stream_row(&columns)),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn watermark(recent: Vec<(u64, Uuid)>) -> Watermark {
-        Watermark {
-            last: 200,
-            writer: None,
-            updated_at: None,
-            recent,
-        }
-    }
-
     #[test]
-    fn the_ring_names_who_accepted_a_recent_number() {
-        let ours = Uuid::new_v4();
-        let theirs = Uuid::new_v4();
-        let ring = watermark(vec![(130, ours), (131, theirs)]);
-        assert_eq!(ring.accepted_by(130), AcceptedBy::Token(ours));
-        assert_eq!(ring.accepted_by(131), AcceptedBy::Token(theirs));
-        assert_eq!(ring.accepted_by(132), AcceptedBy::Nobody);
-        // 194 = 130 + 64 took the slot of 130: 130 is forgotten.
-        let overwritten = watermark(vec![(194, theirs)]);
-        assert_eq!(overwritten.accepted_by(130), AcceptedBy::Forgotten);
+    fn a_refused_advance_reads_last_in_both_shapes() {
+        let token = Uuid::new_v4();
+        // Cassandra: the conditioned column alone.
+        let cassandra: NamedColumns = vec![("last".into(), Some(CqlValue::BigInt(7)))];
+        let row = stream_row(&cassandra).unwrap();
+        assert_eq!((row.last, row.writer, row.recent.len()), (7, None, 0));
+        // ScyllaDB: every column, the ring included.
+        let ring = CqlValue::Map(vec![(
+            CqlValue::Int(7),
+            CqlValue::Tuple(vec![Some(CqlValue::BigInt(7)), Some(CqlValue::Uuid(token))]),
+        )]);
+        let scylla: NamedColumns = vec![
+            ("last".into(), Some(CqlValue::BigInt(7))),
+            ("writer".into(), Some(CqlValue::Uuid(token))),
+            ("recent".into(), Some(ring)),
+            ("updated_at".into(), None),
+        ];
+        let row = stream_row(&scylla).unwrap();
+        assert_eq!(row.writer, Some(token));
+        assert_eq!(row.recent, vec![(7, token)]);
+        // A refused delete of a stream that is not there sends no `last`.
+        assert_eq!(stream_row(&vec![("last".into(), None)]), None);
     }
 }

@@ -166,7 +166,7 @@ async fn a_row_past_its_expiry_that_ttl_has_not_removed_is_a_new_window() {
 /// The store's takeover, driven directly with a decision made from a view
 /// that has gone stale: what a claimant does when the owner acts between
 /// its read and its write.
-async fn stale_takeover(app: &TestApp, key: &str, owner: &str) -> dedupd::store::CasOutcome {
+async fn stale_takeover(app: &TestApp, key: &str, owner: &str) -> dedupd::domain::CasOutcome {
     use dedupd::domain::{ClaimKey, ClaimRecord, ClaimToken, Namespace, Retention, now_millis};
     let store = app
         .state
@@ -216,7 +216,7 @@ async fn a_takeover_decided_before_a_completion_does_not_overwrite_it() {
     assert_eq!(status, StatusCode::OK);
     let outcome = stale_takeover(&app, "race", &owner).await;
     assert!(
-        matches!(outcome, dedupd::store::CasOutcome::NotApplied(_)),
+        matches!(outcome, dedupd::domain::CasOutcome::NotApplied(_)),
         "{outcome:?}"
     );
     let (_, view) = app.get("race").await;
@@ -233,7 +233,7 @@ async fn a_takeover_decided_before_an_extension_does_not_apply() {
     assert_eq!(status, StatusCode::OK);
     let outcome = stale_takeover(&app, "extended", &owner).await;
     assert!(
-        matches!(outcome, dedupd::store::CasOutcome::NotApplied(_)),
+        matches!(outcome, dedupd::domain::CasOutcome::NotApplied(_)),
         "{outcome:?}"
     );
     let (status, _) = app.complete("extended", &owner, json!(1)).await;

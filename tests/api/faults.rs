@@ -185,3 +185,42 @@ async fn an_extension_that_lost_its_answer_is_extended() {
     let (_, duplicate) = app.claim_json("extend-lost", json!({})).await;
     assert_eq!(duplicate["lease_expires_at"], body["lease_expires_at"]);
 }
+
+/// Found by a fault run: a release whose token held nothing used to count
+/// an absent row after a lost answer as its own release (200). Without
+/// the fault it is 404 (already released) or 409 (fenced by a takeover),
+/// and a faulted call must give the same answer.
+#[tokio::test]
+async fn a_lost_answer_to_a_release_that_held_nothing_is_what_it_would_have_been() {
+    let app = spawn_app().await;
+    // Already released.
+    let token = app.acquire("released-twice", json!({})).await;
+    let (status, _) = app.release("released-twice", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    app.faults
+        .inject(statement::RELEASE, Fault::TimeoutAfterApply, 1);
+    let (status, body) = app.release("released-twice", &token).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Fenced by a takeover that still holds the key.
+    let fenced = app.acquire("fenced", json!({"lease_secs": 1})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (status, body) = app.claim_json("fenced", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["takeover"], true);
+    app.faults
+        .inject(statement::RELEASE, Fault::TimeoutAfterApply, 1);
+    let (status, body) = app.release("fenced", &fenced).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["outcome"], "not_owner");
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, &unknown(statement::RELEASE, "absent")),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, &unknown(statement::RELEASE, "theirs")),
+        1.0,
+        "{metrics}"
+    );
+}

@@ -1,0 +1,382 @@
+//! Offering a number to a stream, as a machine.
+//!
+//! The first attempt guesses the common case, in-order delivery: the stream
+//! stands at seq − 1 (or does not exist, for seq 1). A wrong guess costs
+//! nothing but a refused CAS, which returns the truth.
+//!
+//! Every attempt writes one writer token with the number, into the ring of
+//! the last 64 acceptances: after an unknown outcome, the ring says whether
+//! the number was accepted by this request (or, with an offerer, by any
+//! offer of that offerer) — other consumers may have moved the stream past
+//! it since, so `last` alone cannot say.
+//!
+//! | what the stream shows (`judge` against `last`) | answer                    |
+//! |------------------------------------------------|---------------------------|
+//! | seq = last + 1, or a jump with `allow_gaps`    | write; applied → accepted |
+//! | seq ≤ last                                     | duplicate (an offerer's own earlier acceptance in the ring → accepted) |
+//! | a jump without `allow_gaps`                    | gap, expected = last + 1  |
+//! | after a lost answer: the ring has seq with our token | accepted            |
+//! | after a lost answer: the ring forgot seq       | 503: cannot tell          |
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{AdvanceOutcome, Verdict, judge, skipped};
+use crate::domain::{AcceptedBy, SequenceCas, SequenceWrite, StreamRow};
+use crate::lifecycle::{Action, Machine, Observation, Resolution};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Offering,
+    /// `judge` said duplicate: reading the ring for the offerer's own
+    /// earlier acceptance.
+    CheckingRing(AdvanceOutcome),
+}
+
+pub struct AdvanceMachine {
+    seq: u64,
+    allow_gaps: bool,
+    /// Whether an offerer was named (its token is shared by all its offers).
+    offerer: bool,
+    writer: Uuid,
+    /// The watermark as last known (`None`: no stream).
+    current: Option<u64>,
+    /// Whether `current` was read rather than guessed.
+    known: bool,
+    /// The watermark the write in flight moves from.
+    from: u64,
+    /// Set once an attempt's outcome is unknown: from then on, that attempt
+    /// may still apply (a coordinator retries a preempted CAS until
+    /// cas_contention_timeout, even after the client gave up), so every
+    /// later answer is checked for our writer.
+    uncertain: bool,
+    phase: Phase,
+    what: String,
+}
+
+impl AdvanceMachine {
+    pub fn new(seq: u64, allow_gaps: bool, offerer: bool, writer: Uuid, what: String) -> Self {
+        Self {
+            seq,
+            allow_gaps,
+            offerer,
+            writer,
+            current: (seq > 1).then_some(seq - 1),
+            known: false,
+            from: 0,
+            uncertain: false,
+            phase: Phase::Offering,
+            what,
+        }
+    }
+
+    fn accepted(&self) -> AdvanceOutcome {
+        AdvanceOutcome::Accepted {
+            last: self.seq,
+            skipped: skipped(self.seq, self.from),
+        }
+    }
+
+    /// The next attempt, or the answer, from the watermark as known.
+    fn attempt(&mut self) -> Action<SequenceWrite, AdvanceOutcome> {
+        let last = self.current.unwrap_or(0);
+        if self.known
+            && let Verdict::Refuse(outcome) = judge(self.seq, self.allow_gaps, last)
+        {
+            if self.offerer && matches!(outcome, AdvanceOutcome::Duplicate { .. }) {
+                // A refused UPDATE returns only `last`: read the ring.
+                self.phase = Phase::CheckingRing(outcome);
+                return Action::ReadSerial;
+            }
+            return Action::Answer(outcome);
+        }
+        self.from = last;
+        Action::Write(match self.current {
+            None => SequenceWrite::Insert {
+                last: self.seq,
+                writer: self.writer,
+            },
+            Some(expected) => SequenceWrite::Advance {
+                expected,
+                last: self.seq,
+                writer: self.writer,
+            },
+        })
+    }
+
+    /// Decides from the stream as seen after a refusal or a lost answer.
+    fn after(&mut self, seen: Option<StreamRow>) -> Action<SequenceWrite, AdvanceOutcome> {
+        if self.uncertain {
+            match seen.as_ref().map(|row| row.accepted_by(self.seq)) {
+                Some(AcceptedBy::Token(token)) if token == self.writer => {
+                    return Action::Answer(self.accepted());
+                }
+                Some(AcceptedBy::Forgotten) => {
+                    return Action::Undecided(format!(
+                        "the answer to offering {} to stream {} was lost and the stream has \
+                         moved on too far to tell whether it was accepted; retry",
+                        self.seq, self.what
+                    ));
+                }
+                _ => {}
+            }
+        }
+        self.current = seen.map(|row| row.last);
+        self.known = true;
+        self.attempt()
+    }
+}
+
+impl Machine for AdvanceMachine {
+    type Write = SequenceWrite;
+    type Written = SequenceCas;
+    type View = Option<StreamRow>;
+    type Answer = AdvanceOutcome;
+
+    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, AdvanceOutcome> {
+        self.attempt()
+    }
+
+    fn observe(
+        &mut self,
+        observation: Observation<SequenceCas, Option<StreamRow>>,
+        _now: DateTime<Utc>,
+    ) -> Action<SequenceWrite, AdvanceOutcome> {
+        if let Phase::CheckingRing(outcome) = self.phase {
+            let ring = match observation {
+                Observation::Read(seen) | Observation::Resolved(seen) => seen,
+                Observation::QuorumRead(seen) => seen.flatten(),
+                Observation::Written(_) => None,
+            };
+            let ours = ring.is_some_and(|row| {
+                matches!(row.accepted_by(self.seq), AcceptedBy::Token(token) if token == self.writer)
+            });
+            return Action::Answer(if ours {
+                AdvanceOutcome::Accepted {
+                    last: self.seq,
+                    skipped: None,
+                }
+            } else {
+                outcome
+            });
+        }
+        match observation {
+            Observation::Written(SequenceCas::Applied) => Action::Answer(self.accepted()),
+            Observation::Written(SequenceCas::NotApplied(seen)) if !self.uncertain => {
+                self.after(seen)
+            }
+            // A refused UPDATE returns only `last`; the ring, which says
+            // whether the earlier attempt landed since, needs the row.
+            Observation::Written(SequenceCas::NotApplied(_)) => Action::ReadSerial,
+            Observation::Resolved(seen) => {
+                self.uncertain = true;
+                self.after(seen)
+            }
+            Observation::Read(seen) => self.after(seen),
+            Observation::QuorumRead(seen) => self.after(seen.flatten()),
+        }
+    }
+
+    fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
+        match seen {
+            Some(row) if row.accepted_by(self.seq) == AcceptedBy::Token(self.writer) => {
+                Resolution::Ours
+            }
+            Some(_) => Resolution::Theirs,
+            None => Resolution::Absent,
+        }
+    }
+
+    fn undecided(&self) -> String {
+        format!(
+            "the advance of stream {} kept losing races; retry",
+            self.what
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::now_millis;
+
+    fn row(last: u64, recent: Vec<(u64, Uuid)>) -> Option<StreamRow> {
+        Some(StreamRow {
+            last,
+            writer: None,
+            updated_at: None,
+            recent,
+        })
+    }
+
+    fn machine(seq: u64, offerer: bool, writer: Uuid) -> AdvanceMachine {
+        AdvanceMachine::new(seq, false, offerer, writer, "s".into())
+    }
+
+    #[test]
+    fn the_first_attempt_guesses_in_order_delivery() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        assert_eq!(
+            machine(1, false, writer).start(now),
+            Action::Write(SequenceWrite::Insert { last: 1, writer })
+        );
+        assert_eq!(
+            machine(8, false, writer).start(now),
+            Action::Write(SequenceWrite::Advance {
+                expected: 7,
+                last: 8,
+                writer
+            })
+        );
+    }
+
+    #[test]
+    fn a_refusal_returns_the_truth_and_the_number_is_judged_against_it() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        for (seen, answer) in [
+            (
+                row(8, vec![]),
+                Action::Answer(AdvanceOutcome::Duplicate { last: 8 }),
+            ),
+            (
+                row(3, vec![]),
+                Action::Answer(AdvanceOutcome::Gap {
+                    last: 3,
+                    expected: 4,
+                }),
+            ),
+            (
+                row(5, vec![]),
+                Action::Answer(AdvanceOutcome::Gap {
+                    last: 5,
+                    expected: 6,
+                }),
+            ),
+            (
+                row(7, vec![]),
+                Action::Write(SequenceWrite::Advance {
+                    expected: 7,
+                    last: 8,
+                    writer,
+                }),
+            ),
+            // No stream: 8 is a gap, from 1.
+            (
+                None,
+                Action::Answer(AdvanceOutcome::Gap {
+                    last: 0,
+                    expected: 1,
+                }),
+            ),
+        ] {
+            let mut machine = machine(8, false, writer);
+            machine.start(now);
+            assert_eq!(
+                machine.observe(Observation::Written(SequenceCas::NotApplied(seen)), now),
+                answer
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_answer_is_accepted_only_if_the_ring_holds_our_token() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        let mut ours = machine(8, false, writer);
+        ours.start(now);
+        let landed = row(9, vec![(8, writer), (9, Uuid::new_v4())]);
+        assert_eq!(ours.resolution(&landed), Resolution::Ours);
+        assert_eq!(
+            ours.observe(Observation::Resolved(landed), now),
+            Action::Answer(AdvanceOutcome::Accepted {
+                last: 8,
+                skipped: None
+            })
+        );
+        // Another consumer's acceptance of 8: a duplicate for us.
+        let mut theirs = machine(8, false, writer);
+        theirs.start(now);
+        let other = row(8, vec![(8, Uuid::new_v4())]);
+        assert_eq!(theirs.resolution(&other), Resolution::Theirs);
+        assert_eq!(
+            theirs.observe(Observation::Resolved(other), now),
+            Action::Answer(AdvanceOutcome::Duplicate { last: 8 })
+        );
+        // 72 = 8 + 64 took 8's slot: nobody can tell.
+        let mut forgotten = machine(8, false, writer);
+        forgotten.start(now);
+        assert!(matches!(
+            forgotten.observe(
+                Observation::Resolved(row(72, vec![(72, Uuid::new_v4())])),
+                now
+            ),
+            Action::Undecided(_)
+        ));
+    }
+
+    #[test]
+    fn after_a_lost_answer_a_refusal_is_checked_against_the_ring() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        let mut machine = machine(8, false, writer);
+        machine.start(now);
+        // Not landed yet: try again from the watermark read.
+        assert_eq!(
+            machine.observe(Observation::Resolved(row(7, vec![])), now),
+            Action::Write(SequenceWrite::Advance {
+                expected: 7,
+                last: 8,
+                writer
+            })
+        );
+        // Refused, because the first attempt landed meanwhile.
+        assert_eq!(
+            machine.observe(
+                Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
+                now
+            ),
+            Action::ReadSerial
+        );
+        assert_eq!(
+            machine.observe(Observation::Read(row(8, vec![(8, writer)])), now),
+            Action::Answer(AdvanceOutcome::Accepted {
+                last: 8,
+                skipped: None
+            })
+        );
+    }
+
+    #[test]
+    fn an_offerer_hears_accepted_again_for_its_own_number() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        let mut machine = machine(8, true, writer);
+        machine.start(now);
+        assert_eq!(
+            machine.observe(
+                Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
+                now
+            ),
+            Action::ReadSerial
+        );
+        assert_eq!(
+            machine.observe(Observation::Read(row(9, vec![(8, writer)])), now),
+            Action::Answer(AdvanceOutcome::Accepted {
+                last: 8,
+                skipped: None
+            })
+        );
+        let mut other = AdvanceMachine::new(8, false, true, writer, "s".into());
+        other.start(now);
+        other.observe(
+            Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
+            now,
+        );
+        assert_eq!(
+            other.observe(Observation::Read(row(8, vec![(8, Uuid::new_v4())])), now),
+            Action::Answer(AdvanceOutcome::Duplicate { last: 8 })
+        );
+    }
+}

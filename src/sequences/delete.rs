@@ -1,0 +1,116 @@
+//! Deleting a stream, as a machine: its next number starts from `last = 0`.
+//!
+//! | what happened                         | answer              |
+//! |---------------------------------------|---------------------|
+//! | applied                               | deleted             |
+//! | refused (nothing to delete)           | not_found           |
+//! | lost answer, gone                     | deleted (by us, or a concurrent delete: deleted either way) |
+//! | lost answer, still there              | delete again        |
+//! | after a lost answer, refused          | deleted: our first delete landed late |
+
+use chrono::{DateTime, Utc};
+
+use super::StreamOutcome;
+use crate::domain::{SequenceCas, SequenceWrite, StreamRow};
+use crate::lifecycle::{Action, Machine, Observation, Resolution};
+
+pub struct DeleteMachine {
+    uncertain: bool,
+    what: String,
+}
+
+impl DeleteMachine {
+    pub fn new(what: String) -> Self {
+        Self {
+            uncertain: false,
+            what,
+        }
+    }
+}
+
+impl Machine for DeleteMachine {
+    type Write = SequenceWrite;
+    type Written = SequenceCas;
+    type View = Option<StreamRow>;
+    type Answer = StreamOutcome;
+
+    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, StreamOutcome> {
+        Action::Write(SequenceWrite::Delete)
+    }
+
+    fn observe(
+        &mut self,
+        observation: Observation<SequenceCas, Option<StreamRow>>,
+        _now: DateTime<Utc>,
+    ) -> Action<SequenceWrite, StreamOutcome> {
+        match observation {
+            Observation::Written(SequenceCas::Applied) => Action::Answer(StreamOutcome::Done),
+            Observation::Written(SequenceCas::NotApplied(_)) if self.uncertain => {
+                Action::Answer(StreamOutcome::Done)
+            }
+            Observation::Written(SequenceCas::NotApplied(_)) => {
+                Action::Answer(StreamOutcome::NotFound)
+            }
+            Observation::Resolved(seen) | Observation::Read(seen) => {
+                self.uncertain = true;
+                match seen {
+                    None => Action::Answer(StreamOutcome::Done),
+                    Some(_) => Action::Write(SequenceWrite::Delete),
+                }
+            }
+            Observation::QuorumRead(_) => Action::Write(SequenceWrite::Delete),
+        }
+    }
+
+    fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
+        match seen {
+            Some(_) => Resolution::Theirs,
+            None => Resolution::Absent,
+        }
+    }
+
+    fn undecided(&self) -> String {
+        format!("deleting stream {} could not be decided; retry", self.what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::now_millis;
+
+    #[test]
+    fn a_delete_is_decisive_until_an_answer_is_lost() {
+        let now = now_millis();
+        let row = Some(StreamRow {
+            last: 3,
+            writer: None,
+            updated_at: None,
+            recent: Vec::new(),
+        });
+        let mut plain = DeleteMachine::new("s".into());
+        assert_eq!(plain.start(now), Action::Write(SequenceWrite::Delete));
+        assert_eq!(
+            plain.observe(Observation::Written(SequenceCas::NotApplied(None)), now),
+            Action::Answer(StreamOutcome::NotFound)
+        );
+        let mut lost = DeleteMachine::new("s".into());
+        lost.start(now);
+        assert_eq!(
+            lost.observe(Observation::Resolved(row.clone()), now),
+            Action::Write(SequenceWrite::Delete)
+        );
+        // Refused now: the first delete landed late. It was ours.
+        assert_eq!(
+            lost.observe(Observation::Written(SequenceCas::NotApplied(None)), now),
+            Action::Answer(StreamOutcome::Done)
+        );
+        let mut gone = DeleteMachine::new("s".into());
+        gone.start(now);
+        assert_eq!(gone.resolution(&None), Resolution::Absent);
+        assert_eq!(
+            gone.observe(Observation::Resolved(None), now),
+            Action::Answer(StreamOutcome::Done)
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! Setting a stream's watermark by hand, as a machine: a compare-and-set
+//! from whatever the stream holds, until one applies.
+//!
+//! | what happened                                | next                       |
+//! |----------------------------------------------|----------------------------|
+//! | applied                                      | done                       |
+//! | refused                                      | again, from the `last` seen |
+//! | lost answer, the row carries our writer      | done                       |
+//! | lost answer, it does not                     | again, from the `last` seen |
+//! | after a lost answer, refused                 | read the row (the writer)  |
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{SequenceCas, SequenceWrite, StreamRow};
+use crate::lifecycle::{Action, Machine, Observation, Resolution};
+
+pub struct SetMachine {
+    target: u64,
+    writer: Uuid,
+    current: Option<u64>,
+    /// An earlier attempt's outcome was unknown: it may still land, and a
+    /// refused UPDATE does not return the writer.
+    uncertain: bool,
+    what: String,
+}
+
+impl SetMachine {
+    pub fn new(target: u64, writer: Uuid, what: String) -> Self {
+        Self {
+            target,
+            writer,
+            current: None,
+            uncertain: false,
+            what,
+        }
+    }
+
+    fn attempt(&self) -> Action<SequenceWrite, ()> {
+        Action::Write(match self.current {
+            None => SequenceWrite::Insert {
+                last: self.target,
+                writer: self.writer,
+            },
+            Some(expected) => SequenceWrite::Advance {
+                expected,
+                last: self.target,
+                writer: self.writer,
+            },
+        })
+    }
+
+    fn after(&mut self, seen: Option<StreamRow>) -> Action<SequenceWrite, ()> {
+        if self.uncertain
+            && seen
+                .as_ref()
+                .is_some_and(|row| row.writer == Some(self.writer))
+        {
+            return Action::Answer(());
+        }
+        self.current = seen.map(|row| row.last);
+        self.attempt()
+    }
+}
+
+impl Machine for SetMachine {
+    type Write = SequenceWrite;
+    type Written = SequenceCas;
+    type View = Option<StreamRow>;
+    type Answer = ();
+
+    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, ()> {
+        self.attempt()
+    }
+
+    fn observe(
+        &mut self,
+        observation: Observation<SequenceCas, Option<StreamRow>>,
+        _now: DateTime<Utc>,
+    ) -> Action<SequenceWrite, ()> {
+        match observation {
+            Observation::Written(SequenceCas::Applied) => Action::Answer(()),
+            Observation::Written(SequenceCas::NotApplied(seen)) if !self.uncertain => {
+                self.after(seen)
+            }
+            Observation::Written(SequenceCas::NotApplied(_)) => Action::ReadSerial,
+            Observation::Resolved(seen) => {
+                self.uncertain = true;
+                self.after(seen)
+            }
+            Observation::Read(seen) => self.after(seen),
+            Observation::QuorumRead(seen) => self.after(seen.flatten()),
+        }
+    }
+
+    fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
+        match seen {
+            Some(row) if row.writer == Some(self.writer) => Resolution::Ours,
+            Some(_) => Resolution::Theirs,
+            None => Resolution::Absent,
+        }
+    }
+
+    fn undecided(&self) -> String {
+        format!("setting stream {} kept losing races; retry", self.what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::now_millis;
+
+    fn row(last: u64, writer: Option<Uuid>) -> Option<StreamRow> {
+        Some(StreamRow {
+            last,
+            writer,
+            updated_at: None,
+            recent: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_set_moves_from_whatever_the_stream_holds() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        let mut machine = SetMachine::new(5, writer, "s".into());
+        assert_eq!(
+            machine.start(now),
+            Action::Write(SequenceWrite::Insert { last: 5, writer })
+        );
+        assert_eq!(
+            machine.observe(
+                Observation::Written(SequenceCas::NotApplied(row(9, None))),
+                now
+            ),
+            Action::Write(SequenceWrite::Advance {
+                expected: 9,
+                last: 5,
+                writer
+            })
+        );
+        assert_eq!(
+            machine.observe(Observation::Written(SequenceCas::Applied), now),
+            Action::Answer(())
+        );
+    }
+
+    #[test]
+    fn a_lost_answer_is_done_only_if_the_row_carries_our_writer() {
+        let writer = Uuid::new_v4();
+        let now = now_millis();
+        let mut landed = SetMachine::new(5, writer, "s".into());
+        landed.start(now);
+        assert_eq!(landed.resolution(&row(5, Some(writer))), Resolution::Ours);
+        assert_eq!(
+            landed.observe(Observation::Resolved(row(5, Some(writer))), now),
+            Action::Answer(())
+        );
+        let mut lost = SetMachine::new(5, writer, "s".into());
+        lost.start(now);
+        assert_eq!(
+            lost.observe(Observation::Resolved(row(2, Some(Uuid::new_v4()))), now),
+            Action::Write(SequenceWrite::Advance {
+                expected: 2,
+                last: 5,
+                writer
+            })
+        );
+        // Refused now: our first attempt may have landed; read the writer.
+        assert_eq!(
+            lost.observe(
+                Observation::Written(SequenceCas::NotApplied(row(5, None))),
+                now
+            ),
+            Action::ReadSerial
+        );
+        assert_eq!(
+            lost.observe(Observation::Read(row(5, Some(writer))), now),
+            Action::Answer(())
+        );
+    }
+}
