@@ -15,21 +15,24 @@ use crate::lifecycle::{Action, Machine, Observation, Resolution};
 pub struct ClaimMachine<'a> {
     request: &'a ClaimRequest,
     token: ClaimToken,
+    /// The clock-skew margin every lease decision must clear.
+    skew: chrono::Duration,
     /// The record and acquisition the write in flight would give.
     pending: Option<(ClaimRecord, Acquisition)>,
 }
 
 impl<'a> ClaimMachine<'a> {
-    pub fn new(request: &'a ClaimRequest, token: ClaimToken) -> Self {
+    pub fn new(request: &'a ClaimRequest, token: ClaimToken, skew: chrono::Duration) -> Self {
         Self {
             request,
             token,
+            skew,
             pending: None,
         }
     }
 
     fn step(&mut self, view: &RowView, now: DateTime<Utc>) -> Action<ClaimWrite, ClaimOutcome> {
-        let (write, record, how) = match next_step(view, self.request, self.token, now) {
+        let (write, record, how) = match next_step(view, self.request, self.token, now, self.skew) {
             Step::Answer(outcome) => return Action::Answer(outcome),
             Step::Insert { record, ttl_secs } => (
                 ClaimWrite::Insert {
@@ -178,7 +181,7 @@ mod tests {
     fn an_applied_insert_is_acquired() {
         let request = request();
         let token = ClaimToken::generate();
-        let mut machine = ClaimMachine::new(&request, token);
+        let mut machine = ClaimMachine::new(&request, token, chrono::Duration::zero());
         let now = now_millis();
         let first = machine.start(now);
         let record = written_record(&first);
@@ -195,7 +198,8 @@ mod tests {
     #[test]
     fn a_refused_insert_decides_from_the_row_it_returned() {
         let request = request();
-        let mut machine = ClaimMachine::new(&request, ClaimToken::generate());
+        let mut machine =
+            ClaimMachine::new(&request, ClaimToken::generate(), chrono::Duration::zero());
         let now = now_millis();
         machine.start(now);
         let holder = ClaimRecord::new_window(
@@ -227,7 +231,7 @@ mod tests {
             None,
             None,
         );
-        let mut machine = ClaimMachine::new(&request, token);
+        let mut machine = ClaimMachine::new(&request, token, chrono::Duration::zero());
         machine.start(now);
         let takeover = machine.observe(
             Observation::Written(CasOutcome::NotApplied(Refusal::Exists(RowView::Live(
@@ -258,7 +262,7 @@ mod tests {
     fn an_unknown_outcome_that_did_not_land_is_tried_again_with_the_same_token() {
         let request = request();
         let token = ClaimToken::generate();
-        let mut machine = ClaimMachine::new(&request, token);
+        let mut machine = ClaimMachine::new(&request, token, chrono::Duration::zero());
         let now = now_millis();
         machine.start(now);
         assert_eq!(machine.resolution(&RowView::Absent), Resolution::Absent);
@@ -269,7 +273,8 @@ mod tests {
     #[test]
     fn a_refused_update_reads_the_row_before_deciding() {
         let request = request();
-        let mut machine = ClaimMachine::new(&request, ClaimToken::generate());
+        let mut machine =
+            ClaimMachine::new(&request, ClaimToken::generate(), chrono::Duration::zero());
         let now = now_millis();
         machine.start(now);
         let refused = CasOutcome::NotApplied(Refusal::Held {

@@ -36,11 +36,18 @@ pub enum Step {
 }
 
 /// Decides the next step for `request`, whose fresh token is `token`.
+///
+/// `skew` is the most this instance's clock may run ahead of the others'
+/// (`--max-clock-skew-ms`): a lease counts as passed only once it passed
+/// `skew` ago, so an instance whose clock runs ahead by less never takes
+/// over a claim whose holder still believes its lease live. (A window's
+/// end gets the same margin where the row is read: see `ClaimIo`.)
 pub fn next_step(
     view: &RowView,
     request: &ClaimRequest,
     token: ClaimToken,
     now: DateTime<Utc>,
+    skew: chrono::Duration,
 ) -> Step {
     let fingerprint = request.fingerprint.as_ref().map(|f| f.as_str().to_owned());
     let claimant = request.claimant.as_ref().map(|c| c.as_str().to_owned());
@@ -106,7 +113,8 @@ pub fn next_step(
             record: record.clone(),
         });
     }
-    if record.lease_expired(now) {
+    let decided_at = now - skew;
+    if record.lease_expired(decided_at) {
         let taken_over = record.taken_over(
             token,
             now,
@@ -122,7 +130,7 @@ pub fn next_step(
             record: taken_over,
             ttl_secs,
             expected: record.token,
-            decided_at: now,
+            decided_at,
         };
     }
     let same_claimant = match (&request.claimant, &record.claimant) {
@@ -146,6 +154,43 @@ mod tests {
     use crate::domain::{
         ClaimKey, Claimant, Fingerprint, Namespace, Retention, StoredResult, now_millis, secs,
     };
+
+    /// `next_step` with no clock-skew margin.
+    fn decide_now(
+        view: &RowView,
+        request: &ClaimRequest,
+        token: ClaimToken,
+        now: DateTime<Utc>,
+    ) -> Step {
+        next_step(view, request, token, now, chrono::Duration::zero())
+    }
+
+    #[test]
+    fn a_takeover_waits_out_the_clock_skew_margin() {
+        let now = now_millis();
+        let margin = chrono::Duration::milliseconds(500);
+        // The lease ended 300 ms ago by our clock: inside the margin, the
+        // holder's clock may say it has 200 ms left.
+        let mut holder = live(now);
+        holder.lease_expires_at = Some(now - chrono::Duration::milliseconds(300));
+        let view = RowView::Live(holder.clone());
+        let token = ClaimToken::generate();
+        assert_eq!(
+            next_step(&view, &request(), token, now, margin),
+            Step::Answer(ClaimOutcome::Duplicate {
+                record: holder.clone()
+            })
+        );
+        // 600 ms ago clears it; the takeover's own condition is checked at
+        // the margin's edge, inside the Paxos round.
+        holder.lease_expires_at = Some(now - chrono::Duration::milliseconds(600));
+        let Step::TakeOver { decided_at, .. } =
+            next_step(&RowView::Live(holder), &request(), token, now, margin)
+        else {
+            panic!("past the margin, a takeover")
+        };
+        assert_eq!(decided_at, now - margin);
+    }
 
     fn request() -> ClaimRequest {
         ClaimRequest {
@@ -179,7 +224,8 @@ mod tests {
     fn absent_inserts_a_fresh_window() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let Step::Insert { record, ttl_secs } = next_step(&RowView::Absent, &request(), token, now)
+        let Step::Insert { record, ttl_secs } =
+            decide_now(&RowView::Absent, &request(), token, now)
         else {
             panic!("expected insert")
         };
@@ -197,7 +243,7 @@ mod tests {
         asked.complete = true;
         asked.retention.lease_secs = None;
         let Step::Insert { record, .. } =
-            next_step(&RowView::Absent, &asked, ClaimToken::generate(), now)
+            decide_now(&RowView::Absent, &asked, ClaimToken::generate(), now)
         else {
             panic!("expected insert")
         };
@@ -210,7 +256,7 @@ mod tests {
     fn remnant_is_replaced_on_its_token_even_a_null_one() {
         let now = now_millis();
         for held in [None, Some(ClaimToken::generate())] {
-            let step = next_step(
+            let step = decide_now(
                 &RowView::Remnant { token: held },
                 &request(),
                 ClaimToken::generate(),
@@ -235,7 +281,7 @@ mod tests {
     fn a_live_in_progress_claim_is_a_duplicate() {
         let now = now_millis();
         let record = live(now);
-        let step = next_step(
+        let step = decide_now(
             &RowView::Live(record.clone()),
             &request(),
             ClaimToken::generate(),
@@ -251,7 +297,7 @@ mod tests {
         record.state = ClaimState::Completed;
         record.completed_at = Some(now);
         record.result = Some(StoredResult::from_stored("1".into()));
-        let step = next_step(
+        let step = decide_now(
             &RowView::Live(record.clone()),
             &request(),
             ClaimToken::generate(),
@@ -271,7 +317,7 @@ mod tests {
             ttl_secs,
             expected,
             decided_at,
-        } = next_step(&RowView::Live(record.clone()), &request(), token, later)
+        } = decide_now(&RowView::Live(record.clone()), &request(), token, later)
         else {
             panic!("expected takeover")
         };
@@ -290,7 +336,7 @@ mod tests {
         asked.fingerprint = Some(Fingerprint::parse("fp-b").unwrap());
         let record = live(now);
         assert_eq!(
-            next_step(
+            decide_now(
                 &RowView::Live(record.clone()),
                 &asked,
                 ClaimToken::generate(),
@@ -302,7 +348,7 @@ mod tests {
         );
         // Even a lease that has passed is not taken over for another payload.
         assert!(matches!(
-            next_step(
+            decide_now(
                 &RowView::Live(record),
                 &asked,
                 ClaimToken::generate(),
@@ -320,7 +366,7 @@ mod tests {
             let mut asked = request();
             asked.fingerprint = fingerprint.map(|f| Fingerprint::parse(f).unwrap());
             assert!(matches!(
-                next_step(
+                decide_now(
                     &RowView::Live(record.clone()),
                     &asked,
                     ClaimToken::generate(),
@@ -338,7 +384,7 @@ mod tests {
         let mut asked = request();
         asked.claimant = Some(Claimant::parse(None, "worker-1").unwrap());
         assert_eq!(
-            next_step(
+            decide_now(
                 &RowView::Live(record.clone()),
                 &asked,
                 ClaimToken::generate(),
@@ -351,7 +397,7 @@ mod tests {
         );
         asked.claimant = Some(Claimant::parse(None, "worker-2").unwrap());
         assert!(matches!(
-            next_step(&RowView::Live(record), &asked, ClaimToken::generate(), now),
+            decide_now(&RowView::Live(record), &asked, ClaimToken::generate(), now),
             Step::Answer(ClaimOutcome::Duplicate { .. })
         ));
     }
@@ -361,7 +407,7 @@ mod tests {
         let now = now_millis();
         let record = live(now);
         assert!(matches!(
-            next_step(
+            decide_now(
                 &RowView::Live(record.clone()),
                 &request(),
                 record.token,
@@ -379,7 +425,7 @@ mod tests {
         let taken =
             live(now - secs(20)).taken_over(ours, now, request().retention, false, None, None);
         for (record, how) in [(fresh, Acquisition::New), (taken, Acquisition::Takeover)] {
-            let step = next_step(&RowView::Live(record.clone()), &request(), ours, now);
+            let step = decide_now(&RowView::Live(record.clone()), &request(), ours, now);
             assert_eq!(
                 step,
                 Step::Answer(ClaimOutcome::Acquired { record, how }),

@@ -99,6 +99,9 @@ pub struct ClaimSettings {
     pub read_first: ReadFirstPolicy,
     /// Memory for the completed-claims cache, in bytes; 0 turns it off.
     pub completed_cache_bytes: u64,
+    /// The most any instance's clock may run ahead of another's: a takeover
+    /// and a window's end must clear it (`--max-clock-skew-ms`).
+    pub max_clock_skew: std::time::Duration,
 }
 
 impl Default for ClaimSettings {
@@ -107,14 +110,22 @@ impl Default for ClaimSettings {
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
             completed_cache_bytes: 64 << 20,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }
+
+/// The default clock-skew margin (README, "Clocks"): NTP keeps a
+/// Kubernetes cluster's nodes within milliseconds of each other; a second
+/// covers a node that lost its time source for hours (10–100 ppm of drift)
+/// while delaying a takeover by only a second.
+pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct ClaimService {
     store: Arc<Store>,
     metrics: Metrics,
     budget: RetryBudget,
+    skew: chrono::Duration,
     read_first: ReadFirst,
     completed: CompletedCache,
 }
@@ -125,6 +136,8 @@ impl ClaimService {
             store,
             metrics,
             budget: settings.budget,
+            skew: chrono::Duration::from_std(settings.max_clock_skew)
+                .unwrap_or(chrono::Duration::zero()),
             read_first: ReadFirst::new(settings.read_first),
             completed: CompletedCache::new(settings.completed_cache_bytes),
         }
@@ -145,6 +158,7 @@ impl ClaimService {
             store: &self.store,
             namespace,
             key,
+            behind: chrono::Duration::zero(),
         }
     }
 
@@ -172,8 +186,11 @@ impl ClaimService {
                 let outcome = match self.completed_duplicate(request).await {
                     Some(answer) => Ok(answer),
                     None => {
-                        let machine = ClaimMachine::new(request, ClaimToken::generate());
-                        let io = self.io(&request.namespace, &request.key);
+                        let machine = ClaimMachine::new(request, ClaimToken::generate(), self.skew);
+                        let io = ClaimIo {
+                            behind: self.skew,
+                            ..self.io(&request.namespace, &request.key)
+                        };
                         lifecycle::run(machine, &io, budget, &self.metrics).await
                     }
                 };
@@ -384,7 +401,14 @@ fn answer_for_completed(
     request: &ClaimRequest,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<ClaimOutcome> {
-    match next_step(&RowView::Live(record), request, ClaimToken::generate(), now) {
+    let no_margin = chrono::Duration::zero();
+    match next_step(
+        &RowView::Live(record),
+        request,
+        ClaimToken::generate(),
+        now,
+        no_margin,
+    ) {
         Step::Answer(outcome) => Some(outcome),
         _ => None,
     }
@@ -395,6 +419,10 @@ struct ClaimIo<'a> {
     store: &'a Store,
     namespace: &'a Namespace,
     key: &'a ClaimKey,
+    /// How far behind `now` rows are classified: a claim treats a window
+    /// as ended (a row to replace) only once it ended the clock-skew margin
+    /// ago. Complete, extend and release classify at `now`.
+    behind: chrono::Duration,
 }
 
 impl ClaimIo<'_> {
@@ -415,19 +443,29 @@ where
         now: DateTime<Utc>,
     ) -> Result<CasOutcome, StoreError> {
         self.store
-            .write_claim(self.namespace, self.key, write, now)
+            .write_claim(self.namespace, self.key, write, now - self.behind)
             .await
     }
 
     async fn read_serial(&self, now: DateTime<Utc>) -> Result<RowView, StoreError> {
         self.store
-            .read_claim(self.namespace, self.key, ReadMode::Serial, now)
+            .read_claim(
+                self.namespace,
+                self.key,
+                ReadMode::Serial,
+                now - self.behind,
+            )
             .await
     }
 
     async fn read_quorum(&self, now: DateTime<Utc>) -> Result<RowView, StoreError> {
         self.store
-            .read_claim(self.namespace, self.key, ReadMode::Quorum, now)
+            .read_claim(
+                self.namespace,
+                self.key,
+                ReadMode::Quorum,
+                now - self.behind,
+            )
             .await
     }
 

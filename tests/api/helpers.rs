@@ -114,6 +114,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             budget: options.budget,
             read_first: options.read_first,
             completed_cache_bytes: options.completed_cache_bytes,
+            // The tests wait out 1 s leases and TTLs by 1.3 s; the margin's
+            // rule has unit tests (claims::decide) and a fault-suite phase.
+            max_clock_skew: Duration::ZERO,
         },
         shutdown_delay: options.shutdown_delay,
         drain_timeout: Duration::from_secs(5),
