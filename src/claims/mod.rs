@@ -294,17 +294,10 @@ impl ClaimService {
             Transition::Complete(result),
             describe(namespace, key),
         );
-        let outcome = lifecycle::run(
-            machine,
-            &self.io(namespace, key),
-            self.budget,
-            &self.metrics,
-        )
-        .await;
+        let outcome = self.update("complete", machine, namespace, key).await;
         if let Ok(TransitionOutcome::Done(record)) = &outcome {
             self.remember(namespace, key, record);
         }
-        self.count("complete", &outcome);
         outcome
     }
 
@@ -318,15 +311,7 @@ impl ClaimService {
     ) -> Result<TransitionOutcome, DecideError> {
         let machine =
             TransitionMachine::new(token, Transition::Extend(lease), describe(namespace, key));
-        let outcome = lifecycle::run(
-            machine,
-            &self.io(namespace, key),
-            self.budget,
-            &self.metrics,
-        )
-        .await;
-        self.count("extend", &outcome);
-        outcome
+        self.update("extend", machine, namespace, key).await
     }
 
     /// Releases the in-progress claim `token` owns, so the key can be
@@ -338,14 +323,28 @@ impl ClaimService {
         token: ClaimToken,
     ) -> Result<TransitionOutcome, DecideError> {
         let machine = ReleaseMachine::new(token, describe(namespace, key));
-        let outcome = lifecycle::run(
-            machine,
-            &self.io(namespace, key),
-            self.budget,
-            &self.metrics,
-        )
-        .await;
-        self.count("release", &outcome);
+        self.update("release", machine, namespace, key).await
+    }
+
+    /// Runs a token-guarded lifecycle and counts its outcome.
+    async fn update<M>(
+        &self,
+        operation: &'static str,
+        machine: M,
+        namespace: &Namespace,
+        key: &ClaimKey,
+    ) -> Result<TransitionOutcome, DecideError>
+    where
+        M: Machine<
+                Write = ClaimWrite,
+                Written = CasOutcome,
+                View = RowView,
+                Answer = TransitionOutcome,
+            >,
+    {
+        let io = self.io(namespace, key);
+        let outcome = lifecycle::run(machine, &io, self.budget, &self.metrics).await;
+        self.count(operation, &outcome);
         outcome
     }
 

@@ -107,6 +107,21 @@ pub enum SequenceWrite {
     Delete,
 }
 
+impl SequenceWrite {
+    /// The write that moves a stream from `current` (`None`: no stream yet)
+    /// to `last`.
+    pub fn moving(current: Option<u64>, last: u64, writer: Uuid) -> Self {
+        match current {
+            None => SequenceWrite::Insert { last, writer },
+            Some(expected) => SequenceWrite::Advance {
+                expected,
+                last,
+                writer,
+            },
+        }
+    }
+}
+
 /// The answer to a conditional write on a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SequenceCas {

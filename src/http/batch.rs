@@ -21,10 +21,11 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::claim_answer::{ClaimAnswer, StateDto};
+use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, NamespaceParams, NamespacePath};
-use crate::claims::{ClaimRequest, RetryBudget};
-use crate::domain::{ClaimKey, Claimant, Fingerprint, Retention};
+use crate::claims::RetryBudget;
+use crate::domain::ClaimKey;
 
 /// The most keys one batch may hold.
 pub const MAX_BATCH_KEYS: usize = 1000;
@@ -214,15 +215,16 @@ pub async fn claim_batch(
             body.claims.len()
         )));
     }
-    let complete = body.complete.unwrap_or(false);
-    let retention =
-        Retention::parse(&path.policy, body.ttl_secs, body.lease_secs, complete).map_err(bad)?;
-    let claimant = body
-        .claimant
-        .as_deref()
-        .map(|claimant| Claimant::parse(path.principal.as_ref(), claimant))
-        .transpose()
-        .map_err(bad)?;
+    let options = ClaimOptions::parse(
+        &path.policy,
+        path.principal.as_ref(),
+        RawOptions {
+            ttl_secs: body.ttl_secs,
+            lease_secs: body.lease_secs,
+            complete: body.complete,
+            claimant: body.claimant.as_deref(),
+        },
+    )?;
     let mut seen = HashSet::with_capacity(body.claims.len());
     let mut requests = Vec::with_capacity(body.claims.len());
     for (index, item) in body.claims.iter().enumerate() {
@@ -234,20 +236,9 @@ pub async fn claim_batch(
                 item.key
             )));
         }
-        let fingerprint = item
-            .fingerprint
-            .as_deref()
-            .map(Fingerprint::parse)
-            .transpose()
+        let fingerprint = fingerprint(item.fingerprint.as_deref())
             .map_err(|error| bad(format!("claims[{index}]: {error}")))?;
-        requests.push(ClaimRequest {
-            namespace: path.namespace.clone(),
-            key,
-            retention,
-            complete,
-            fingerprint,
-            claimant: claimant.clone(),
-        });
+        requests.push(options.request(path.namespace.clone(), key, fingerprint));
     }
 
     let service = state.services()?.claims.clone();

@@ -12,12 +12,11 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::claim_answer::{AcquiredResponse, ClaimAnswer, DuplicateResponse, StateDto, holder_of};
+use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
-use crate::claims::{ClaimRequest, ClaimService, TransitionOutcome};
-use crate::domain::{
-    ClaimRecord, ClaimToken, Claimant, Fingerprint, LeaseRequest, Retention, StoredResult,
-};
+use crate::claims::{ClaimService, TransitionOutcome};
+use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -158,26 +157,18 @@ pub async fn claim(
     path: ClaimPath,
     OptionalJsonBody(body): OptionalJsonBody<ClaimBody>,
 ) -> ApiResult<Response> {
-    let complete = body.complete.unwrap_or(false);
-    let request = ClaimRequest {
-        retention: Retention::parse(&path.policy, body.ttl_secs, body.lease_secs, complete)
-            .map_err(bad)?,
-        complete,
-        fingerprint: body
-            .fingerprint
-            .as_deref()
-            .map(Fingerprint::parse)
-            .transpose()
-            .map_err(bad)?,
-        claimant: body
-            .claimant
-            .as_deref()
-            .map(|claimant| Claimant::parse(path.principal.as_ref(), claimant))
-            .transpose()
-            .map_err(bad)?,
-        namespace: path.namespace,
-        key: path.key,
-    };
+    let options = ClaimOptions::parse(
+        &path.policy,
+        path.principal.as_ref(),
+        RawOptions {
+            ttl_secs: body.ttl_secs,
+            lease_secs: body.lease_secs,
+            complete: body.complete,
+            claimant: body.claimant.as_deref(),
+        },
+    )?;
+    let fingerprint = fingerprint(body.fingerprint.as_deref()).map_err(bad)?;
+    let request = options.request(path.namespace, path.key, fingerprint);
     let service = service(&state)?;
     let _permit = state.admit()?;
     let outcome = service.claim(&request).await;

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod batch;
 pub mod claim_answer;
+pub mod claim_options;
 pub mod claims;
 pub mod error;
 pub mod extract;

@@ -91,17 +91,7 @@ impl AdvanceMachine {
             return Action::Answer(outcome);
         }
         self.from = last;
-        Action::Write(match self.current {
-            None => SequenceWrite::Insert {
-                last: self.seq,
-                writer: self.writer,
-            },
-            Some(expected) => SequenceWrite::Advance {
-                expected,
-                last: self.seq,
-                writer: self.writer,
-            },
-        })
+        Action::Write(SequenceWrite::moving(self.current, self.seq, self.writer))
     }
 
     /// Decides from the stream as seen after a refusal or a lost answer.

@@ -93,12 +93,22 @@ impl SequenceService {
         }
     }
 
-    fn io<'a>(&'a self, namespace: &'a Namespace, stream: &'a StreamName) -> SequenceIo<'a> {
-        SequenceIo {
+    /// Runs a stream lifecycle on `stream`'s row.
+    async fn run<M>(
+        &self,
+        machine: M,
+        namespace: &Namespace,
+        stream: &StreamName,
+    ) -> Result<M::Answer, DecideError>
+    where
+        M: Machine<Write = SequenceWrite, Written = SequenceCas, View = Option<StreamRow>>,
+    {
+        let io = SequenceIo {
             store: &self.store,
             namespace,
             stream,
-        }
+        };
+        lifecycle::run(machine, &io, self.budget, &self.metrics).await
     }
 
     /// Offers `seq` to the stream.
@@ -122,13 +132,7 @@ impl SequenceService {
             writer,
             describe(namespace, stream),
         );
-        let outcome = lifecycle::run(
-            machine,
-            &self.io(namespace, stream),
-            self.budget,
-            &self.metrics,
-        )
-        .await;
+        let outcome = self.run(machine, namespace, stream).await;
         let label = match &outcome {
             Ok(AdvanceOutcome::Accepted { skipped: None, .. }) => "accepted",
             Ok(AdvanceOutcome::Accepted {
@@ -151,13 +155,7 @@ impl SequenceService {
         last: WatermarkValue,
     ) -> Result<(), DecideError> {
         let machine = SetMachine::new(last.get(), Uuid::new_v4(), describe(namespace, stream));
-        let outcome = lifecycle::run(
-            machine,
-            &self.io(namespace, stream),
-            self.budget,
-            &self.metrics,
-        )
-        .await;
+        let outcome = self.run(machine, namespace, stream).await;
         let label = if outcome.is_ok() {
             "done"
         } else {
@@ -174,13 +172,7 @@ impl SequenceService {
         stream: &StreamName,
     ) -> Result<StreamOutcome, DecideError> {
         let machine = DeleteMachine::new(describe(namespace, stream));
-        lifecycle::run(
-            machine,
-            &self.io(namespace, stream),
-            self.budget,
-            &self.metrics,
-        )
-        .await
+        self.run(machine, namespace, stream).await
     }
 
     /// Reads a stream's watermark linearizably.

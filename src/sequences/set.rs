@@ -37,17 +37,11 @@ impl SetMachine {
     }
 
     fn attempt(&self) -> Action<SequenceWrite, ()> {
-        Action::Write(match self.current {
-            None => SequenceWrite::Insert {
-                last: self.target,
-                writer: self.writer,
-            },
-            Some(expected) => SequenceWrite::Advance {
-                expected,
-                last: self.target,
-                writer: self.writer,
-            },
-        })
+        Action::Write(SequenceWrite::moving(
+            self.current,
+            self.target,
+            self.writer,
+        ))
     }
 
     fn after(&mut self, seen: Option<StreamRow>) -> Action<SequenceWrite, ()> {
