@@ -1,5 +1,8 @@
 //! What a claim does next, given what the claim's row holds. Pure: no I/O,
 //! `now` passed in, so every branch is unit-tested.
+//!
+//! Longer than most files here because its second half is the rules' table
+//! of unit tests, which belongs next to the rules.
 
 use chrono::{DateTime, Utc};
 

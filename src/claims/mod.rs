@@ -10,10 +10,14 @@
 //! with the claim's rules in `decide`) driven by the one executor; this
 //! module adds what sits around them: the completed-claims cache, reading
 //! first for redeliveries, and the outcome metrics.
+//!
+//! Its length is the service around the machines (cache, read-first,
+//! metrics) and the store adapter the executor drives.
 
 mod claim;
 mod completed_cache;
 mod decide;
+mod outcome;
 mod read_first;
 mod release;
 mod transition;
@@ -26,71 +30,21 @@ use tokio::time::Instant;
 use claim::ClaimMachine;
 use completed_cache::CompletedCache;
 use decide::{Step, next_step};
+pub use outcome::{Acquisition, ClaimOutcome, ClaimRequest, TransitionOutcome};
 use read_first::ReadFirst;
 pub use read_first::ReadFirstPolicy;
 use release::ReleaseMachine;
 use transition::{Transition, TransitionMachine};
 
 use crate::domain::{
-    CasOutcome, ClaimKey, ClaimRecord, ClaimState, ClaimToken, ClaimWrite, Claimant, Fingerprint,
-    LeaseRequest, Namespace, Retention, RowView, StoredResult, now_millis,
+    CasOutcome, ClaimKey, ClaimRecord, ClaimState, ClaimToken, ClaimWrite, LeaseRequest, Namespace,
+    RowView, StoredResult, now_millis,
 };
 use crate::lifecycle::executor::read_with_retries;
 use crate::lifecycle::{self, Io, Machine};
 pub use crate::lifecycle::{DecideError, RetryBudget};
 use crate::metrics::Metrics;
 use crate::store::{ReadMode, Store, StoreError};
-
-/// A claim as asked for, already validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClaimRequest {
-    pub namespace: Namespace,
-    pub key: ClaimKey,
-    pub retention: Retention,
-    pub complete: bool,
-    pub fingerprint: Option<Fingerprint>,
-    pub claimant: Option<Claimant>,
-}
-
-/// How a claim was won.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acquisition {
-    /// An empty or expired slot.
-    New,
-    /// An in-progress claim whose lease had passed.
-    Takeover,
-    /// The same claimant's own in-progress claim, handed back.
-    Reentrant,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimOutcome {
-    Acquired {
-        record: ClaimRecord,
-        how: Acquisition,
-    },
-    Duplicate {
-        record: ClaimRecord,
-    },
-    FingerprintMismatch {
-        record: ClaimRecord,
-    },
-}
-
-/// The answer to complete, release and extend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransitionOutcome {
-    /// Done (or already done by this same token: completing twice is fine).
-    Done(ClaimRecord),
-    /// Released: the row is gone.
-    Released,
-    /// The token does not own the claim (never did, or was taken over).
-    NotOwner,
-    /// The claim is completed: it can no longer be released or extended.
-    AlreadyCompleted(ClaimRecord),
-    /// No live claim for this key.
-    NotFound,
-}
 
 /// How the claim service trades work for speed; none of it changes answers.
 #[derive(Debug, Clone, Copy)]

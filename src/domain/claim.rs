@@ -1,5 +1,7 @@
 //! The claim itself: its state, its owner token, its retention window and
 //! lease, and the result stored on completion.
+//!
+//! Its length is the claim record's invariants and their unit tests.
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;

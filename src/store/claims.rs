@@ -3,6 +3,9 @@
 //! Every write to a claim row is a lightweight transaction. Mixing plain
 //! writes into rows that LWTs manage breaks linearizability (their
 //! timestamps come from different clocks), so there are none here.
+//!
+//! Long because each of the eight statements has its CQL, its bindings and
+//! its decoding here, side by side, so a column can be checked in one read.
 
 use chrono::{DateTime, Utc};
 use scylla::client::session::Session;
