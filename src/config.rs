@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// How long one request may take to decide, in milliseconds.
     #[arg(long, env = "DEDUPD_REQUEST_DEADLINE_MS", default_value_t = 10_000)]
     pub request_deadline_ms: u64,
+    /// The most any instance's clock may run ahead of another's, in
+    /// milliseconds: a takeover and a window's end must clear it (README,
+    /// "Clocks").
+    #[arg(long, env = "DEDUPD_MAX_CLOCK_SKEW_MS", default_value_t = crate::claims::DEFAULT_MAX_CLOCK_SKEW_MS)]
+    pub max_clock_skew_ms: u64,
     /// Read before claiming, so that redeliveries of completed work are
     /// answered without a Paxos round: `auto` (per namespace, while at least
     /// --read-first-threshold of its recent claims were such redeliveries),

@@ -53,7 +53,7 @@ impl AppConfig {
                 },
                 read_first: args.read_first(),
                 completed_cache_bytes: args.completed_cache_mib << 20,
-                ..ClaimSettings::default()
+                max_clock_skew: Duration::from_millis(args.max_clock_skew_ms),
             },
             shutdown_delay: Duration::from_secs(args.shutdown_delay_secs),
             drain_timeout: Duration::from_secs(args.drain_timeout_secs),

@@ -64,7 +64,7 @@ impl Default for ClaimSettings {
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
             completed_cache_bytes: 64 << 20,
-            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            max_clock_skew: std::time::Duration::from_millis(DEFAULT_MAX_CLOCK_SKEW_MS),
         }
     }
 }
@@ -73,7 +73,7 @@ impl Default for ClaimSettings {
 /// Kubernetes cluster's nodes within milliseconds of each other; a second
 /// covers a node that lost its time source for hours (10–100 ppm of drift)
 /// while delaying a takeover by only a second.
-pub const DEFAULT_MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(1);
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 1_000;
 
 pub struct ClaimService {
     store: Arc<Store>,
