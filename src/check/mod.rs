@@ -52,7 +52,21 @@ pub enum Fault {
     /// LWT answers lost or turned into CAS write timeouts, requests lost and
     /// connections dropped by a CQL proxy between dedupd and Cassandra.
     WireFaults,
+    /// One of the two processes runs with its clock ahead by less than the
+    /// clock-skew margin (faketime): the guarantee must hold.
+    ClockSkew,
+    /// The same, ahead by more than the margin: the checker must see the
+    /// guarantee break (a takeover of a live lease). This phase shows the
+    /// limit; it fails if nothing breaks.
+    ClockSkewBeyond,
 }
+
+/// The clock-skew margin both processes run with in the skew phases
+/// (`--max-clock-skew-ms`; the default, stated).
+const SKEW_MARGIN_MS: u64 = 1000;
+/// How far ahead the second process's clock runs: within, and beyond.
+const SKEW_WITHIN_MS: u64 = 800;
+const SKEW_BEYOND_MS: u64 = 3000;
 
 /// The driver's request timeout in the wire-faults phase: a lost answer
 /// costs this long, so it is short, yet far above a healthy LWT. Requests
@@ -71,7 +85,7 @@ pub struct CheckArgs {
     /// The faults to run, one phase each.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![
         Fault::Steady, Fault::NodeRestart, Fault::TwoNodesDown, Fault::InstanceKill, Fault::CasTimeouts,
-        Fault::WireFaults,
+        Fault::WireFaults, Fault::ClockSkew, Fault::ClockSkewBeyond,
     ])]
     pub faults: Vec<Fault>,
     /// CQL contact points. Unset: the local cluster's (which must run
@@ -124,6 +138,8 @@ struct Instance {
 struct Wiring {
     nodes: Vec<String>,
     env: Vec<(&'static str, String)>,
+    /// Run under faketime with the clock this far ahead (0: the real one).
+    clock_ahead_ms: u64,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -144,7 +160,19 @@ impl Instance {
             .create(true)
             .append(true)
             .open(&log)?;
-        let mut command = Command::new(std::env::current_exe()?);
+        let dedupd = std::env::current_exe()?;
+        let mut command = if wiring.clock_ahead_ms == 0 {
+            Command::new(dedupd)
+        } else {
+            // The wall clock only: tokio's timers run on the monotonic one.
+            let mut faked = Command::new("faketime");
+            faked
+                .arg("-f")
+                .arg(format!("+{:.3}", wiring.clock_ahead_ms as f64 / 1000.0))
+                .arg(dedupd)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+            faked
+        };
         command
             .arg("serve")
             .env("DEDUPD_LISTEN", format!("127.0.0.1:{port}"))
@@ -160,7 +188,9 @@ impl Instance {
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .kill_on_drop(true);
-        let child = command.spawn().context("cannot start dedupd serve")?;
+        let child = command
+            .spawn()
+            .context("cannot start dedupd serve (the clock-skew phases need faketime)")?;
         let instance = Self {
             port,
             child,
@@ -257,6 +287,10 @@ pub struct PhaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub injected: Option<Injected>,
     pub violations: Vec<String>,
+    /// In the beyond-the-margin skew phase: the double grants it was there
+    /// to show (expected, so not violations).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub beyond_margin: Vec<String>,
     /// What the fault did, with times since the phase start.
     pub events: Vec<String>,
 }
@@ -293,6 +327,7 @@ async fn run_phase(
     let mut wiring = Wiring {
         nodes: nodes.to_vec(),
         env: Vec::new(),
+        clock_ahead_ms: 0,
     };
     let mut proxy = None;
     match fault {
@@ -321,20 +356,31 @@ async fn run_phase(
             );
             proxy = Some(wire_faults);
         }
+        Fault::ClockSkew | Fault::ClockSkewBeyond => wiring
+            .env
+            .push(("DEDUPD_MAX_CLOCK_SKEW_MS", SKEW_MARGIN_MS.to_string())),
         _ => {}
+    }
+    let skew_ms = match fault {
+        Fault::ClockSkew => SKEW_WITHIN_MS,
+        Fault::ClockSkewBeyond => SKEW_BEYOND_MS,
+        _ => 0,
+    };
+    if skew_ms > 0 {
+        log(
+            &mut events,
+            format!("dedupd 1's clock runs {skew_ms} ms ahead; margin {SKEW_MARGIN_MS} ms"),
+        );
     }
     let mut instances = Vec::new();
     for index in 0..2 {
         let log = work_dir.join(format!("{phase}-dedupd-{index}.log"));
+        let wiring = Wiring {
+            clock_ahead_ms: if index == 1 { skew_ms } else { 0 },
+            ..wiring.clone()
+        };
         instances.push(
-            Instance::spawn(
-                free_port()?,
-                wiring.clone(),
-                &args.keyspace,
-                log,
-                BTreeMap::new(),
-            )
-            .await?,
+            Instance::spawn(free_port()?, wiring, &args.keyspace, log, BTreeMap::new()).await?,
         );
     }
     let targets = Targets {
@@ -377,7 +423,11 @@ async fn run_phase(
     let at = |fraction: f64| started + Duration::from_secs_f64(args.phase_secs as f64 * fraction);
     let script = &args.local_cassandra;
     match fault {
-        Fault::Steady | Fault::CasTimeouts | Fault::WireFaults => {}
+        Fault::Steady
+        | Fault::CasTimeouts
+        | Fault::WireFaults
+        | Fault::ClockSkew
+        | Fault::ClockSkewBeyond => {}
         Fault::NodeRestart => {
             tokio::time::sleep_until(at(0.2)).await;
             local_script(script, &["stop-node", "2"]).await?;
@@ -456,6 +506,24 @@ async fn run_phase(
             "the proxy's faults did not bite: {injected:?}, unknown outcomes {unknown_outcomes:?}"
         ));
     }
+    // Beyond the margin the guarantee is expected to break, and only as an
+    // early takeover does: a key granted while another's lease was live,
+    // and that holder then told "duplicate". That is the limit shown.
+    let mut beyond_margin = Vec::new();
+    if fault == Fault::ClockSkewBeyond {
+        let (double_grants, others): (Vec<String>, Vec<String>) =
+            violations.into_iter().partition(|violation| {
+                violation.starts_with("double grant") || violation.starts_with("lost claim")
+            });
+        violations = others;
+        if double_grants.is_empty() {
+            violations.push(format!(
+                "a clock {SKEW_BEYOND_MS} ms ahead of a {SKEW_MARGIN_MS} ms margin granted no \
+                 key twice: the phase did not show the limit"
+            ));
+        }
+        beyond_margin = double_grants;
+    }
     Ok(PhaseReport {
         fault,
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
@@ -463,6 +531,7 @@ async fn run_phase(
         unknown_outcomes,
         injected,
         violations,
+        beyond_margin,
         events,
     })
 }
@@ -583,6 +652,15 @@ fn print_phase(report: &PhaseReport) {
             "  unknown outcomes (statement/resolution): {}",
             listed.join(", ")
         );
+    }
+    if report.fault == Fault::ClockSkewBeyond {
+        println!(
+            "  beyond the margin, as expected: {} double grants or lost claims",
+            report.beyond_margin.len()
+        );
+        for shown in report.beyond_margin.iter().take(3) {
+            println!("    {shown}");
+        }
     }
     println!("  violations: {}", report.violations.len());
     for violation in report.violations.iter().take(20) {
