@@ -4,11 +4,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use dedupd::config::{Cli, Command, MigrateArgs};
-use dedupd::startup::{AppConfig, Application, shutdown_signal};
+use dedupd::startup::{Application, shutdown_signal};
 use dedupd::store::connect_session;
 use dedupd::store::faults::FaultPlan;
 use dedupd::store::migrate::migrate;
+
+mod cli;
+
+use cli::{Cli, Command, MigrateArgs};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -16,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             dedupd::telemetry::init(args.cql.log_format);
-            let config = AppConfig::from_args(&args)?;
+            let config = args.app_config()?;
             let faults = FaultPlan::from_env().map_err(anyhow::Error::msg)?;
             let application = Application::build_with_faults(config, Arc::new(faults))
                 .await
@@ -27,23 +30,6 @@ async fn main() -> anyhow::Result<()> {
             dedupd::telemetry::init(args.cql.log_format);
             run_migrate(&args).await
         }
-        Command::Bench(args) => {
-            // The in-process server's request logs would drown the report.
-            dedupd::telemetry::init_with_default(
-                dedupd::config::LogFormat::Text,
-                // The driver logs every lost connection while the bench
-                // restarts the node; the bench reports its own failures.
-                "warn,scylla=off",
-            );
-            dedupd::bench::run(args).await
-        }
-        Command::Soak(args) => {
-            dedupd::telemetry::init_with_default(
-                dedupd::config::LogFormat::Text,
-                "warn,scylla=off",
-            );
-            dedupd::bench::soak::run(args).await
-        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;
@@ -51,13 +37,6 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!token.is_empty(), "give the token on stdin");
             println!("{}", dedupd::http::auth::hash_token(token));
             Ok(())
-        }
-        Command::Check(args) => {
-            dedupd::telemetry::init_with_default(
-                dedupd::config::LogFormat::Text,
-                "warn,scylla=off",
-            );
-            dedupd::check::run(args).await
         }
     }
 }

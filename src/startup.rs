@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::claims::{ClaimService, ClaimSettings, RetryBudget};
-use crate::config::{FileConfig, Namespaces, ServeArgs};
+use crate::claims::{ClaimService, ClaimSettings};
+use crate::config::Namespaces;
 use crate::domain::KeyspaceName;
 use crate::http::auth::Auth;
 use crate::http::{self, AppState, Health, Services};
@@ -36,28 +36,80 @@ pub struct AppConfig {
 }
 
 impl AppConfig {
-    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = FileConfig::load_with_auth(args.config.as_deref(), args.auth_config.as_deref())?;
-        Ok(Self {
-            listen: args.listen,
-            cql: args.cql.settings()?,
-            keyspace: args.cql.keyspace()?,
-            namespaces: Namespaces::from_file(&file)?,
-            auth: Auth::from_file(&file.auth)?,
-            migrate: args.migrate.then(|| args.replication.clone()),
-            max_in_flight: args.max_in_flight.max(1),
-            claims: ClaimSettings {
-                budget: RetryBudget {
-                    deadline: Duration::from_millis(args.request_deadline_ms),
-                    ..RetryBudget::default()
-                },
-                read_first: args.read_first(),
-                completed_cache_bytes: args.completed_cache_mib << 20,
-                max_clock_skew: Duration::from_millis(args.max_clock_skew_ms),
+    /// A config for `cql` and `keyspace`, with the defaults of an instance
+    /// run inside another program (the tests, the lab's benchmark): a free
+    /// loopback port, no namespaces file, no auth, no migrations, no drain
+    /// delay. `dedupd serve` sets every field from its flags (src/cli.rs).
+    pub fn builder(cql: CqlSettings, keyspace: KeyspaceName) -> AppConfigBuilder {
+        AppConfigBuilder {
+            config: AppConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                cql,
+                keyspace,
+                namespaces: Namespaces::default(),
+                auth: Auth::default(),
+                migrate: None,
+                max_in_flight: 512,
+                claims: ClaimSettings::default(),
+                shutdown_delay: Duration::ZERO,
+                drain_timeout: Duration::from_secs(5),
             },
-            shutdown_delay: Duration::from_secs(args.shutdown_delay_secs),
-            drain_timeout: Duration::from_secs(args.drain_timeout_secs),
-        })
+        }
+    }
+}
+
+/// Builds an `AppConfig`; see `AppConfig::builder` for the defaults.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AppConfigBuilder {
+    config: AppConfig,
+}
+
+impl AppConfigBuilder {
+    pub fn listen(mut self, listen: SocketAddr) -> Self {
+        self.config.listen = listen;
+        self
+    }
+
+    pub fn namespaces(mut self, namespaces: Namespaces) -> Self {
+        self.config.namespaces = namespaces;
+        self
+    }
+
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.config.auth = auth;
+        self
+    }
+
+    /// Create the keyspace with this replication and migrate before serving.
+    pub fn migrate(mut self, replication: Option<Replication>) -> Self {
+        self.config.migrate = replication;
+        self
+    }
+
+    /// Requests that may wait on Cassandra at once (at least one).
+    pub fn max_in_flight(mut self, permits: usize) -> Self {
+        self.config.max_in_flight = permits.max(1);
+        self
+    }
+
+    pub fn claims(mut self, claims: ClaimSettings) -> Self {
+        self.config.claims = claims;
+        self
+    }
+
+    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
+        self.config.shutdown_delay = delay;
+        self
+    }
+
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    pub fn build(self) -> AppConfig {
+        self.config
     }
 }
 

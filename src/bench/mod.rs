@@ -23,8 +23,6 @@ use scylla::statement::SerialConsistency;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::claims::ClaimSettings;
-use crate::config::Namespaces;
 use crate::domain::KeyspaceName;
 use crate::startup::{AppConfig, Application};
 use crate::store::migrate::{Replication, migrate};
@@ -301,19 +299,10 @@ impl Server {
         keyspace: &KeyspaceName,
         max_in_flight: usize,
     ) -> anyhow::Result<Self> {
-        let application = Application::build(AppConfig {
-            listen: "127.0.0.1:0".parse()?,
-            cql: settings.clone(),
-            keyspace: keyspace.clone(),
-            namespaces: Namespaces::default(),
-            auth: Default::default(),
-            migrate: None,
-            max_in_flight,
-            claims: ClaimSettings::default(),
-            shutdown_delay: Duration::ZERO,
-            drain_timeout: Duration::from_secs(5),
-        })
-        .await?;
+        let config = AppConfig::builder(settings.clone(), keyspace.clone())
+            .max_in_flight(max_in_flight)
+            .build();
+        let application = Application::build(config).await?;
         let base = format!("http://{}", application.local_addr()?);
         let state = application.state();
         let (stop, stopped) = oneshot::channel::<()>();
