@@ -38,6 +38,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create the keyspace and apply the CQL migrations, then exit.
     Migrate(MigrateArgs),
+    /// Measure what lightweight transactions cost (see docs/lwt.md).
+    Bench(dedupd::bench::BenchArgs),
+    /// A bounded soak: steady load with memory and p99 watched, then overload.
+    Soak(dedupd::bench::soak::SoakArgs),
+    /// Check the guarantee under faults (needs a 3-node local cluster).
+    Check(dedupd::check::CheckArgs),
     /// Print the SHA-256 of a bearer token read from stdin, for the
     /// `[[auth.tokens]]` entries of the config file.
     HashToken,
@@ -324,6 +330,23 @@ impl std::str::FromStr for AddressMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lab_commands_ci_runs_parse() {
+        for args in [
+            &["dedupd", "bench", "--profile", "ci", "--json", "b.json"][..],
+            &["dedupd", "soak", "--json", "s.json"],
+            &["dedupd", "check", "--json", "c.json"],
+            &[
+                "dedupd",
+                "check",
+                "--faults",
+                "clock-skew,clock-skew-beyond",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
 
     #[test]
     fn the_password_never_shows_in_debug_output() {
