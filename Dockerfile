@@ -21,12 +21,16 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY cql ./cql
 COPY src ./src
+# Cargo loads every workspace member to read the workspace, so their
+# sources come along; `cargo build` at the root builds the service alone.
+COPY lab ./lab
+COPY test-support ./test-support
 # Cache mounts keep the crate registry and compiled dependencies between
 # builds; the binary is copied out of the cached target directory. Default
 # features only: the `failpoints` feature (fault injection) stays out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked \
+    cargo build --release --locked -p dedupd \
     && install -D -m 0755 target/release/dedupd /out/dedupd
 
 FROM gcr.io/distroless/cc-debian12:nonroot

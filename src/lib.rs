@@ -4,8 +4,6 @@
 //! retention window exactly one claimant wins. Claims are lightweight
 //! transactions on Cassandra or ScyllaDB.
 
-pub mod bench;
-pub mod check;
 pub mod claims;
 pub mod config;
 pub mod domain;

@@ -30,20 +30,6 @@ async fn main() -> anyhow::Result<()> {
             dedupd::telemetry::init(args.cql.log_format);
             run_migrate(&args).await
         }
-        // The lab's commands: their own logs would drown their reports, and
-        // the driver logs every connection the faults break.
-        Command::Bench(args) => {
-            lab_logs();
-            dedupd::bench::run(args).await
-        }
-        Command::Soak(args) => {
-            lab_logs();
-            dedupd::bench::soak::run(args).await
-        }
-        Command::Check(args) => {
-            lab_logs();
-            dedupd::check::run(args).await
-        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin().read_line(&mut token)?;
@@ -53,10 +39,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn lab_logs() {
-    dedupd::telemetry::init_with_default(dedupd::telemetry::LogFormat::Text, "warn,scylla=off");
 }
 
 async fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {

@@ -102,10 +102,6 @@ impl ClaimService {
         self.completed.remember(namespace, key, record);
     }
 
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     /// The store half of the claim lifecycles, for one key.
     fn io<'a>(&'a self, namespace: &'a Namespace, key: &'a ClaimKey) -> ClaimIo<'a> {
         ClaimIo {

@@ -91,10 +91,6 @@ impl Store {
         })
     }
 
-    pub fn session(&self) -> &Arc<Session> {
-        &self.session
-    }
-
     /// Runs one prepared statement, timing it and counting its failures.
     /// This is also where planned faults strike; `partition` (the key or
     /// stream) lets a plan aim at one partition.

@@ -3,7 +3,7 @@
 use dedupd::http::auth::{Auth, AuthFile, TokenFile, hash_token};
 use reqwest::StatusCode;
 
-use crate::helpers::{TestApp, TestOptions, spawn_app_with, unique_namespace};
+use dedupd_test_support::{TestApp, TestOptions, spawn_app_with, unique_namespace};
 
 async fn spawn_with_auth(protect_metrics: bool) -> (TestApp, String) {
     let allowed = unique_namespace();

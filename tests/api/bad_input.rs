@@ -8,7 +8,7 @@ use dedupd::domain::{Namespace, RetentionPolicy};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestOptions, raw_request, spawn_app, spawn_app_with};
+use dedupd_test_support::{TestOptions, raw_request, spawn_app, spawn_app_with};
 
 struct Case {
     name: &'static str,
@@ -362,7 +362,7 @@ async fn every_bad_input_gets_its_4xx_problem_and_stored_claims_survive() {
 #[tokio::test]
 async fn configured_namespaces_close_the_set_and_bound_the_ttl() {
     let mut listed = BTreeMap::new();
-    let ns = crate::helpers::unique_namespace();
+    let ns = dedupd_test_support::unique_namespace();
     listed.insert(
         Namespace::parse(&ns).unwrap(),
         RetentionPolicy {

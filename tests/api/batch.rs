@@ -8,20 +8,7 @@ use dedupd::store::statement;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, json_of, result_statuses, spawn_app, spawn_app_with};
-
-impl TestApp {
-    pub async fn claim_batch(&self, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(self.url(&format!("/v1/namespaces/{}/claims", self.namespace)))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
-    }
-}
+use dedupd_test_support::{TestOptions, result_statuses, spawn_app, spawn_app_with};
 
 fn keys(keys: &[&str]) -> Value {
     Value::Array(keys.iter().map(|key| json!({"key": key})).collect())

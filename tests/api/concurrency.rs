@@ -4,7 +4,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{json_of, spawn_app};
+use dedupd_test_support::{json_of, spawn_app};
 
 #[tokio::test]
 async fn sixty_four_concurrent_claims_of_one_key_give_exactly_one_winner() {

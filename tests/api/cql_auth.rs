@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::database::TEST_KEYSPACE;
-use crate::helpers::{TestOptions, spawn_app_with};
+use dedupd_test_support::TEST_KEYSPACE;
+use dedupd_test_support::{TestOptions, spawn_app_with};
 
 struct AuthCluster {
     nodes: Vec<String>,

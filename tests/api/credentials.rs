@@ -6,7 +6,7 @@ use dedupd::http::auth::{Auth, AuthFile, TokenFile, hash_token};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestOptions, json_of, spawn_app, spawn_app_with};
+use dedupd_test_support::{TestApp, TestOptions, json_of, spawn_app, spawn_app_with};
 
 /// Two services allowed in the same namespace, each with its own token.
 const FIRST: &str = "token-of-service-a";

@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::database::TEST_KEYSPACE;
-use crate::helpers::{TestApp, spawn_app};
+use dedupd_test_support::TEST_KEYSPACE;
+use dedupd_test_support::{TestApp, spawn_app};
 
 async fn sleep_past(seconds: f64) {
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
@@ -97,14 +97,7 @@ async fn the_same_claimant_after_its_lease_gets_a_fresh_lease_by_takeover() {
 
 /// Writes a claim row directly, with an LWT as the service does.
 async fn plant_row(app: &TestApp, key: &str, cql_set: &str, values: Vec<scylla::value::CqlValue>) {
-    let store = app
-        .state
-        .services
-        .get()
-        .expect("ready")
-        .claims
-        .store()
-        .clone();
+    let session = dedupd_test_support::test_session().await;
     let statement = format!(
         "INSERT INTO {TEST_KEYSPACE}.claims (namespace, key{cql_set}) IF NOT EXISTS USING TTL 600"
     );
@@ -113,8 +106,7 @@ async fn plant_row(app: &TestApp, key: &str, cql_set: &str, values: Vec<scylla::
         scylla::value::CqlValue::Text(key.to_owned()),
     ];
     bound.extend(values);
-    store
-        .session()
+    session
         .query_unpaged(statement, bound)
         .await
         .expect("plant row");
@@ -168,14 +160,8 @@ async fn a_row_past_its_expiry_that_ttl_has_not_removed_is_a_new_window() {
 /// its read and its write.
 async fn stale_takeover(app: &TestApp, key: &str, owner: &str) -> dedupd::domain::CasOutcome {
     use dedupd::domain::{ClaimKey, ClaimRecord, ClaimToken, Namespace, Retention, now_millis};
-    let store = app
-        .state
-        .services
-        .get()
-        .expect("ready")
-        .claims
-        .store()
-        .clone();
+    // A store of the test's own: what another dedupd instance would run.
+    let store = dedupd_test_support::test_store().await;
     let namespace = Namespace::parse(&app.namespace).unwrap();
     let key = ClaimKey::parse(key).unwrap();
     let now = now_millis();

@@ -8,7 +8,7 @@ use dedupd::store::statement;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{metric_value, spawn_app};
+use dedupd_test_support::{metric_value, spawn_app};
 
 /// The metric line counting unknown outcomes of `statement` resolved so.
 pub fn unknown(statement: &str, resolution: &str) -> String {

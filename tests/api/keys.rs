@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, encode, raw_request, spawn_app, unique_namespace};
+use dedupd_test_support::{TestApp, encode, raw_request, spawn_app, unique_namespace};
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use dedupd_test_support::spawn_app;
 
 #[tokio::test]
 async fn a_first_claim_acquires_with_a_token_and_a_lease() {

@@ -4,7 +4,7 @@ use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::{MIGRATIONS, Replication, migrate};
 use dedupd::store::{CqlSettings, connect_session};
 
-use crate::database::database;
+use dedupd_test_support::database;
 
 #[tokio::test]
 async fn migrate_applies_every_file_once_and_records_it() {

@@ -6,7 +6,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestOptions, metric_value, spawn_app, spawn_app_with};
+use dedupd_test_support::{TestOptions, metric_value, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn livez_and_readyz_answer_when_the_database_is_up() {
@@ -228,14 +228,14 @@ async fn junk_methods_and_paths_add_no_metric_series() {
     // from then on, and nothing after may add another.
     for index in 0..4 {
         let (method, path) = junk(index);
-        crate::helpers::raw_request(&app, &method, &path, &[], b"").await;
+        dedupd_test_support::raw_request(&app, &method, &path, &[], b"").await;
     }
     // Scrape once first: the scrape itself is a request (GET /metrics 200).
     app.metrics().await;
     let before = series_count(&app.metrics().await);
     for index in 4..304 {
         let (method, path) = junk(index);
-        let (status, _, _) = crate::helpers::raw_request(&app, &method, &path, &[], b"").await;
+        let (status, _, _) = dedupd_test_support::raw_request(&app, &method, &path, &[], b"").await;
         assert!(
             (400..500).contains(&status),
             "{method} {path} answered {status}"

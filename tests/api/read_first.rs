@@ -6,7 +6,7 @@ use dedupd::claims::ReadFirstPolicy;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestOptions, metric_value, spawn_app_with};
+use dedupd_test_support::{TestApp, TestOptions, metric_value, spawn_app_with};
 
 /// An app with the read-first policy and the cache off, so that the quorum
 /// read is what is tested.

@@ -8,63 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::faults::unknown;
-use crate::helpers::{TestApp, encode, json_of, metric_value, raw_request, spawn_app};
-
-impl TestApp {
-    fn stream_url(&self, stream: &str) -> String {
-        self.url(&format!(
-            "/v1/namespaces/{}/sequences/{}",
-            self.namespace,
-            encode(stream)
-        ))
-    }
-
-    pub async fn offer(&self, stream: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(self.stream_url(stream))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
-    }
-
-    async fn offer_seq(&self, stream: &str, seq: u64) -> (StatusCode, Value) {
-        self.offer(stream, json!({"seq": seq})).await
-    }
-
-    async fn set_last(&self, stream: &str, last: u64) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .put(self.stream_url(stream))
-            .json(&json!({"last": last}))
-            .send()
-            .await
-            .unwrap();
-        json_of(response).await
-    }
-
-    async fn stream(&self, stream: &str) -> (StatusCode, Value) {
-        json_of(
-            self.client
-                .get(self.stream_url(stream))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    }
-
-    pub async fn delete_stream(&self, stream: &str) -> StatusCode {
-        self.client
-            .delete(self.stream_url(stream))
-            .send()
-            .await
-            .unwrap()
-            .status()
-    }
-}
+use dedupd_test_support::{TestApp, metric_value, raw_request, spawn_app};
 
 #[tokio::test]
 async fn an_ordered_run_is_accepted_one_by_one() {

@@ -8,8 +8,8 @@ use dedupd::store::{CqlSettings, connect_session};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::database::database;
-use crate::helpers::{TestOptions, spawn_app_with};
+use dedupd_test_support::database;
+use dedupd_test_support::{TestOptions, spawn_app_with};
 
 /// The CA of the test nodes' certificates. Without one the TLS tests fail
 /// and say how to get one, unless DEDUPD_TEST_TLS=off turns them off,

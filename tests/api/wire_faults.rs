@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dedupd::check::wire_faults::{ProxyLayout, into_cas_write_timeout, lwt_answer};
 use dedupd::claims::ReadFirstPolicy;
 use dedupd::store::statement;
+use dedupd_lab::check::wire_faults::{ProxyLayout, into_cas_write_timeout, lwt_answer};
 use reqwest::StatusCode;
 use scylla_proxy::{
     Condition, Reaction, RequestFrame, RequestOpcode, RequestReaction, RequestRule, ResponseFrame,
@@ -21,9 +21,9 @@ use scylla_proxy::{
 use serde_json::json;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::database::database;
 use crate::faults::unknown;
-use crate::helpers::{TestApp, TestOptions, metric_value, result_statuses, spawn_app_with};
+use dedupd_test_support::database;
+use dedupd_test_support::{TestApp, TestOptions, metric_value, result_statuses, spawn_app_with};
 
 /// First loopback octet of these tests' proxies (the checker's use 21 on).
 const PROXY_FIRST_OCTET: u8 = 11;
@@ -396,7 +396,7 @@ async fn a_statement_the_database_refuses_is_a_503_for_that_key_alone() {
     assert!(fired(&mut heard), "the proxy must have forged the refusal");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "5");
-    let (_, body) = crate::helpers::json_of(response).await;
+    let (_, body) = dedupd_test_support::json_of(response).await;
     assert_eq!(body["type"], "urn:dedupd:problem:store-refused", "{body}");
     let (status, body) = proxied.app.claim_json("refused", json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "nothing was written: {body}");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -18,7 +18,7 @@ use scylla::value::Row;
 use uuid::Uuid;
 
 use super::load::Operation;
-use crate::domain::KeyspaceName;
+use dedupd::domain::KeyspaceName;
 
 /// The tables the raw-driver scenarios write: a key-value table like the
 /// claims table, and one with a clustering column for conditional batches.

@@ -1,4 +1,4 @@
-//! `dedupd soak`: a bounded soak. Steady load through the claim API for a
+//! `dedupd-lab soak`: a bounded soak. Steady load through the claim API for a
 //! few minutes, watching memory and tail latency window by window; then
 //! load far beyond what the service admits, where the excess must be
 //! refused fast (503 with Retry-After) rather than queued.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::body::Bytes;
+use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -20,17 +20,20 @@ use tokio::time::Instant;
 use super::load::{new_histogram, open_loop};
 use super::scenarios::HttpApi;
 use super::{Server, local_script, rss_mib, wait_for_cql};
-use crate::domain::KeyspaceName;
-use crate::store::CqlSettings;
-use crate::store::migrate::{Replication, migrate};
+use dedupd::domain::KeyspaceName;
+use dedupd::store::CqlSettings;
+use dedupd::store::migrate::Replication;
 
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
     /// CQL contact points. Unset: the local node, started if needed.
-    #[arg(long, env = "DEDUPD_CQL_NODES", value_delimiter = ',')]
+    #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
     #[arg(long, default_value = "dedupd_bench")]
     pub keyspace: String,
+    /// Write into a keyspace that no lab tool created.
+    #[arg(long)]
+    pub allow_existing_keyspace: bool,
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
     /// Steady claims per second.
@@ -113,7 +116,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let settings = CqlSettings::local(nodes);
     let keyspace = KeyspaceName::parse(&args.keyspace)?;
     let session = wait_for_cql(&settings).await?;
-    migrate(&session, &keyspace, &Replication::Everywhere(1)).await?;
+    crate::keyspace::prepare(
+        &session,
+        &keyspace,
+        &Replication::Everywhere(1),
+        args.allow_existing_keyspace,
+    )
+    .await?;
     drop(session);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 

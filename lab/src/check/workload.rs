@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -138,7 +138,7 @@ fn claimant_of_holder(label: &str) -> String {
         std::sync::LazyLock::new(|| {
             (0..1024)
                 .map(|client| format!("c{client}"))
-                .map(|claimant| (crate::domain::holder_label(&claimant), claimant))
+                .map(|claimant| (dedupd::domain::holder_label(&claimant), claimant))
                 .collect()
         });
     CLAIMANTS

@@ -1,4 +1,5 @@
-//! `spawn_app()` and the calls every test makes.
+//! `spawn_app()`: a dedupd in the test's own process, on a free loopback
+//! port, over the test database; and the calls every test makes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,34 +94,30 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         None => database().nodes.clone(),
     };
     let defaults = CqlSettings::local(nodes);
-    let config = AppConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cql: CqlSettings {
-            tls: options.tls,
-            username: options.credentials.as_ref().map(|(user, _)| user.clone()),
-            password: options
-                .credentials
-                .map(|(_, password)| secrecy::SecretString::from(password)),
-            address_map: options.address_map,
-            request_timeout: options.request_timeout.unwrap_or(defaults.request_timeout),
-            ..defaults
-        },
-        keyspace: KeyspaceName::parse(TEST_KEYSPACE).unwrap(),
-        namespaces: options.namespaces,
-        auth: options.auth,
-        migrate: None,
-        max_in_flight: options.max_in_flight,
-        claims: ClaimSettings {
+    let cql = CqlSettings {
+        tls: options.tls,
+        username: options.credentials.as_ref().map(|(user, _)| user.clone()),
+        password: options
+            .credentials
+            .map(|(_, password)| secrecy::SecretString::from(password)),
+        address_map: options.address_map,
+        request_timeout: options.request_timeout.unwrap_or(defaults.request_timeout),
+        ..defaults
+    };
+    let config = AppConfig::builder(cql, KeyspaceName::parse(TEST_KEYSPACE).unwrap())
+        .namespaces(options.namespaces)
+        .auth(options.auth)
+        .max_in_flight(options.max_in_flight)
+        .claims(ClaimSettings {
             budget: options.budget,
             read_first: options.read_first,
             completed_cache_bytes: options.completed_cache_bytes,
             // The tests wait out 1 s leases and TTLs by 1.3 s; the margin's
             // rule has unit tests (claims::decide) and a fault-suite phase.
             max_clock_skew: Duration::ZERO,
-        },
-        shutdown_delay: options.shutdown_delay,
-        drain_timeout: Duration::from_secs(5),
-    };
+        })
+        .shutdown_delay(options.shutdown_delay)
+        .build();
     let faults = Arc::new(FaultPlan::default());
     let application = Application::build_with_faults(config, faults.clone())
         .await
@@ -281,16 +278,6 @@ pub fn result_statuses(body: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// Reads one counter or gauge sample from the metrics text, 0 when absent.
-pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(name_and_labels)?;
-            rest.strip_prefix(' ')?.trim().parse().ok()
-        })
-        .unwrap_or(0.0)
-}
-
 /// A raw HTTP/1.1 request over TCP, for requests a client library would
 /// refuse or rewrite (bad percent-encoding, odd methods, bad headers).
 pub async fn raw_request(
@@ -326,5 +313,76 @@ impl TestApp {
     /// `claim_json` with an owned key, for building many futures at once.
     pub async fn claim_json_owned(&self, key: String) -> (StatusCode, Value) {
         self.claim_json(&key, json!({})).await
+    }
+}
+
+/// The batch claim endpoint.
+impl TestApp {
+    pub async fn claim_batch(&self, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/namespaces/{}/claims", self.namespace)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await
+    }
+}
+
+/// The sequence endpoints.
+impl TestApp {
+    pub fn stream_url(&self, stream: &str) -> String {
+        self.url(&format!(
+            "/v1/namespaces/{}/sequences/{}",
+            self.namespace,
+            encode(stream)
+        ))
+    }
+
+    pub async fn offer(&self, stream: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(self.stream_url(stream))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await
+    }
+
+    pub async fn offer_seq(&self, stream: &str, seq: u64) -> (StatusCode, Value) {
+        self.offer(stream, json!({"seq": seq})).await
+    }
+
+    pub async fn set_last(&self, stream: &str, last: u64) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .put(self.stream_url(stream))
+            .json(&json!({"last": last}))
+            .send()
+            .await
+            .unwrap();
+        json_of(response).await
+    }
+
+    pub async fn stream(&self, stream: &str) -> (StatusCode, Value) {
+        json_of(
+            self.client
+                .get(self.stream_url(stream))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete_stream(&self, stream: &str) -> StatusCode {
+        self.client
+            .delete(self.stream_url(stream))
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 }

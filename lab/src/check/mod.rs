@@ -1,4 +1,4 @@
-//! `dedupd check`: the guarantee under faults.
+//! `dedupd-lab check`: the guarantee under faults.
 //!
 //! Many clients claim keys and advance sequences through two dedupd
 //! processes sharing one Cassandra cluster, while a fault runs: a node
@@ -28,9 +28,9 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::domain::KeyspaceName;
-use crate::store::migrate::{Replication, migrate};
-use crate::store::{CqlSettings, connect_session};
+use dedupd::domain::KeyspaceName;
+use dedupd::store::migrate::Replication;
+use dedupd::store::{CqlSettings, connect_session};
 pub use history::{Figures, History};
 use wire_faults::{Injected, WireFaults};
 use workload::{Api, ClaimWorkload, Targets, claimant, consumer};
@@ -90,13 +90,20 @@ pub struct CheckArgs {
     pub faults: Vec<Fault>,
     /// CQL contact points. Unset: the local cluster's (which must run
     /// three nodes for the node faults).
-    #[arg(long, env = "DEDUPD_CQL_NODES", value_delimiter = ',')]
+    #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
     /// The local-cluster script that stops and starts nodes.
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
     #[arg(long, default_value = "dedupd_check")]
     pub keyspace: String,
+    /// Write into a keyspace that no lab tool created.
+    #[arg(long)]
+    pub allow_existing_keyspace: bool,
+    /// The dedupd binary to run (two processes of it). Unset: `dedupd`
+    /// beside this binary, as cargo builds them.
+    #[arg(long)]
+    pub dedupd_bin: Option<PathBuf>,
     #[arg(long, default_value = "3")]
     pub replication: Replication,
     /// Length of each phase.
@@ -136,10 +143,27 @@ struct Instance {
 
 #[derive(Debug, Clone)]
 struct Wiring {
+    /// The dedupd binary.
+    binary: PathBuf,
     nodes: Vec<String>,
     env: Vec<(&'static str, String)>,
     /// Run under faketime with the clock this far ahead (0: the real one).
     clock_ahead_ms: u64,
+}
+
+/// `--dedupd-bin`, or the `dedupd` that cargo built beside this binary.
+fn dedupd_binary(args: &CheckArgs) -> anyhow::Result<PathBuf> {
+    let binary = match &args.dedupd_bin {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe()?.with_file_name("dedupd"),
+    };
+    anyhow::ensure!(
+        binary.is_file(),
+        "no dedupd binary at {}: build it (cargo build --release --features failpoints) \
+         or name it with --dedupd-bin",
+        binary.display()
+    );
+    Ok(binary)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -160,7 +184,7 @@ impl Instance {
             .create(true)
             .append(true)
             .open(&log)?;
-        let dedupd = std::env::current_exe()?;
+        let dedupd = &wiring.binary;
         let mut command = if wiring.clock_ahead_ms == 0 {
             Command::new(dedupd)
         } else {
@@ -175,8 +199,11 @@ impl Instance {
         };
         command
             .arg("serve")
+            // A flag, not the environment: it wins over any DEDUPD_CQL_NODES
+            // this process inherited.
+            .arg("--cql-nodes")
+            .arg(wiring.nodes.join(","))
             .env("DEDUPD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("DEDUPD_CQL_NODES", wiring.nodes.join(","))
             .env("DEDUPD_KEYSPACE", keyspace)
             .env("DEDUPD_SHUTDOWN_DELAY_SECS", "0")
             .env("RUST_LOG", "warn,scylla=error")
@@ -325,6 +352,7 @@ async fn run_phase(
     };
     let phase = format!("{fault:?}").to_lowercase();
     let mut wiring = Wiring {
+        binary: dedupd_binary(args)?,
         nodes: nodes.to_vec(),
         env: Vec::new(),
         clock_ahead_ms: 0,
@@ -555,7 +583,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     };
     anyhow::ensure!(
         !nodes.is_empty(),
-        "no Cassandra to check against: run `{} up --nodes 3` or set DEDUPD_CQL_NODES",
+        "no Cassandra to check against: run `{} up --nodes 3` or set DEDUPD_LAB_CQL_NODES",
         args.local_cassandra.display()
     );
     let node_faults = args
@@ -569,7 +597,13 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     );
     let keyspace = KeyspaceName::parse(&args.keyspace)?;
     let session = connect_session(&CqlSettings::local(nodes.clone())).await?;
-    migrate(&session, &keyspace, &args.replication).await?;
+    crate::keyspace::prepare(
+        &session,
+        &keyspace,
+        &args.replication,
+        args.allow_existing_keyspace,
+    )
+    .await?;
     drop(session);
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();

@@ -113,7 +113,7 @@ fn start_scylla_container() -> TestDatabase {
 }
 
 fn start_local_cassandra() -> TestDatabase {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/cassandra");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/cassandra");
     let output = Command::new(script)
         .arg("up")
         .output()

@@ -1,8 +1,8 @@
-//! `dedupd bench`: what the guarantee costs, measured side by side in one
+//! `dedupd-lab bench`: what the guarantee costs, measured side by side in one
 //! run against one cluster.
 //!
 //! It starts what it measures: a dedupd server in-process on a free
-//! loopback port, over the Cassandra in DEDUPD_CQL_NODES or the local node
+//! loopback port, over the Cassandra in DEDUPD_LAB_CQL_NODES or the local node
 //! (started with deploy/local/cassandra when none is named). Scenarios run
 //! interleaved, a slice each per round, so that drift of the machine (other
 //! load, compaction, JIT warm-up) lands on all of them alike.
@@ -23,10 +23,10 @@ use scylla::statement::SerialConsistency;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::domain::KeyspaceName;
-use crate::startup::{AppConfig, Application};
-use crate::store::migrate::{Replication, migrate};
-use crate::store::{CqlSettings, connect_session};
+use dedupd::domain::KeyspaceName;
+use dedupd::startup::{AppConfig, Application};
+use dedupd::store::migrate::Replication;
+use dedupd::store::{CqlSettings, connect_session};
 use load::{Measurement, Operation, closed_loop, open_loop};
 use report::{Check, Ratios, ScenarioReport};
 use scenarios::{BENCH_TABLES, HttpApi, RawDriver};
@@ -46,11 +46,14 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "full")]
     pub profile: ProfileName,
     /// CQL contact points. Unset: the local node, started if needed.
-    #[arg(long, env = "DEDUPD_CQL_NODES", value_delimiter = ',')]
+    #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
     /// The keyspace the benchmark creates and writes (never the service's).
     #[arg(long, default_value = "dedupd_bench")]
     pub keyspace: String,
+    /// Write into a keyspace that no lab tool created.
+    #[arg(long)]
+    pub allow_existing_keyspace: bool,
     /// Replication of the benchmark keyspace: `1`, `3`, or `dc1:3`.
     #[arg(long, default_value = "1")]
     pub replication: Replication,
@@ -288,7 +291,7 @@ impl Progress {
 /// A dedupd server running in this process.
 struct Server {
     base: String,
-    metrics: crate::metrics::Metrics,
+    metrics: dedupd::metrics::Metrics,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -330,7 +333,7 @@ impl Server {
 }
 
 /// The completed-claims cache's (hits, misses) so far.
-fn cache_counts(metrics: &crate::metrics::Metrics) -> (f64, f64) {
+fn cache_counts(metrics: &dedupd::metrics::Metrics) -> (f64, f64) {
     let text = metrics.render();
     let value = |result: &str| {
         let prefix = format!("dedupd_completed_cache_total{{result=\"{result}\"}} ");
@@ -415,7 +418,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = CqlSettings::local(nodes.clone());
     let keyspace = KeyspaceName::parse(&args.keyspace)?;
     let session = Arc::new(wait_for_cql(&settings).await?);
-    migrate(&session, &keyspace, &args.replication).await?;
+    crate::keyspace::prepare(
+        &session,
+        &keyspace,
+        &args.replication,
+        args.allow_existing_keyspace,
+    )
+    .await?;
     for table in BENCH_TABLES {
         session
             .query_unpaged(table.replace("{ks}", keyspace.as_str()), ())

@@ -1,0 +1,111 @@
+//! The keyspace a lab tool writes, and the guard that keeps it from writing
+//! someone else's.
+//!
+//! The bench, the soak and the checker create tables, truncate nothing, but
+//! flood a keyspace with claims and (for the checker) kill the dedupd
+//! processes that serve it. Pointed at a production cluster by mistake,
+//! `migrate` alone would alter a live schema. So a lab tool marks each
+//! keyspace it creates with a `lab_marker` table and refuses one that
+//! exists without the mark, unless `--allow-existing-keyspace` says the
+//! operator meant it.
+
+use scylla::client::session::Session;
+
+use dedupd::domain::KeyspaceName;
+use dedupd::store::migrate::{Replication, migrate};
+
+/// What `prepare` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// No such keyspace: the lab creates it.
+    Absent,
+    /// A keyspace a lab tool created earlier.
+    Marked,
+    /// A keyspace the lab did not create.
+    Foreign,
+}
+
+/// Whether a lab tool may write `found`.
+pub fn may_write(found: Found, allow_existing: bool) -> Result<(), String> {
+    match found {
+        Found::Absent | Found::Marked => Ok(()),
+        Found::Foreign if allow_existing => Ok(()),
+        Found::Foreign => Err(
+            "the keyspace exists and no lab tool created it (it has no lab_marker table); \
+             name another with --keyspace, or pass --allow-existing-keyspace if writing \
+             load into it is what you mean"
+                .into(),
+        ),
+    }
+}
+
+async fn inspect(session: &Session, keyspace: &KeyspaceName) -> anyhow::Result<Found> {
+    let tables = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+            (keyspace.as_str(),),
+        )
+        .await?
+        .into_rows_result()?;
+    let mut any_table = false;
+    for row in tables.rows::<(String,)>()? {
+        let (table,) = row?;
+        if table == "lab_marker" {
+            return Ok(Found::Marked);
+        }
+        any_table = true;
+    }
+    if any_table {
+        return Ok(Found::Foreign);
+    }
+    let keyspaces = session
+        .query_unpaged(
+            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace.as_str(),),
+        )
+        .await?
+        .into_rows_result()?;
+    Ok(if keyspaces.rows_num() == 0 {
+        Found::Absent
+    } else {
+        Found::Foreign
+    })
+}
+
+/// Checks the guard, applies the service's migrations and marks the
+/// keyspace as the lab's.
+pub async fn prepare(
+    session: &Session,
+    keyspace: &KeyspaceName,
+    replication: &Replication,
+    allow_existing: bool,
+) -> anyhow::Result<()> {
+    let found = inspect(session, keyspace).await?;
+    may_write(found, allow_existing)
+        .map_err(|refusal| anyhow::anyhow!("keyspace {}: {refusal}", keyspace.as_str()))?;
+    migrate(session, keyspace, replication).await?;
+    session
+        .query_unpaged(
+            format!(
+                "CREATE TABLE IF NOT EXISTS {}.lab_marker (tool text PRIMARY KEY) \
+                 WITH comment = 'created by dedupd-lab: load and faults are written here'",
+                keyspace.as_str()
+            ),
+            (),
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_foreign_keyspace_needs_the_flag() {
+        assert!(may_write(Found::Absent, false).is_ok());
+        assert!(may_write(Found::Marked, false).is_ok());
+        assert!(may_write(Found::Foreign, false).is_err());
+        assert!(may_write(Found::Foreign, true).is_ok());
+    }
+}

@@ -1,0 +1,19 @@
+//! dedupd's lab: the tools that measure and attack the service, kept out of
+//! the service's own package so that none of them (nor their dependencies:
+//! a CQL fault proxy, an HTTP load generator, histograms) ships in the
+//! production binary.
+//!
+//! - `bench`: what the guarantee costs, scenario against scenario;
+//! - `bench::soak`: steady load, then overload;
+//! - `check`: the guarantee under faults, with two real `dedupd serve`
+//!   processes and a history checker;
+//! - `keyspace`: the guard that keeps all three off keyspaces they did not
+//!   create.
+//!
+//! They take their contact points from `--cql-nodes` or
+//! `DEDUPD_LAB_CQL_NODES`, never the service's `DEDUPD_CQL_NODES`: a shell
+//! configured for a production cluster does not aim a load generator at it.
+
+pub mod bench;
+pub mod check;
+pub mod keyspace;
