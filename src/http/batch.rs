@@ -184,10 +184,6 @@ fn outcome_of(error: &ApiError) -> &'static str {
     }
 }
 
-fn bad(error: impl ToString) -> ApiError {
-    ApiError::InvalidRequest(error.to_string())
-}
-
 /// Claim many message ids at once (not atomic: one result per key).
 #[utoipa::path(
     post,
@@ -228,16 +224,16 @@ pub async fn claim_batch(
     let mut seen = HashSet::with_capacity(body.claims.len());
     let mut requests = Vec::with_capacity(body.claims.len());
     for (index, item) in body.claims.iter().enumerate() {
-        let key =
-            ClaimKey::parse(&item.key).map_err(|error| bad(format!("claims[{index}]: {error}")))?;
+        let key = ClaimKey::parse(&item.key)
+            .map_err(|error| ApiError::invalid_request(format!("claims[{index}]: {error}")))?;
         if !seen.insert(item.key.as_str()) {
-            return Err(bad(format!(
+            return Err(ApiError::invalid_request(format!(
                 "claims[{index}]: key {:?} appears twice in one batch",
                 item.key
             )));
         }
         let fingerprint = fingerprint(item.fingerprint.as_deref())
-            .map_err(|error| bad(format!("claims[{index}]: {error}")))?;
+            .map_err(|error| ApiError::invalid_request(format!("claims[{index}]: {error}")))?;
         requests.push(options.request(path.namespace.clone(), key, fingerprint));
     }
 

@@ -32,13 +32,13 @@ impl ClaimOptions {
         let complete = raw.complete.unwrap_or(false);
         Ok(Self {
             retention: Retention::parse(policy, raw.ttl_secs, raw.lease_secs, complete)
-                .map_err(bad)?,
+                .map_err(ApiError::invalid_request)?,
             complete,
             claimant: raw
                 .claimant
                 .map(|claimant| Claimant::parse(principal, claimant))
                 .transpose()
-                .map_err(bad)?,
+                .map_err(ApiError::invalid_request)?,
         })
     }
 
@@ -63,8 +63,4 @@ impl ClaimOptions {
 /// A fingerprint, if one was sent.
 pub fn fingerprint(raw: Option<&str>) -> Result<Option<Fingerprint>, ParseError> {
     raw.map(Fingerprint::parse).transpose()
-}
-
-fn bad(error: ParseError) -> ApiError {
-    ApiError::InvalidRequest(error.to_string())
 }

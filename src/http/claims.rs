@@ -120,12 +120,8 @@ fn service(state: &AppState) -> ApiResult<Arc<ClaimService>> {
     Ok(state.services()?.claims.clone())
 }
 
-fn bad(error: impl ToString) -> ApiError {
-    ApiError::InvalidRequest(error.to_string())
-}
-
 fn parse_token(raw: &str) -> ApiResult<ClaimToken> {
-    ClaimToken::parse(raw).map_err(bad)
+    ClaimToken::parse(raw).map_err(ApiError::invalid_request)
 }
 
 fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
@@ -167,7 +163,8 @@ pub async fn claim(
             claimant: body.claimant.as_deref(),
         },
     )?;
-    let fingerprint = fingerprint(body.fingerprint.as_deref()).map_err(bad)?;
+    let fingerprint =
+        fingerprint(body.fingerprint.as_deref()).map_err(ApiError::invalid_request)?;
     let request = options.request(path.namespace, path.key, fingerprint);
     let service = service(&state)?;
     let _permit = state.admit()?;
@@ -308,7 +305,8 @@ pub async fn extend(
     JsonBody(body): JsonBody<ExtendBody>,
 ) -> ApiResult<Response> {
     let token = parse_token(&body.token)?;
-    let lease = LeaseRequest::parse(&path.policy, body.lease_secs).map_err(bad)?;
+    let lease =
+        LeaseRequest::parse(&path.policy, body.lease_secs).map_err(ApiError::invalid_request)?;
     let service = service(&state)?;
     let _permit = state.admit()?;
     let outcome = service

@@ -63,6 +63,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 that says what a check refused, in the check's own words (the
+    /// domain's parse errors and the handlers' own messages alike).
+    pub fn invalid_request(error: impl ToString) -> Self {
+        ApiError::InvalidRequest(error.to_string())
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,

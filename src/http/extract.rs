@@ -105,8 +105,7 @@ fn namespace_and_policy(
     state: &AppState,
 ) -> Result<(Namespace, RetentionPolicy, Option<Principal>), ApiError> {
     let grant = state.auth.authenticate(&parts.headers)?;
-    let namespace = Namespace::parse(param(params, "ns")?)
-        .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+    let namespace = Namespace::parse(param(params, "ns")?).map_err(ApiError::invalid_request)?;
     Auth::authorize(grant, &namespace)?;
     let policy = state.namespaces.policy(&namespace).ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -189,8 +188,7 @@ impl FromRequestParts<AppState> for ClaimPath {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = decoded_params(parts)?;
         let (namespace, policy, principal) = namespace_and_policy(parts, &params, state)?;
-        let key = ClaimKey::parse(param(&params, "key")?)
-            .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+        let key = ClaimKey::parse(param(&params, "key")?).map_err(ApiError::invalid_request)?;
         Ok(Self {
             namespace,
             key,
@@ -213,8 +211,8 @@ impl FromRequestParts<AppState> for StreamPath {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let params = decoded_params(parts)?;
         let (namespace, _, principal) = namespace_and_policy(parts, &params, state)?;
-        let stream = StreamName::parse(param(&params, "stream")?)
-            .map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+        let stream =
+            StreamName::parse(param(&params, "stream")?).map_err(ApiError::invalid_request)?;
         Ok(Self {
             namespace,
             stream,

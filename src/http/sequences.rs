@@ -70,10 +70,6 @@ pub struct StreamView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-fn bad(error: impl ToString) -> ApiError {
-    ApiError::InvalidRequest(error.to_string())
-}
-
 /// Offer a message's sequence number.
 #[utoipa::path(
     post,
@@ -95,13 +91,13 @@ pub async fn advance(
     path: StreamPath,
     JsonBody(body): JsonBody<AdvanceBody>,
 ) -> ApiResult<Response> {
-    let seq = SequenceNumber::parse(body.seq).map_err(bad)?;
+    let seq = SequenceNumber::parse(body.seq).map_err(ApiError::invalid_request)?;
     let offerer = body
         .offerer
         .as_deref()
         .map(|offerer| Offerer::parse(path.principal.as_ref(), offerer))
         .transpose()
-        .map_err(bad)?;
+        .map_err(ApiError::invalid_request)?;
     let service = state.services()?.sequences.clone();
     let _permit = state.admit()?;
     let outcome = service
@@ -165,7 +161,7 @@ pub async fn set(
     path: StreamPath,
     JsonBody(body): JsonBody<SetBody>,
 ) -> ApiResult<Response> {
-    let last = WatermarkValue::parse(body.last).map_err(bad)?;
+    let last = WatermarkValue::parse(body.last).map_err(ApiError::invalid_request)?;
     let service = state.services()?.sequences.clone();
     let _permit = state.admit()?;
     service.set(&path.namespace, &path.stream, last).await?;
