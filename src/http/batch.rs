@@ -24,6 +24,7 @@ use super::claim_answer::{ClaimAnswer, StateDto};
 use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, NamespaceParams, NamespacePath};
+use super::problem_docs::{BodyNotJson, BodyTooLarge, UnknownNamespace};
 use crate::claims::RetryBudget;
 use crate::domain::ClaimKey;
 
@@ -194,10 +195,8 @@ fn outcome_of(error: &ApiError) -> &'static str {
     responses(
         (status = 200, description = "One result per key, in request order. NOT atomic: each key is its own lightweight transaction, because conditional batches cannot span partitions", body = BatchResponse),
         (status = 400, description = "Invalid request: no keys, more than 1000, a key twice, an invalid key or option", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded or not ready (per-key 503s are inside a 200)", body = Problem, content_type = "application/problem+json"),
+        UnknownNamespace, BodyTooLarge, BodyNotJson,
     )
 )]
 pub async fn claim_batch(

@@ -15,6 +15,9 @@ use super::claim_answer::{AcquiredResponse, ClaimAnswer, DuplicateResponse, Stat
 use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
+use super::problem_docs::{
+    BodyNotJson, BodyTooLarge, InvalidRequest, NoLiveClaim, NotDecided, UnknownNamespace,
+};
 use crate::claims::{ClaimService, TransitionOutcome};
 use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
@@ -139,13 +142,10 @@ fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
         (status = 201, description = "Acquired: the caller owns the key", body = AcquiredResponse),
         (status = 409, description = "Duplicate: another claimant holds the key", body = DuplicateResponse,
             headers(("Retry-After" = u64, description = "For in_progress: seconds until the lease ends"))),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key was claimed with a different fingerprint", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded, not ready, the outcome could not be decided, or the database refused the statement (store-refused; nothing written): retry after Retry-After", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        InvalidRequest, UnknownNamespace, BodyTooLarge, BodyNotJson,
     )
 )]
 pub async fn claim(
@@ -228,11 +228,8 @@ fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiRes
     responses(
         (status = 200, description = "Completed (also when completed before by this token)", body = TransitionResponse),
         (status = 409, description = "not_owner: the token no longer owns the claim", body = TransitionResponse),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or result too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided,
     )
 )]
 pub async fn complete(
@@ -265,10 +262,7 @@ pub async fn complete(
     responses(
         (status = 200, description = "Released", body = TransitionResponse),
         (status = 409, description = "not_owner, or already_completed (a completed claim cannot be released)", body = TransitionResponse),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided,
     )
 )]
 pub async fn release(
@@ -293,10 +287,7 @@ pub async fn release(
     responses(
         (status = 200, description = "Extended", body = TransitionResponse),
         (status = 409, description = "not_owner or already_completed", body = TransitionResponse),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided,
     )
 )]
 pub async fn extend(
@@ -323,9 +314,7 @@ pub async fn extend(
     params(ClaimPathParams),
     responses(
         (status = 200, description = "The claim", body = ClaimView),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live claim", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, NoLiveClaim, NotDecided,
     )
 )]
 pub async fn get(State(state): State<AppState>, path: ClaimPath) -> ApiResult<Response> {

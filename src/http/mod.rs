@@ -10,6 +10,7 @@ pub mod extract;
 pub mod health;
 mod json_int;
 pub mod openapi;
+mod problem_docs;
 pub mod sequences;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,8 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ApiResult, Problem};
+use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, StreamPath, StreamPathParams};
+use super::problem_docs::{
+    BodyNotJson, InvalidRequest, NoSuchStream, NotDecided, UnknownNamespace,
+};
 use crate::domain::{Offerer, SequenceNumber, WatermarkValue};
 use crate::sequences::{AdvanceOutcome, StreamOutcome};
 
@@ -80,10 +83,7 @@ pub struct StreamView {
     responses(
         (status = 200, description = "Accepted: the watermark moved", body = AdvanceResponse),
         (status = 409, description = "duplicate (at or below the watermark) or gap (numbers missing: redeliver from `expected`)", body = AdvanceResponse),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, UnknownNamespace, BodyNotJson, NotDecided,
     )
 )]
 pub async fn advance(
@@ -150,10 +150,7 @@ pub async fn advance(
     request_body(content = SetBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Set", body = StreamView),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown namespace", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, UnknownNamespace, BodyNotJson, NotDecided,
     )
 )]
 pub async fn set(
@@ -184,9 +181,7 @@ pub async fn set(
     params(StreamPathParams),
     responses(
         (status = 200, description = "The watermark", body = StreamView),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, NoSuchStream, NotDecided,
     )
 )]
 pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
@@ -217,9 +212,7 @@ pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<R
     params(StreamPathParams),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such stream", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not decided: retry", body = Problem, content_type = "application/problem+json"),
+        InvalidRequest, NoSuchStream, NotDecided,
     )
 )]
 pub async fn delete(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
