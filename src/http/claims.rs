@@ -1,7 +1,5 @@
 //! The claim endpoints: `POST …/claims/{key}` and its transitions.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,7 +16,7 @@ use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
 use super::problem_docs::{
     BodyNotJson, BodyTooLarge, InvalidRequest, NoLiveClaim, NotDecided, UnknownNamespace,
 };
-use crate::claims::{ClaimService, TransitionOutcome};
+use crate::claims::TransitionOutcome;
 use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
@@ -119,12 +117,13 @@ pub struct ClaimView {
     pub holder: Option<String>,
 }
 
-fn service(state: &AppState) -> ApiResult<Arc<ClaimService>> {
-    Ok(state.services()?.claims.clone())
-}
-
 fn parse_token(raw: &str) -> ApiResult<ClaimToken> {
     ClaimToken::parse(raw).map_err(ApiError::invalid_request)
+}
+
+/// The 404 of every call on a claim's key: a transition and a read alike.
+fn no_live_claim() -> ApiError {
+    ApiError::NotFound("no live claim for this key (never claimed, released, or expired)".into())
 }
 
 fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
@@ -166,9 +165,8 @@ pub async fn claim(
     let fingerprint =
         fingerprint(body.fingerprint.as_deref()).map_err(ApiError::invalid_request)?;
     let request = options.request(path.namespace, path.key, fingerprint);
-    let service = service(&state)?;
-    let _permit = state.admit()?;
-    let outcome = service.claim(&request).await;
+    let (services, _permit) = state.admitted()?;
+    let outcome = services.claims.claim(&request).await;
     Ok(ClaimAnswer::new(outcome, &request).into_response())
 }
 
@@ -210,11 +208,7 @@ fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiRes
                 ..with_record("already_completed", &record)
             },
         ),
-        TransitionOutcome::NotFound => {
-            return Err(ApiError::NotFound(
-                "no live claim for this key (never claimed, released, or expired)".into(),
-            ));
-        }
+        TransitionOutcome::NotFound => return Err(no_live_claim()),
     })
 }
 
@@ -244,9 +238,9 @@ pub async fn complete(
         .map(StoredResult::from_json)
         .transpose()
         .map_err(|error| ApiError::PayloadTooLarge(error.to_string()))?;
-    let service = service(&state)?;
-    let _permit = state.admit()?;
-    let outcome = service
+    let (services, _permit) = state.admitted()?;
+    let outcome = services
+        .claims
         .complete(&path.namespace, &path.key, token, result)
         .await?;
     transition_response(outcome, "completed")
@@ -271,9 +265,11 @@ pub async fn release(
     JsonBody(body): JsonBody<TokenBody>,
 ) -> ApiResult<Response> {
     let token = parse_token(&body.token)?;
-    let service = service(&state)?;
-    let _permit = state.admit()?;
-    let outcome = service.release(&path.namespace, &path.key, token).await?;
+    let (services, _permit) = state.admitted()?;
+    let outcome = services
+        .claims
+        .release(&path.namespace, &path.key, token)
+        .await?;
     transition_response(outcome, "released")
 }
 
@@ -298,9 +294,9 @@ pub async fn extend(
     let token = parse_token(&body.token)?;
     let lease =
         LeaseRequest::parse(&path.policy, body.lease_secs).map_err(ApiError::invalid_request)?;
-    let service = service(&state)?;
-    let _permit = state.admit()?;
-    let outcome = service
+    let (services, _permit) = state.admitted()?;
+    let outcome = services
+        .claims
         .extend(&path.namespace, &path.key, token, lease)
         .await?;
     transition_response(outcome, "extended")
@@ -318,12 +314,9 @@ pub async fn extend(
     )
 )]
 pub async fn get(State(state): State<AppState>, path: ClaimPath) -> ApiResult<Response> {
-    let service = service(&state)?;
-    let _permit = state.admit()?;
-    let Some(record) = service.get(&path.namespace, &path.key).await? else {
-        return Err(ApiError::NotFound(
-            "no live claim for this key (never claimed, released, or expired)".into(),
-        ));
+    let (services, _permit) = state.admitted()?;
+    let Some(record) = services.claims.get(&path.namespace, &path.key).await? else {
+        return Err(no_live_claim());
     };
     Ok(json_with_status(
         StatusCode::OK,

@@ -100,6 +100,13 @@ impl AppState {
         self.admit_many(1)
     }
 
+    /// The services and one store permit: what a single-key handler needs
+    /// once its input is valid. Not ready is answered before overloaded.
+    pub fn admitted(&self) -> Result<(&Services, Admission), ApiError> {
+        let services = self.services()?;
+        Ok((services, self.admit()?))
+    }
+
     /// Takes `count` store permits (a batch's concurrency), or refuses at once.
     pub fn admit_many(&self, count: u32) -> Result<Admission, ApiError> {
         let Ok(permit) = self.permits.clone().try_acquire_many_owned(count) else {

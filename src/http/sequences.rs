@@ -73,6 +73,15 @@ pub struct StreamView {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+/// The 404 of a read or delete of a stream that has no watermark.
+fn no_such_stream(path: &StreamPath) -> ApiError {
+    ApiError::NotFound(format!(
+        "no stream {:?} in {}",
+        path.stream.as_str(),
+        path.namespace
+    ))
+}
+
 /// Offer a message's sequence number.
 #[utoipa::path(
     post,
@@ -98,9 +107,9 @@ pub async fn advance(
         .map(|offerer| Offerer::parse(path.principal.as_ref(), offerer))
         .transpose()
         .map_err(ApiError::invalid_request)?;
-    let service = state.services()?.sequences.clone();
-    let _permit = state.admit()?;
-    let outcome = service
+    let (services, _permit) = state.admitted()?;
+    let outcome = services
+        .sequences
         .advance(
             &path.namespace,
             &path.stream,
@@ -159,18 +168,15 @@ pub async fn set(
     JsonBody(body): JsonBody<SetBody>,
 ) -> ApiResult<Response> {
     let last = WatermarkValue::parse(body.last).map_err(ApiError::invalid_request)?;
-    let service = state.services()?.sequences.clone();
-    let _permit = state.admit()?;
-    service.set(&path.namespace, &path.stream, last).await?;
-    let view = service.get(&path.namespace, &path.stream).await?;
-    Ok((
-        StatusCode::OK,
-        Json(StreamView {
-            last: view.as_ref().map_or(last.get(), |watermark| watermark.last),
-            updated_at: view.and_then(|watermark| watermark.updated_at),
-        }),
-    )
-        .into_response())
+    let (services, _permit) = state.admitted()?;
+    let sequences = &services.sequences;
+    sequences.set(&path.namespace, &path.stream, last).await?;
+    let view = sequences.get(&path.namespace, &path.stream).await?;
+    Ok(Json(StreamView {
+        last: view.as_ref().map_or(last.get(), |watermark| watermark.last),
+        updated_at: view.and_then(|watermark| watermark.updated_at),
+    })
+    .into_response())
 }
 
 /// Read a stream's watermark.
@@ -185,23 +191,16 @@ pub async fn set(
     )
 )]
 pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
-    let service = state.services()?.sequences.clone();
-    let _permit = state.admit()?;
-    let Some(watermark) = service.get(&path.namespace, &path.stream).await? else {
-        return Err(ApiError::NotFound(format!(
-            "no stream {:?} in {}",
-            path.stream.as_str(),
-            path.namespace
-        )));
+    let (services, _permit) = state.admitted()?;
+    let sequences = &services.sequences;
+    let Some(watermark) = sequences.get(&path.namespace, &path.stream).await? else {
+        return Err(no_such_stream(&path));
     };
-    Ok((
-        StatusCode::OK,
-        Json(StreamView {
-            last: watermark.last,
-            updated_at: watermark.updated_at,
-        }),
-    )
-        .into_response())
+    Ok(Json(StreamView {
+        last: watermark.last,
+        updated_at: watermark.updated_at,
+    })
+    .into_response())
 }
 
 /// Delete a stream: its next number starts from `last = 0` again.
@@ -216,14 +215,10 @@ pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<R
     )
 )]
 pub async fn delete(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
-    let service = state.services()?.sequences.clone();
-    let _permit = state.admit()?;
-    match service.delete(&path.namespace, &path.stream).await? {
+    let (services, _permit) = state.admitted()?;
+    let sequences = &services.sequences;
+    match sequences.delete(&path.namespace, &path.stream).await? {
         StreamOutcome::Done => Ok(StatusCode::NO_CONTENT.into_response()),
-        StreamOutcome::NotFound => Err(ApiError::NotFound(format!(
-            "no stream {:?} in {}",
-            path.stream.as_str(),
-            path.namespace
-        ))),
+        StreamOutcome::NotFound => Err(no_such_stream(&path)),
     }
 }
