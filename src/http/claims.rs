@@ -16,7 +16,7 @@ use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
 use super::problem_docs::{
     BodyNotJson, BodyTooLarge, InvalidRequest, NoLiveClaim, NotDecided, UnknownNamespace,
 };
-use crate::claims::TransitionOutcome;
+use crate::claims::{ClaimService, DecideError, TransitionOutcome};
 use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
@@ -212,6 +212,18 @@ fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiRes
     })
 }
 
+/// What complete, release and extend share once their input is valid: the
+/// services and a permit, then the call, answered by its outcome.
+async fn transition(
+    state: &AppState,
+    done: &'static str,
+    call: impl AsyncFnOnce(&ClaimService) -> Result<TransitionOutcome, DecideError>,
+) -> ApiResult<Response> {
+    let (services, _permit) = state.admitted()?;
+    let outcome = call(services.claims.as_ref()).await?;
+    transition_response(outcome, done)
+}
+
 /// Complete a claim, storing its result.
 #[utoipa::path(
     post,
@@ -238,12 +250,12 @@ pub async fn complete(
         .map(StoredResult::from_json)
         .transpose()
         .map_err(|error| ApiError::PayloadTooLarge(error.to_string()))?;
-    let (services, _permit) = state.admitted()?;
-    let outcome = services
-        .claims
-        .complete(&path.namespace, &path.key, token, result)
-        .await?;
-    transition_response(outcome, "completed")
+    transition(&state, "completed", async |claims| {
+        claims
+            .complete(&path.namespace, &path.key, token, result)
+            .await
+    })
+    .await
 }
 
 /// Release an in-progress claim so the key can be claimed again at once.
@@ -265,12 +277,10 @@ pub async fn release(
     JsonBody(body): JsonBody<TokenBody>,
 ) -> ApiResult<Response> {
     let token = parse_token(&body.token)?;
-    let (services, _permit) = state.admitted()?;
-    let outcome = services
-        .claims
-        .release(&path.namespace, &path.key, token)
-        .await?;
-    transition_response(outcome, "released")
+    transition(&state, "released", async |claims| {
+        claims.release(&path.namespace, &path.key, token).await
+    })
+    .await
 }
 
 /// Extend the lease of an in-progress claim.
@@ -294,12 +304,12 @@ pub async fn extend(
     let token = parse_token(&body.token)?;
     let lease =
         LeaseRequest::parse(&path.policy, body.lease_secs).map_err(ApiError::invalid_request)?;
-    let (services, _permit) = state.admitted()?;
-    let outcome = services
-        .claims
-        .extend(&path.namespace, &path.key, token, lease)
-        .await?;
-    transition_response(outcome, "extended")
+    transition(&state, "extended", async |claims| {
+        claims
+            .extend(&path.namespace, &path.key, token, lease)
+            .await
+    })
+    .await
 }
 
 /// Read a claim's state and times (never its token).
