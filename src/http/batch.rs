@@ -213,12 +213,7 @@ pub async fn claim_batch(
     let options = ClaimOptions::parse(
         &path.policy,
         path.principal.as_ref(),
-        RawOptions {
-            ttl_secs: body.ttl_secs,
-            lease_secs: body.lease_secs,
-            complete: body.complete,
-            claimant: body.claimant.as_deref(),
-        },
+        RawOptions::from(&body),
     )?;
     let mut seen = HashSet::with_capacity(body.claims.len());
     let mut requests = Vec::with_capacity(body.claims.len());

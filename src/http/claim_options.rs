@@ -1,6 +1,8 @@
 //! The options a single claim and a batch share on the way in: one parse,
 //! so a key means the same thing with the same options either way.
 
+use super::batch::BatchBody;
+use super::claims::ClaimBody;
 use super::error::{ApiError, ApiResult};
 use crate::claims::ClaimRequest;
 use crate::domain::{
@@ -22,6 +24,25 @@ pub struct RawOptions<'a> {
     pub complete: Option<bool>,
     pub claimant: Option<&'a str>,
 }
+
+/// A single claim's body and a batch's name their options alike; one
+/// reading of those fields serves both, so the two cannot drift apart.
+macro_rules! raw_options_from {
+    ($($body:ty),*) => {$(
+        impl<'a> From<&'a $body> for RawOptions<'a> {
+            fn from(body: &'a $body) -> Self {
+                RawOptions {
+                    ttl_secs: body.ttl_secs,
+                    lease_secs: body.lease_secs,
+                    complete: body.complete,
+                    claimant: body.claimant.as_deref(),
+                }
+            }
+        }
+    )*};
+}
+
+raw_options_from!(ClaimBody, BatchBody);
 
 impl ClaimOptions {
     pub fn parse(

@@ -155,12 +155,7 @@ pub async fn claim(
     let options = ClaimOptions::parse(
         &path.policy,
         path.principal.as_ref(),
-        RawOptions {
-            ttl_secs: body.ttl_secs,
-            lease_secs: body.lease_secs,
-            complete: body.complete,
-            claimant: body.claimant.as_deref(),
-        },
+        RawOptions::from(&body),
     )?;
     let fingerprint =
         fingerprint(body.fingerprint.as_deref()).map_err(ApiError::invalid_request)?;
