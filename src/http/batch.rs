@@ -20,6 +20,7 @@ use uuid::Uuid;
 use tokio::time::Instant;
 
 use super::AppState;
+use super::answer_body::answer_body;
 use super::claim_answer::{ClaimAnswer, StateDto};
 use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
 use super::error::{ApiError, ApiResult, Problem};
@@ -63,48 +64,42 @@ pub struct BatchBody {
     pub claimant: Option<String>,
 }
 
-/// One key's result: the fields of the single-claim answer for its status,
-/// mapped by the same rules (`ClaimAnswer`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchResult {
-    pub key: String,
-    /// What a single claim of this key would have answered: 201 acquired,
-    /// 409 duplicate, 422 fingerprint mismatch, 400 an option the database
-    /// refused for this key (a TTL beyond its expiry limit), 503 not decided,
-    /// not attempted or refused by the database (retry this key). Never 500.
-    pub status: u16,
-    /// `acquired` or `duplicate`; for the others the problem's kind with
-    /// `_`: `fingerprint_mismatch`, `invalid_request`, `unavailable`,
-    /// `not_attempted`, `store_refused`.
-    pub outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<StateDto>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub takeover: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<DateTime<Utc>>,
-    /// As in a single 409: the holder's label, never its claimant.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub holder: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
-    /// What a single answer says in `Retry-After`: for a duplicate in
-    /// progress, seconds until the lease ends; for a 503, when to retry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u64>,
-    /// For a problem: its `type`, as in the single answer's problem document.
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    #[schema(example = "urn:dedupd:problem:unavailable")]
-    pub problem_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+answer_body! {
+    /// One key's result: the fields of the single-claim answer for its status,
+    /// mapped by the same rules (`ClaimAnswer`).
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct BatchResult {
+        pub key: String,
+        /// What a single claim of this key would have answered: 201 acquired,
+        /// 409 duplicate, 422 fingerprint mismatch, 400 an option the database
+        /// refused for this key (a TTL beyond its expiry limit), 503 not decided,
+        /// not attempted or refused by the database (retry this key). Never 500.
+        pub status: u16,
+        /// `acquired` or `duplicate`; for the others the problem's kind with
+        /// `_`: `fingerprint_mismatch`, `invalid_request`, `unavailable`,
+        /// `not_attempted`, `store_refused`.
+        pub outcome: &'static str,
+    }
+    optional {
+        pub token: Option<Uuid>,
+        pub state: Option<StateDto>,
+        pub expires_at: Option<DateTime<Utc>>,
+        pub lease_expires_at: Option<DateTime<Utc>>,
+        pub takeover: Option<bool>,
+        pub completed_at: Option<DateTime<Utc>>,
+        /// As in a single 409: the holder's label, never its claimant.
+        pub holder: Option<String>,
+        #[schema(value_type = Option<Object>)]
+        pub result: Option<serde_json::Value>,
+        /// What a single answer says in `Retry-After`: for a duplicate in
+        /// progress, seconds until the lease ends; for a 503, when to retry.
+        pub retry_after_secs: Option<u64>,
+        /// For a problem: its `type`, as in the single answer's problem document.
+        #[serde(rename = "type")]
+        #[schema(example = "urn:dedupd:problem:unavailable")]
+        pub problem_type: Option<String>,
+        pub detail: Option<String>,
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::answer_body::answer_body;
 use super::error::ApiError;
 use crate::claims::{Acquisition, ClaimOutcome, ClaimRequest, DecideError};
 use crate::domain::{ClaimRecord, ClaimState, StoredResult, holder_label, now_millis};
@@ -48,30 +49,30 @@ pub struct AcquiredResponse {
     pub takeover: bool,
 }
 
-/// 409: someone else holds the key.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DuplicateResponse {
-    /// Always `duplicate`.
-    #[schema(example = "duplicate")]
-    pub outcome: &'static str,
-    /// `in_progress`: retry after `Retry-After` (the winner may still fail);
-    /// `completed`: the work is done, `result` holds what the winner stored.
-    pub state: StateDto,
-    pub expires_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<DateTime<Utc>>,
-    /// For in_progress, when the holder set a claimant: a non-secret label
-    /// of it, `h:` and 16 hex digits (see the README, "Claimants"). Never
-    /// the claimant itself: a claimant id hands its in-progress token back.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = "h:9f86d081884c7d65")]
-    pub holder: Option<String>,
-    /// Present when completed (null if the winner stored none).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
+answer_body! {
+    /// 409: someone else holds the key.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct DuplicateResponse {
+        /// Always `duplicate`.
+        #[schema(example = "duplicate")]
+        pub outcome: &'static str,
+        /// `in_progress`: retry after `Retry-After` (the winner may still fail);
+        /// `completed`: the work is done, `result` holds what the winner stored.
+        pub state: StateDto,
+        pub expires_at: DateTime<Utc>,
+    }
+    optional {
+        pub lease_expires_at: Option<DateTime<Utc>>,
+        pub completed_at: Option<DateTime<Utc>>,
+        /// For in_progress, when the holder set a claimant: a non-secret label
+        /// of it, `h:` and 16 hex digits (see the README, "Claimants"). Never
+        /// the claimant itself: a claimant id hands its in-progress token back.
+        #[schema(example = "h:9f86d081884c7d65")]
+        pub holder: Option<String>,
+        /// Present when completed (null if the winner stored none).
+        #[schema(value_type = Option<Object>)]
+        pub result: Option<serde_json::Value>,
+    }
 }
 
 /// The label an answer shows for a record's claimant, if it has one.

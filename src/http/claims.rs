@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::answer_body::answer_body;
 use super::claim_answer::{AcquiredResponse, ClaimAnswer, DuplicateResponse, StateDto, holder_of};
 use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
 use super::error::{ApiError, ApiResult, Problem};
@@ -80,24 +81,22 @@ pub struct ExtendBody {
     pub lease_secs: u64,
 }
 
-/// 200 after complete, release or extend; 409 when refused.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TransitionResponse {
-    /// `completed`, `released`, `extended`, `not_owner` or `already_completed`.
-    pub outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<StateDto>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+answer_body! {
+    /// 200 after complete, release or extend; 409 when refused.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct TransitionResponse {
+        /// `completed`, `released`, `extended`, `not_owner` or `already_completed`.
+        pub outcome: &'static str,
+    }
+    optional {
+        pub state: Option<StateDto>,
+        pub expires_at: Option<DateTime<Utc>>,
+        pub lease_expires_at: Option<DateTime<Utc>>,
+        pub completed_at: Option<DateTime<Utc>>,
+        #[schema(value_type = Option<Object>)]
+        pub result: Option<serde_json::Value>,
+        pub detail: Option<String>,
+    }
 }
 
 /// 200 for a read: state and times, never the token.

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, middleware.
 
+mod answer_body;
 pub mod auth;
 pub mod batch;
 pub mod claim_answer;
