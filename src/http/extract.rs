@@ -98,12 +98,12 @@ fn param<'a>(params: &'a [(&'static str, String)], name: &str) -> Result<&'a str
 
 /// The namespace in the path, checked in order: the caller's token (401),
 /// the name (400), that it exists (404), that the token may use it (403).
-/// Also returns the caller's principal (none when authentication is off).
-fn namespace_and_policy(
+/// Also holds the caller's principal (none when authentication is off).
+fn namespace_path(
     parts: &Parts,
     params: &[(&'static str, String)],
     state: &AppState,
-) -> Result<(Namespace, RetentionPolicy, Option<Principal>), ApiError> {
+) -> Result<NamespacePath, ApiError> {
     let grant = state.auth.authenticate(&parts.headers)?;
     let namespace = Namespace::parse(param(params, "ns")?).map_err(ApiError::invalid_request)?;
     Auth::authorize(grant, &namespace)?;
@@ -112,7 +112,11 @@ fn namespace_and_policy(
             "namespace {namespace} is not configured on this server"
         ))
     })?;
-    Ok((namespace, policy, grant.map(|grant| grant.name.clone())))
+    Ok(NamespacePath {
+        namespace,
+        policy,
+        principal: grant.map(|grant| grant.name.clone()),
+    })
 }
 
 /// The path parameters as the OpenAPI document describes them; the
@@ -164,61 +168,58 @@ impl FromRequestParts<AppState> for NamespacePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = decoded_params(parts)?;
-        let (namespace, policy, principal) = namespace_and_policy(parts, &params, state)?;
-        Ok(Self {
-            namespace,
-            policy,
-            principal,
-        })
+        namespace_path(parts, &decoded_params(parts)?, state)
     }
 }
 
-/// `{ns}/…/{key}` from the path, validated, with the namespace's policy.
-pub struct ClaimPath {
-    pub namespace: Namespace,
-    pub key: ClaimKey,
-    pub policy: RetentionPolicy,
-    pub principal: Option<Principal>,
+/// Declares the extractor of a path that names one thing inside a
+/// namespace: what `NamespacePath` holds, checked first as on every route,
+/// then the route parameter of the field's name, parsed into its domain
+/// type. A claim's path and a stream's differ only in that parameter.
+macro_rules! path_in_namespace {
+    ($(#[$meta:meta])* $name:ident { $field:ident: $type:ty }) => {
+        $(#[$meta])*
+        pub struct $name {
+            pub namespace: Namespace,
+            pub policy: RetentionPolicy,
+            pub principal: Option<Principal>,
+            pub $field: $type,
+        }
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, ApiError> {
+                let params = decoded_params(parts)?;
+                let NamespacePath {
+                    namespace,
+                    policy,
+                    principal,
+                } = namespace_path(parts, &params, state)?;
+                let $field = <$type>::parse(param(&params, stringify!($field))?)
+                    .map_err(ApiError::invalid_request)?;
+                Ok(Self {
+                    namespace,
+                    policy,
+                    principal,
+                    $field,
+                })
+            }
+        }
+    };
 }
 
-impl FromRequestParts<AppState> for ClaimPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = decoded_params(parts)?;
-        let (namespace, policy, principal) = namespace_and_policy(parts, &params, state)?;
-        let key = ClaimKey::parse(param(&params, "key")?).map_err(ApiError::invalid_request)?;
-        Ok(Self {
-            namespace,
-            key,
-            policy,
-            principal,
-        })
-    }
+path_in_namespace! {
+    /// `{ns}/…/{key}` from the path, validated, with the namespace's policy.
+    ClaimPath { key: ClaimKey }
 }
 
-/// `{ns}/sequences/{stream}` from the path.
-pub struct StreamPath {
-    pub namespace: Namespace,
-    pub stream: StreamName,
-    pub principal: Option<Principal>,
-}
-
-impl FromRequestParts<AppState> for StreamPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = decoded_params(parts)?;
-        let (namespace, _, principal) = namespace_and_policy(parts, &params, state)?;
-        let stream =
-            StreamName::parse(param(&params, "stream")?).map_err(ApiError::invalid_request)?;
-        Ok(Self {
-            namespace,
-            stream,
-            principal,
-        })
-    }
+path_in_namespace! {
+    /// `{ns}/sequences/{stream}` from the path.
+    StreamPath { stream: StreamName }
 }
 
 fn is_json_content_type(parts_content_type: Option<&str>) -> bool {
