@@ -12,48 +12,48 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: &'static str,
+/// Declares label sets: structs of a family's label names and types, all
+/// with what a family's key needs (`Clone`, `Hash`, `Eq`) and the encoding.
+macro_rules! label_sets {
+    ($(
+        $(#[$meta:meta])*
+        $name:ident { $($(#[$field_meta:meta])* $field:ident: $type:ty),* $(,)? }
+    )*) => {$(
+        $(#[$meta])*
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+        }
+    )*};
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OperationLabels {
-    pub operation: &'static str,
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatementLabels {
-    pub statement: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StoreErrorLabels {
-    pub statement: &'static str,
-    pub kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UnknownOutcomeLabels {
-    pub statement: &'static str,
-    /// What the serial read found: `ours`, `theirs`, `absent` or `unresolved`.
-    pub resolution: &'static str,
-}
-
-/// Every label of an HTTP series comes from a small closed set, whatever
-/// clients send: a method outside `HTTP_METHODS` is `other`, a path no
-/// route matches is `unmatched`, and statuses are the server's own. Junk
-/// requests (scanners, made-up methods) therefore add no series: each new
-/// label value would be a histogram's worth of lines held for the life of
-/// the process.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub method: &'static str,
-    /// The route template (never the raw path, which holds keys), or
-    /// `unmatched`.
-    pub route: String,
-    pub status: u16,
+label_sets! {
+    OutcomeLabels { outcome: &'static str }
+    OperationLabels { operation: &'static str, outcome: &'static str }
+    StatementLabels { statement: &'static str }
+    StoreErrorLabels { statement: &'static str, kind: &'static str }
+    UnknownOutcomeLabels {
+        statement: &'static str,
+        /// What the serial read found: `ours`, `theirs`, `absent` or `unresolved`.
+        resolution: &'static str,
+    }
+    /// Every label of an HTTP series comes from a small closed set, whatever
+    /// clients send: a method outside `HTTP_METHODS` is `other`, a path no
+    /// route matches is `unmatched`, and statuses are the server's own. Junk
+    /// requests (scanners, made-up methods) therefore add no series: each new
+    /// label value would be a histogram's worth of lines held for the life of
+    /// the process.
+    HttpLabels {
+        method: &'static str,
+        /// The route template (never the raw path, which holds keys), or
+        /// `unmatched`.
+        route: String,
+        status: u16,
+    }
+    ReadFirstLabels {
+        /// `hit`: a completed claim answered without Paxos; `miss`: it was not.
+        result: &'static str,
+    }
 }
 
 /// The methods counted by name.
@@ -115,12 +115,6 @@ pub struct MetricSet {
     pub overloaded: Counter,
     pub read_first: Family<ReadFirstLabels, Counter>,
     pub completed_cache: Family<ReadFirstLabels, Counter>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReadFirstLabels {
-    /// `hit`: a completed claim answered without Paxos; `miss`: it was not.
-    pub result: &'static str,
 }
 
 impl Default for Metrics {
