@@ -88,6 +88,10 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
+fn latency_family<L: Clone + std::hash::Hash + Eq>() -> HistogramFamily<L> {
+    Family::new_with_constructor(latency_histogram)
+}
+
 /// A handle on the service's metrics: cheap to clone (one reference count),
 /// which matters because every request clones it.
 #[derive(Clone)]
@@ -99,22 +103,6 @@ impl std::ops::Deref for Metrics {
     fn deref(&self) -> &MetricSet {
         &self.0
     }
-}
-
-/// Every metric the service exports.
-pub struct MetricSet {
-    registry: Registry,
-    pub claims: Family<OutcomeLabels, Counter>,
-    pub operations: Family<OperationLabels, Counter>,
-    pub store_latency: HistogramFamily<StatementLabels>,
-    pub store_errors: Family<StoreErrorLabels, Counter>,
-    pub unknown_outcomes: Family<UnknownOutcomeLabels, Counter>,
-    pub http_requests: Family<HttpLabels, Counter>,
-    pub http_latency: HistogramFamily<HttpLabels>,
-    pub in_flight: Gauge,
-    pub overloaded: Counter,
-    pub read_first: Family<ReadFirstLabels, Counter>,
-    pub completed_cache: Family<ReadFirstLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -129,100 +117,79 @@ impl Metrics {
     }
 }
 
+/// Declares `MetricSet`, one row per metric: its help (the row's doc
+/// comment, which is also the field's), its field and type, how it is made,
+/// and the name it is registered under. Declaring a metric is thereby
+/// registering it: none can miss the registry or the set.
+macro_rules! metric_set {
+    ($($(#[doc = $help:literal])+ $field:ident: $type:ty = $make:expr => $name:literal;)*) => {
+        /// Every metric the service exports.
+        pub struct MetricSet {
+            registry: Registry,
+            $($(#[doc = $help])+ pub $field: $type,)*
+        }
+
+        impl MetricSet {
+            /// Every metric, registered in the order of the rows (the order
+            /// of the exposition).
+            fn registered() -> Self {
+                let mut registry = Registry::with_prefix("dedupd");
+                $(
+                    let $field: $type = $make;
+                    // Each doc line starts with a space, which joins the
+                    // lines into one sentence; the first is trimmed.
+                    let help = concat!($($help),+).trim_start();
+                    registry.register($name, help, $field.clone());
+                )*
+                Self { registry, $($field,)* }
+            }
+        }
+    };
+}
+
+metric_set! {
+    /// Claims answered, by outcome (acquired, takeover, reentrant, duplicate_in_progress,
+    /// duplicate_completed, fingerprint_mismatch, unavailable, not_attempted, error)
+    claims: Family<OutcomeLabels, Counter> = Family::default() => "claims";
+    /// Complete, release, extend and get calls, by outcome
+    operations: Family<OperationLabels, Counter> = Family::default() => "claim_operations";
+    /// Latency of each CQL statement, including the ones that failed
+    store_latency: HistogramFamily<StatementLabels> = latency_family() => "store_latency_seconds";
+    /// CQL statements that failed, by statement and error kind
+    store_errors: Family<StoreErrorLabels, Counter> = Family::default() => "store_errors";
+    /// Conditional writes whose outcome was unknown (timeout, broken connection), by how the serial
+    /// read resolved them
+    unknown_outcomes: Family<UnknownOutcomeLabels, Counter> = Family::default() => "unknown_outcomes";
+    /// HTTP requests by method (other for unknown methods), route template (unmatched for unknown
+    /// paths) and status
+    http_requests: Family<HttpLabels, Counter> = Family::default() => "http_requests";
+    /// HTTP request latency by method, route and status
+    http_latency: HistogramFamily<HttpLabels> = latency_family() => "http_request_duration_seconds";
+    /// Requests holding one of the bounded store permits
+    in_flight: Gauge = Gauge::default() => "store_in_flight";
+    /// Requests refused at once because every store permit was taken
+    overloaded: Counter = Counter::default() => "overloaded";
+    /// Quorum reads made before a claim: hit (a completed duplicate answered without Paxos) or miss
+    read_first: Family<ReadFirstLabels, Counter> = Family::default() => "read_first";
+    /// Claims looked up in the completed-claims cache: hit (answered from memory) or miss
+    completed_cache: Family<ReadFirstLabels, Counter> = Family::default() => "completed_cache";
+}
+
 impl MetricSet {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("dedupd");
-        let claims = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "claims",
-            "Claims answered, by outcome (acquired, takeover, reentrant, duplicate_in_progress, duplicate_completed, fingerprint_mismatch, unavailable, not_attempted, error)",
-            claims.clone(),
-        );
-        let operations = Family::<OperationLabels, Counter>::default();
-        registry.register(
-            "claim_operations",
-            "Complete, release, extend and get calls, by outcome",
-            operations.clone(),
-        );
-        let store_latency: HistogramFamily<StatementLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "store_latency_seconds",
-            "Latency of each CQL statement, including the ones that failed",
-            store_latency.clone(),
-        );
-        let store_errors = Family::<StoreErrorLabels, Counter>::default();
-        registry.register(
-            "store_errors",
-            "CQL statements that failed, by statement and error kind",
-            store_errors.clone(),
-        );
-        let unknown_outcomes = Family::<UnknownOutcomeLabels, Counter>::default();
-        registry.register(
-            "unknown_outcomes",
-            "Conditional writes whose outcome was unknown (timeout, broken connection), by how the serial read resolved them",
-            unknown_outcomes.clone(),
-        );
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by method (other for unknown methods), route template (unmatched for unknown paths) and status",
-            http_requests.clone(),
-        );
-        let http_latency: HistogramFamily<HttpLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by method, route and status",
-            http_latency.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register(
-            "store_in_flight",
-            "Requests holding one of the bounded store permits",
-            in_flight.clone(),
-        );
-        let overloaded = Counter::default();
-        registry.register(
-            "overloaded",
-            "Requests refused at once because every store permit was taken",
-            overloaded.clone(),
-        );
-        let read_first = Family::<ReadFirstLabels, Counter>::default();
-        registry.register(
-            "read_first",
-            "Quorum reads made before a claim: hit (a completed duplicate answered without Paxos) or miss",
-            read_first.clone(),
-        );
-        let completed_cache = Family::<ReadFirstLabels, Counter>::default();
-        registry.register(
-            "completed_cache",
-            "Claims looked up in the completed-claims cache: hit (answered from memory) or miss",
-            completed_cache.clone(),
-        );
+        let set = Self::registered();
         for result in ["hit", "miss"] {
-            let _ = read_first.get_or_create(&ReadFirstLabels { result });
-            let _ = completed_cache.get_or_create(&ReadFirstLabels { result });
+            let _ = set.read_first.get_or_create(&ReadFirstLabels { result });
+            let _ = set
+                .completed_cache
+                .get_or_create(&ReadFirstLabels { result });
         }
         // Every known series starts at zero, so dashboards and alerts see
         // `0` rather than no data before the first event.
         for outcome in CLAIM_OUTCOMES {
-            let _ = claims.get_or_create(&OutcomeLabels { outcome });
+            let _ = set.claims.get_or_create(&OutcomeLabels { outcome });
         }
-        Self {
-            registry,
-            claims,
-            operations,
-            store_latency,
-            store_errors,
-            unknown_outcomes,
-            http_requests,
-            http_latency,
-            in_flight,
-            overloaded,
-            read_first,
-            completed_cache,
-        }
+        set
     }
 
     #[cfg(test)]
