@@ -65,46 +65,33 @@ pub struct AppConfigBuilder {
     config: AppConfig,
 }
 
+/// Declares setters that store their argument as it comes, each named
+/// after the field it sets.
+macro_rules! plain_setters {
+    ($($(#[$meta:meta])* $field:ident: $type:ty;)*) => {$(
+        $(#[$meta])*
+        pub fn $field(mut self, $field: $type) -> Self {
+            self.config.$field = $field;
+            self
+        }
+    )*};
+}
+
 impl AppConfigBuilder {
-    pub fn listen(mut self, listen: SocketAddr) -> Self {
-        self.config.listen = listen;
-        self
-    }
-
-    pub fn namespaces(mut self, namespaces: Namespaces) -> Self {
-        self.config.namespaces = namespaces;
-        self
-    }
-
-    pub fn auth(mut self, auth: Auth) -> Self {
-        self.config.auth = auth;
-        self
-    }
-
-    /// Create the keyspace with this replication and migrate before serving.
-    pub fn migrate(mut self, replication: Option<Replication>) -> Self {
-        self.config.migrate = replication;
-        self
+    plain_setters! {
+        listen: SocketAddr;
+        namespaces: Namespaces;
+        auth: Auth;
+        /// Create the keyspace with this replication and migrate before serving.
+        migrate: Option<Replication>;
+        claims: ClaimSettings;
+        shutdown_delay: Duration;
+        drain_timeout: Duration;
     }
 
     /// Requests that may wait on Cassandra at once (at least one).
     pub fn max_in_flight(mut self, permits: usize) -> Self {
         self.config.max_in_flight = permits.max(1);
-        self
-    }
-
-    pub fn claims(mut self, claims: ClaimSettings) -> Self {
-        self.config.claims = claims;
-        self
-    }
-
-    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
-        self.config.shutdown_delay = delay;
-        self
-    }
-
-    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
-        self.config.drain_timeout = timeout;
         self
     }
 
