@@ -52,34 +52,29 @@ pub fn next_step(
     now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Step {
-    let fingerprint = request.fingerprint.as_ref().map(|f| f.as_str().to_owned());
-    let claimant = request.claimant.as_ref().map(|c| c.as_str().to_owned());
+    // What this claim writes if the slot is free; a takeover moves it into
+    // the window it takes over.
+    let claim = ClaimRecord::new_window(
+        token,
+        now,
+        request.retention,
+        request.complete,
+        request.fingerprint.as_ref().map(|f| f.as_str().to_owned()),
+        request.claimant.as_ref().map(|c| c.as_str().to_owned()),
+    );
+    let ttl_secs = request.retention.ttl_secs;
     let record = match view {
         RowView::Absent => {
             return Step::Insert {
-                record: ClaimRecord::new_window(
-                    token,
-                    now,
-                    request.retention,
-                    request.complete,
-                    fingerprint,
-                    claimant,
-                ),
-                ttl_secs: request.retention.ttl_secs,
+                record: claim,
+                ttl_secs,
             };
         }
         RowView::Remnant { token: held } => {
             // Expired, but TTL has not removed every cell yet: a new window.
             return Step::Replace {
-                record: ClaimRecord::new_window(
-                    token,
-                    now,
-                    request.retention,
-                    request.complete,
-                    fingerprint,
-                    claimant,
-                ),
-                ttl_secs: request.retention.ttl_secs,
+                record: claim,
+                ttl_secs,
                 expected: *held,
                 how: Acquisition::New,
             };
@@ -118,14 +113,7 @@ pub fn next_step(
     }
     let decided_at = now - skew;
     if record.lease_expired(decided_at) {
-        let taken_over = record.taken_over(
-            token,
-            now,
-            request.retention,
-            request.complete,
-            fingerprint,
-            claimant,
-        );
+        let taken_over = record.taken_over(claim);
         // Live means expires_at > now, so at least a millisecond remains
         // and this rounds up to one second or more.
         let ttl_secs = taken_over.remaining_ttl_secs(now).unwrap_or(1);
@@ -425,8 +413,7 @@ mod tests {
         let now = now_millis();
         let ours = ClaimToken::generate();
         let fresh = ClaimRecord::new_window(ours, now, request().retention, false, None, None);
-        let taken =
-            live(now - secs(20)).taken_over(ours, now, request().retention, false, None, None);
+        let taken = live(now - secs(20)).taken_over(fresh.clone());
         for (record, how) in [(fresh, Acquisition::New), (taken, Acquisition::Takeover)] {
             let step = decide_now(&RowView::Live(record.clone()), &request(), ours, now);
             assert_eq!(
