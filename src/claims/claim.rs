@@ -8,9 +8,9 @@
 use chrono::{DateTime, Utc};
 
 use super::decide::{Step, next_step};
-use super::{Acquisition, ClaimOutcome, ClaimRequest};
+use super::{Acquisition, ClaimOutcome, ClaimRequest, Claims};
 use crate::domain::{CasOutcome, ClaimRecord, ClaimToken, ClaimWrite, Refusal, RowView};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 pub struct ClaimMachine<'a> {
     request: &'a ClaimRequest,
@@ -78,26 +78,17 @@ impl<'a> ClaimMachine<'a> {
 }
 
 impl Machine for ClaimMachine<'_> {
-    type Write = ClaimWrite;
-    type Written = CasOutcome;
-    type View = RowView;
+    type Table = Claims;
     type Answer = ClaimOutcome;
 
-    fn start(&mut self, now: DateTime<Utc>) -> Action<ClaimWrite, ClaimOutcome> {
+    fn start(&mut self, now: DateTime<Utc>) -> Next<Self> {
         self.step(&RowView::Absent, now)
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<CasOutcome, RowView>,
-        now: DateTime<Utc>,
-    ) -> Action<ClaimWrite, ClaimOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, now: DateTime<Utc>) -> Next<Self> {
         match observation {
             Observation::Written(CasOutcome::Applied) => {
-                let (record, how) = self
-                    .pending
-                    .take()
-                    .expect("a write was in flight, so its record is pending");
+                let (record, how) = take_pending(&mut self.pending);
                 Action::Answer(ClaimOutcome::Acquired { record, how })
             }
             // A refused INSERT returns the whole existing row.
@@ -130,12 +121,20 @@ impl Machine for ClaimMachine<'_> {
     }
 
     fn undecided(&self) -> String {
+        let what = Subject::new(self.request.key.as_str(), &self.request.namespace);
         format!(
-            "the claim of {:?} in {} could not be decided in time; retry (with the same claimant, if you set one)",
-            self.request.key.as_str(),
-            self.request.namespace
+            "the claim of {what} could not be decided in time; retry (with the same claimant, if \
+             you set one)"
         )
     }
+}
+
+/// What the write in flight makes of the row once it applied: an applied
+/// answer always follows a write, which set it.
+pub fn take_pending<T>(pending: &mut Option<T>) -> T {
+    pending
+        .take()
+        .expect("a write was in flight, so its record is pending")
 }
 
 /// Whether a row holds `ours`, someone else's token, or nothing.

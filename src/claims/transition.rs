@@ -15,13 +15,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::TransitionOutcome;
-use super::claim::token_resolution;
+use super::claim::{take_pending, token_resolution};
+use super::{Claims, TransitionOutcome};
 use crate::domain::{
     CasOutcome, ClaimRecord, ClaimState, ClaimToken, ClaimWrite, LeaseRequest, RowView,
     StoredResult, secs,
 };
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 /// Which update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Transition {
     Extend(LeaseRequest),
 }
 
-pub struct TransitionMachine {
+pub struct TransitionMachine<'a> {
     token: ClaimToken,
     transition: Transition,
     /// Whether the view decided from came from a serial read.
@@ -38,11 +38,11 @@ pub struct TransitionMachine {
     /// The record as it will be if the write in flight applies.
     pending: Option<ClaimRecord>,
     /// What the 503 names.
-    what: String,
+    what: Subject<'a>,
 }
 
-impl TransitionMachine {
-    pub fn new(token: ClaimToken, transition: Transition, what: String) -> Self {
+impl<'a> TransitionMachine<'a> {
+    pub fn new(token: ClaimToken, transition: Transition, what: Subject<'a>) -> Self {
         Self {
             token,
             transition,
@@ -120,28 +120,20 @@ impl TransitionMachine {
     }
 }
 
-impl Machine for TransitionMachine {
-    type Write = ClaimWrite;
-    type Written = CasOutcome;
-    type View = RowView;
+impl Machine for TransitionMachine<'_> {
+    type Table = Claims;
     type Answer = TransitionOutcome;
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<ClaimWrite, TransitionOutcome> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         Action::ReadQuorum
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<CasOutcome, RowView>,
-        now: DateTime<Utc>,
-    ) -> Action<ClaimWrite, TransitionOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, now: DateTime<Utc>) -> Next<Self> {
         match observation {
             Observation::QuorumRead(view) => self.decide(&view.unwrap_or(RowView::Absent), now),
-            Observation::Written(CasOutcome::Applied) => Action::Answer(TransitionOutcome::Done(
-                self.pending
-                    .take()
-                    .expect("a write was in flight, so its record is pending"),
-            )),
+            Observation::Written(CasOutcome::Applied) => {
+                Action::Answer(TransitionOutcome::Done(take_pending(&mut self.pending)))
+            }
             Observation::Written(CasOutcome::NotApplied(_)) => {
                 self.authoritative = false;
                 Action::ReadSerial
@@ -174,6 +166,7 @@ impl Machine for TransitionMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claims::fixtures::SUBJECT;
     use crate::domain::{Retention, now_millis};
 
     fn ours(now: DateTime<Utc>, token: ClaimToken) -> ClaimRecord {
@@ -190,8 +183,8 @@ mod tests {
         )
     }
 
-    fn complete(token: ClaimToken) -> TransitionMachine {
-        TransitionMachine::new(token, Transition::Complete(None), "k".into())
+    fn complete(token: ClaimToken) -> TransitionMachine<'static> {
+        TransitionMachine::new(token, Transition::Complete(None), SUBJECT)
     }
 
     #[test]
@@ -262,7 +255,7 @@ mod tests {
             Action::Answer(TransitionOutcome::Done(done.clone()))
         );
         let mut extend =
-            TransitionMachine::new(token, Transition::Extend(LeaseRequest(5)), "k".into());
+            TransitionMachine::new(token, Transition::Extend(LeaseRequest(5)), SUBJECT);
         extend.start(now);
         assert_eq!(
             extend.observe(Observation::Read(RowView::Live(done.clone())), now),

@@ -21,9 +21,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AdvanceOutcome, Verdict, judge, skipped};
-use crate::domain::{AcceptedBy, SequenceCas, SequenceWrite, StreamRow};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use super::{
+    AdvanceOutcome, CasStep, Streams, Verdict, cas_step, judge, skipped, stream_resolution,
+};
+use crate::domain::{AcceptedBy, SequenceWrite, StreamRow};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -33,7 +35,7 @@ enum Phase {
     CheckingRing(AdvanceOutcome),
 }
 
-pub struct AdvanceMachine {
+pub struct AdvanceMachine<'a> {
     seq: u64,
     allow_gaps: bool,
     /// Whether an offerer was named (its token is shared by all its offers).
@@ -51,11 +53,12 @@ pub struct AdvanceMachine {
     /// later answer is checked for our writer.
     uncertain: bool,
     phase: Phase,
-    what: String,
+    /// What the 503 names.
+    what: Subject<'a>,
 }
 
-impl AdvanceMachine {
-    pub fn new(seq: u64, allow_gaps: bool, offerer: bool, writer: Uuid, what: String) -> Self {
+impl<'a> AdvanceMachine<'a> {
+    pub fn new(seq: u64, allow_gaps: bool, offerer: bool, writer: Uuid, what: Subject<'a>) -> Self {
         Self {
             seq,
             allow_gaps,
@@ -117,21 +120,15 @@ impl AdvanceMachine {
     }
 }
 
-impl Machine for AdvanceMachine {
-    type Write = SequenceWrite;
-    type Written = SequenceCas;
-    type View = Option<StreamRow>;
+impl Machine for AdvanceMachine<'_> {
+    type Table = Streams;
     type Answer = AdvanceOutcome;
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, AdvanceOutcome> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         self.attempt()
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<SequenceCas, Option<StreamRow>>,
-        _now: DateTime<Utc>,
-    ) -> Action<SequenceWrite, AdvanceOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, _now: DateTime<Utc>) -> Next<Self> {
         if let Phase::CheckingRing(outcome) = self.phase {
             let ring = match observation {
                 Observation::Read(seen) | Observation::Resolved(seen) => seen,
@@ -150,31 +147,17 @@ impl Machine for AdvanceMachine {
                 outcome
             });
         }
-        match observation {
-            Observation::Written(SequenceCas::Applied) => Action::Answer(self.accepted()),
-            Observation::Written(SequenceCas::NotApplied(seen)) if !self.uncertain => {
-                self.after(seen)
-            }
-            // A refused UPDATE returns only `last`; the ring, which says
-            // whether the earlier attempt landed since, needs the row.
-            Observation::Written(SequenceCas::NotApplied(_)) => Action::ReadSerial,
-            Observation::Resolved(seen) => {
-                self.uncertain = true;
-                self.after(seen)
-            }
-            Observation::Read(seen) => self.after(seen),
-            Observation::QuorumRead(seen) => self.after(seen.flatten()),
+        match cas_step(observation, &mut self.uncertain) {
+            CasStep::Applied => Action::Answer(self.accepted()),
+            CasStep::Seen(seen) => self.after(seen),
+            CasStep::ReadRow => Action::ReadSerial,
         }
     }
 
     fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
-        match seen {
-            Some(row) if row.accepted_by(self.seq) == AcceptedBy::Token(self.writer) => {
-                Resolution::Ours
-            }
-            Some(_) => Resolution::Theirs,
-            None => Resolution::Absent,
-        }
+        stream_resolution(seen, |row| {
+            row.accepted_by(self.seq) == AcceptedBy::Token(self.writer)
+        })
     }
 
     fn undecided(&self) -> String {
@@ -188,7 +171,9 @@ impl Machine for AdvanceMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::SequenceCas;
     use crate::domain::now_millis;
+    use crate::sequences::fixtures::SUBJECT;
 
     fn row(last: u64, recent: Vec<(u64, Uuid)>) -> Option<StreamRow> {
         Some(StreamRow {
@@ -199,8 +184,8 @@ mod tests {
         })
     }
 
-    fn machine(seq: u64, offerer: bool, writer: Uuid) -> AdvanceMachine {
-        AdvanceMachine::new(seq, false, offerer, writer, "s".into())
+    fn machine(seq: u64, offerer: bool, writer: Uuid) -> AdvanceMachine<'static> {
+        AdvanceMachine::new(seq, false, offerer, writer, SUBJECT)
     }
 
     #[test]
@@ -358,7 +343,7 @@ mod tests {
                 skipped: None
             })
         );
-        let mut other = AdvanceMachine::new(8, false, true, writer, "s".into());
+        let mut other = AdvanceMachine::new(8, false, true, writer, SUBJECT);
         other.start(now);
         other.observe(
             Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
