@@ -142,9 +142,8 @@ pub fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        ClaimKey, Claimant, Fingerprint, Namespace, Retention, StoredResult, now_millis, secs,
-    };
+    use crate::claims::fixtures::{in_progress, request};
+    use crate::domain::{Claimant, Fingerprint, StoredResult, now_millis, secs};
 
     /// `next_step` with no clock-skew margin.
     fn decide_now(
@@ -183,31 +182,24 @@ mod tests {
         assert_eq!(decided_at, now - margin);
     }
 
-    fn request() -> ClaimRequest {
-        ClaimRequest {
-            namespace: Namespace::parse("ns").unwrap(),
-            key: ClaimKey::parse("k").unwrap(),
-            retention: Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            complete: false,
-            fingerprint: None,
-            claimant: None,
+    /// A live in-progress claim of someone else's, with a fingerprint and a
+    /// claimant.
+    fn live(now: DateTime<Utc>) -> ClaimRecord {
+        ClaimRecord {
+            fingerprint: Some("fp-a".into()),
+            claimant: Some("worker-1".into()),
+            ..in_progress(ClaimToken::generate(), now)
         }
     }
 
-    fn live(now: DateTime<Utc>) -> ClaimRecord {
-        ClaimRecord::new_window(
+    /// What `asked` does at `now`, under a fresh token of its own, when
+    /// `record` holds the key.
+    fn decide_against(record: &ClaimRecord, asked: &ClaimRequest, now: DateTime<Utc>) -> Step {
+        decide_now(
+            &RowView::Live(record.clone()),
+            asked,
             ClaimToken::generate(),
             now,
-            Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            false,
-            Some("fp-a".into()),
-            Some("worker-1".into()),
         )
     }
 
@@ -272,12 +264,7 @@ mod tests {
     fn a_live_in_progress_claim_is_a_duplicate() {
         let now = now_millis();
         let record = live(now);
-        let step = decide_now(
-            &RowView::Live(record.clone()),
-            &request(),
-            ClaimToken::generate(),
-            now + secs(1),
-        );
+        let step = decide_against(&record, &request(), now + secs(1));
         assert_eq!(step, Step::Answer(ClaimOutcome::Duplicate { record }));
     }
 
@@ -288,12 +275,7 @@ mod tests {
         record.state = ClaimState::Completed;
         record.completed_at = Some(now);
         record.result = Some(StoredResult::from_stored("1".into()));
-        let step = decide_now(
-            &RowView::Live(record.clone()),
-            &request(),
-            ClaimToken::generate(),
-            now + secs(30),
-        );
+        let step = decide_against(&record, &request(), now + secs(30));
         assert_eq!(step, Step::Answer(ClaimOutcome::Duplicate { record }));
     }
 
@@ -327,24 +309,14 @@ mod tests {
         asked.fingerprint = Some(Fingerprint::parse("fp-b").unwrap());
         let record = live(now);
         assert_eq!(
-            decide_now(
-                &RowView::Live(record.clone()),
-                &asked,
-                ClaimToken::generate(),
-                now
-            ),
+            decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::FingerprintMismatch {
                 record: record.clone()
             })
         );
         // Even a lease that has passed is not taken over for another payload.
         assert!(matches!(
-            decide_now(
-                &RowView::Live(record),
-                &asked,
-                ClaimToken::generate(),
-                now + secs(20)
-            ),
+            decide_against(&record, &asked, now + secs(20)),
             Step::Answer(ClaimOutcome::FingerprintMismatch { .. })
         ));
     }
@@ -357,12 +329,7 @@ mod tests {
             let mut asked = request();
             asked.fingerprint = fingerprint.map(|f| Fingerprint::parse(f).unwrap());
             assert!(matches!(
-                decide_now(
-                    &RowView::Live(record.clone()),
-                    &asked,
-                    ClaimToken::generate(),
-                    now
-                ),
+                decide_against(&record, &asked, now),
                 Step::Answer(ClaimOutcome::Duplicate { .. })
             ));
         }
@@ -375,12 +342,7 @@ mod tests {
         let mut asked = request();
         asked.claimant = Some(Claimant::parse(None, "worker-1").unwrap());
         assert_eq!(
-            decide_now(
-                &RowView::Live(record.clone()),
-                &asked,
-                ClaimToken::generate(),
-                now
-            ),
+            decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::Acquired {
                 record: record.clone(),
                 how: Acquisition::Reentrant
@@ -388,7 +350,7 @@ mod tests {
         );
         asked.claimant = Some(Claimant::parse(None, "worker-2").unwrap());
         assert!(matches!(
-            decide_now(&RowView::Live(record), &asked, ClaimToken::generate(), now),
+            decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::Duplicate { .. })
         ));
     }

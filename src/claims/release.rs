@@ -186,21 +186,18 @@ impl Machine for ReleaseMachine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::fixtures::SUBJECT;
-    use crate::domain::{ClaimRecord, Retention, now_millis};
+    use crate::claims::fixtures::{SUBJECT, after_quorum_read, in_progress};
+    use crate::domain::{ClaimRecord, now_millis};
 
     fn record(token: ClaimToken) -> ClaimRecord {
-        ClaimRecord::new_window(
-            token,
-            now_millis(),
-            Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            false,
-            None,
-            None,
-        )
+        in_progress(token, now_millis())
+    }
+
+    /// A release of `token`'s in-progress claim, its delete in flight.
+    fn deleting(token: ClaimToken, now: DateTime<Utc>) -> ReleaseMachine<'static> {
+        let mut machine = ReleaseMachine::new(token, SUBJECT);
+        after_quorum_read(&mut machine, RowView::Live(record(token)), now);
+        machine
     }
 
     /// A release of `token` that first sees `before`, then loses the
@@ -212,9 +209,8 @@ mod tests {
     ) -> Action<ClaimWrite, TransitionOutcome> {
         let now = now_millis();
         let mut machine = ReleaseMachine::new(token, SUBJECT);
-        assert_eq!(machine.start(now), Action::ReadQuorum);
         assert_eq!(
-            machine.observe(Observation::QuorumRead(Some(before)), now),
+            after_quorum_read(&mut machine, before, now),
             Action::Write(ClaimWrite::Release { token })
         );
         machine.observe(Observation::Resolved(after), now)
@@ -238,12 +234,7 @@ mod tests {
             ),
             (Some(token), Some(ClaimState::Completed), Action::ReadSerial),
         ] {
-            let mut machine = ReleaseMachine::new(token, SUBJECT);
-            machine.start(now);
-            machine.observe(
-                Observation::QuorumRead(Some(RowView::Live(record(token)))),
-                now,
-            );
+            let mut machine = deleting(token, now);
             let refused = CasOutcome::NotApplied(Refusal::Held { owner, state });
             assert_eq!(machine.observe(Observation::Written(refused), now), answer);
         }
@@ -330,12 +321,7 @@ mod tests {
     fn after_a_lost_answer_a_refusal_is_only_a_view() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let mut machine = ReleaseMachine::new(token, SUBJECT);
-        machine.start(now);
-        machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(record(token)))),
-            now,
-        );
+        let mut machine = deleting(token, now);
         // Lost answer, row still ours: delete again…
         machine.observe(Observation::Resolved(RowView::Live(record(token))), now);
         // …which is refused with no owner: our first delete landed late.

@@ -166,25 +166,19 @@ impl Machine for TransitionMachine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::fixtures::SUBJECT;
-    use crate::domain::{Retention, now_millis};
-
-    fn ours(now: DateTime<Utc>, token: ClaimToken) -> ClaimRecord {
-        ClaimRecord::new_window(
-            token,
-            now,
-            Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            false,
-            None,
-            None,
-        )
-    }
+    use crate::claims::fixtures::{SUBJECT, after_quorum_read, in_progress};
+    use crate::domain::now_millis;
 
     fn complete(token: ClaimToken) -> TransitionMachine<'static> {
         TransitionMachine::new(token, Transition::Complete(None), SUBJECT)
+    }
+
+    /// A completion of `token`'s claim that read it in progress and has its
+    /// write in flight.
+    fn completing(token: ClaimToken, now: DateTime<Utc>) -> TransitionMachine<'static> {
+        let mut machine = complete(token);
+        after_quorum_read(&mut machine, RowView::Live(in_progress(token, now)), now);
+        machine
     }
 
     #[test]
@@ -192,11 +186,7 @@ mod tests {
         let now = now_millis();
         let token = ClaimToken::generate();
         let mut machine = complete(token);
-        assert_eq!(machine.start(now), Action::ReadQuorum);
-        let action = machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(ours(now, token)))),
-            now,
-        );
+        let action = after_quorum_read(&mut machine, RowView::Live(in_progress(token, now)), now);
         assert!(
             matches!(action, Action::Write(ClaimWrite::Complete { token: t, .. }) if t == token)
         );
@@ -212,7 +202,7 @@ mod tests {
     fn only_a_serial_read_may_say_not_owner_or_not_found() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let someone = ours(now, ClaimToken::generate());
+        let someone = in_progress(ClaimToken::generate(), now);
         for (view, answer) in [
             (RowView::Live(someone), TransitionOutcome::NotOwner),
             (RowView::Absent, TransitionOutcome::NotFound),
@@ -243,7 +233,7 @@ mod tests {
             state: ClaimState::Completed,
             completed_at: Some(now),
             lease_expires_at: None,
-            ..ours(now, token)
+            ..in_progress(token, now)
         };
         let mut machine = complete(token);
         machine.start(now);
@@ -267,12 +257,7 @@ mod tests {
     fn a_lost_answer_whose_update_landed_is_done() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let mut machine = complete(token);
-        machine.start(now);
-        machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(ours(now, token)))),
-            now,
-        );
+        let mut machine = completing(token, now);
         let landed = machine.pending.clone().unwrap();
         assert_eq!(
             machine.resolution(&RowView::Live(landed.clone())),
@@ -288,13 +273,8 @@ mod tests {
     fn a_lost_answer_fenced_by_a_takeover_is_not_owner() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let mut machine = complete(token);
-        machine.start(now);
-        machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(ours(now, token)))),
-            now,
-        );
-        let taker = ours(now, ClaimToken::generate());
+        let mut machine = completing(token, now);
+        let taker = in_progress(ClaimToken::generate(), now);
         assert_eq!(
             machine.observe(Observation::Resolved(RowView::Live(taker)), now),
             Action::Answer(TransitionOutcome::NotOwner)

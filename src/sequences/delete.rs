@@ -72,17 +72,12 @@ impl Machine for DeleteMachine<'_> {
 mod tests {
     use super::*;
     use crate::domain::now_millis;
-    use crate::sequences::fixtures::SUBJECT;
+    use crate::sequences::fixtures::{SUBJECT, stream};
 
     #[test]
     fn a_delete_is_decisive_until_an_answer_is_lost() {
         let now = now_millis();
-        let row = Some(StreamRow {
-            last: 3,
-            writer: None,
-            updated_at: None,
-            recent: Vec::new(),
-        });
+        let row = stream(3, None, Vec::new());
         let mut plain = DeleteMachine::new(SUBJECT);
         assert_eq!(plain.start(now), Action::Write(SequenceWrite::Delete));
         assert_eq!(

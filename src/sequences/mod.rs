@@ -285,6 +285,9 @@ impl Io<Streams> for SequenceIo<'_> {
 /// What the sequence lifecycles' unit tests share.
 #[cfg(test)]
 mod fixtures {
+    use uuid::Uuid;
+
+    use crate::domain::StreamRow;
     use crate::lifecycle::Subject;
 
     /// The stream every test works on, as a 503 would name it.
@@ -292,6 +295,16 @@ mod fixtures {
         name: "s",
         namespace: "ns",
     };
+
+    /// A stream at `last`, last written by `writer`, remembering `recent`.
+    pub fn stream(last: u64, writer: Option<Uuid>, recent: Vec<(u64, Uuid)>) -> Option<StreamRow> {
+        Some(StreamRow {
+            last,
+            writer,
+            updated_at: None,
+            recent,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -87,18 +87,13 @@ impl Machine for SetMachine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::SequenceCas;
-    use crate::domain::now_millis;
+    use crate::domain::{SequenceCas, now_millis};
     use crate::lifecycle::Observation;
-    use crate::sequences::fixtures::SUBJECT;
+    use crate::sequences::fixtures::{SUBJECT, stream};
 
+    /// A stream at `last`, last written by `writer`.
     fn row(last: u64, writer: Option<Uuid>) -> Option<StreamRow> {
-        Some(StreamRow {
-            last,
-            writer,
-            updated_at: None,
-            recent: Vec::new(),
-        })
+        stream(last, writer, Vec::new())
     }
 
     #[test]
