@@ -8,9 +8,9 @@
 use chrono::{DateTime, Utc};
 
 use super::decide::{Step, next_step};
-use super::{Acquisition, ClaimOutcome, ClaimRequest};
+use super::{Acquisition, ClaimOutcome, ClaimRequest, Claims};
 use crate::domain::{CasOutcome, ClaimRecord, ClaimToken, ClaimWrite, Refusal, RowView};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 pub struct ClaimMachine<'a> {
     request: &'a ClaimRequest,
@@ -78,26 +78,17 @@ impl<'a> ClaimMachine<'a> {
 }
 
 impl Machine for ClaimMachine<'_> {
-    type Write = ClaimWrite;
-    type Written = CasOutcome;
-    type View = RowView;
+    type Table = Claims;
     type Answer = ClaimOutcome;
 
-    fn start(&mut self, now: DateTime<Utc>) -> Action<ClaimWrite, ClaimOutcome> {
+    fn start(&mut self, now: DateTime<Utc>) -> Next<Self> {
         self.step(&RowView::Absent, now)
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<CasOutcome, RowView>,
-        now: DateTime<Utc>,
-    ) -> Action<ClaimWrite, ClaimOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, now: DateTime<Utc>) -> Next<Self> {
         match observation {
             Observation::Written(CasOutcome::Applied) => {
-                let (record, how) = self
-                    .pending
-                    .take()
-                    .expect("a write was in flight, so its record is pending");
+                let (record, how) = take_pending(&mut self.pending);
                 Action::Answer(ClaimOutcome::Acquired { record, how })
             }
             // A refused INSERT returns the whole existing row.
@@ -130,12 +121,20 @@ impl Machine for ClaimMachine<'_> {
     }
 
     fn undecided(&self) -> String {
+        let what = Subject::new(self.request.key.as_str(), &self.request.namespace);
         format!(
-            "the claim of {:?} in {} could not be decided in time; retry (with the same claimant, if you set one)",
-            self.request.key.as_str(),
-            self.request.namespace
+            "the claim of {what} could not be decided in time; retry (with the same claimant, if \
+             you set one)"
         )
     }
+}
+
+/// What the write in flight makes of the row once it applied: an applied
+/// answer always follows a write, which set it.
+pub fn take_pending<T>(pending: &mut Option<T>) -> T {
+    pending
+        .take()
+        .expect("a write was in flight, so its record is pending")
 }
 
 /// Whether a row holds `ours`, someone else's token, or nothing.
@@ -149,21 +148,25 @@ pub fn token_resolution(view: &RowView, ours: ClaimToken) -> Resolution {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::domain::{ClaimKey, ClaimState, Namespace, Retention, now_millis, secs};
+    use std::sync::LazyLock;
 
-    fn request() -> ClaimRequest {
-        ClaimRequest {
-            namespace: Namespace::parse("ns").unwrap(),
-            key: ClaimKey::parse("k").unwrap(),
-            retention: Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            complete: false,
-            fingerprint: None,
-            claimant: None,
-        }
+    use super::*;
+    use crate::claims::fixtures::{in_progress, request};
+    use crate::domain::{ClaimState, now_millis, secs};
+
+    /// The request the machines claim for: they borrow it.
+    static REQUEST: LazyLock<ClaimRequest> = LazyLock::new(request);
+
+    /// A claim with `token` and no clock-skew margin, not started yet.
+    fn machine(token: ClaimToken) -> ClaimMachine<'static> {
+        ClaimMachine::new(&REQUEST, token, chrono::Duration::zero())
+    }
+
+    /// A claim with `token`, started: its first insert is in flight.
+    fn started(token: ClaimToken, now: DateTime<Utc>) -> ClaimMachine<'static> {
+        let mut machine = machine(token);
+        machine.start(now);
+        machine
     }
 
     fn written_record(action: &Action<ClaimWrite, ClaimOutcome>) -> ClaimRecord {
@@ -179,9 +182,8 @@ mod tests {
 
     #[test]
     fn an_applied_insert_is_acquired() {
-        let request = request();
         let token = ClaimToken::generate();
-        let mut machine = ClaimMachine::new(&request, token, chrono::Duration::zero());
+        let mut machine = machine(token);
         let now = now_millis();
         let first = machine.start(now);
         let record = written_record(&first);
@@ -197,19 +199,9 @@ mod tests {
 
     #[test]
     fn a_refused_insert_decides_from_the_row_it_returned() {
-        let request = request();
-        let mut machine =
-            ClaimMachine::new(&request, ClaimToken::generate(), chrono::Duration::zero());
         let now = now_millis();
-        machine.start(now);
-        let holder = ClaimRecord::new_window(
-            ClaimToken::generate(),
-            now,
-            request.retention,
-            false,
-            None,
-            None,
-        );
+        let mut machine = started(ClaimToken::generate(), now);
+        let holder = in_progress(ClaimToken::generate(), now);
         let refused = CasOutcome::NotApplied(Refusal::Exists(RowView::Live(holder.clone())));
         assert_eq!(
             machine.observe(Observation::Written(refused), now),
@@ -219,20 +211,11 @@ mod tests {
 
     #[test]
     fn an_unknown_outcome_that_landed_is_ours_and_keeps_how_it_was_won() {
-        let request = request();
         let token = ClaimToken::generate();
         let now = now_millis();
         // A stale holder whose lease ran out: we take over.
-        let stale = ClaimRecord::new_window(
-            ClaimToken::generate(),
-            now - secs(20),
-            request.retention,
-            false,
-            None,
-            None,
-        );
-        let mut machine = ClaimMachine::new(&request, token, chrono::Duration::zero());
-        machine.start(now);
+        let stale = in_progress(ClaimToken::generate(), now - secs(20));
+        let mut machine = started(token, now);
         let takeover = machine.observe(
             Observation::Written(CasOutcome::NotApplied(Refusal::Exists(RowView::Live(
                 stale,
@@ -260,11 +243,9 @@ mod tests {
 
     #[test]
     fn an_unknown_outcome_that_did_not_land_is_tried_again_with_the_same_token() {
-        let request = request();
         let token = ClaimToken::generate();
-        let mut machine = ClaimMachine::new(&request, token, chrono::Duration::zero());
         let now = now_millis();
-        machine.start(now);
+        let mut machine = started(token, now);
         assert_eq!(machine.resolution(&RowView::Absent), Resolution::Absent);
         let again = machine.observe(Observation::Resolved(RowView::Absent), now);
         assert_eq!(written_record(&again).token, token);
@@ -272,11 +253,8 @@ mod tests {
 
     #[test]
     fn a_refused_update_reads_the_row_before_deciding() {
-        let request = request();
-        let mut machine =
-            ClaimMachine::new(&request, ClaimToken::generate(), chrono::Duration::zero());
         let now = now_millis();
-        machine.start(now);
+        let mut machine = started(ClaimToken::generate(), now);
         let refused = CasOutcome::NotApplied(Refusal::Held {
             owner: Some(ClaimToken::generate()),
             state: Some(ClaimState::InProgress),

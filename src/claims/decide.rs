@@ -52,34 +52,29 @@ pub fn next_step(
     now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Step {
-    let fingerprint = request.fingerprint.as_ref().map(|f| f.as_str().to_owned());
-    let claimant = request.claimant.as_ref().map(|c| c.as_str().to_owned());
+    // What this claim writes if the slot is free; a takeover moves it into
+    // the window it takes over.
+    let claim = ClaimRecord::new_window(
+        token,
+        now,
+        request.retention,
+        request.complete,
+        request.fingerprint.as_ref().map(|f| f.as_str().to_owned()),
+        request.claimant.as_ref().map(|c| c.as_str().to_owned()),
+    );
+    let ttl_secs = request.retention.ttl_secs;
     let record = match view {
         RowView::Absent => {
             return Step::Insert {
-                record: ClaimRecord::new_window(
-                    token,
-                    now,
-                    request.retention,
-                    request.complete,
-                    fingerprint,
-                    claimant,
-                ),
-                ttl_secs: request.retention.ttl_secs,
+                record: claim,
+                ttl_secs,
             };
         }
         RowView::Remnant { token: held } => {
             // Expired, but TTL has not removed every cell yet: a new window.
             return Step::Replace {
-                record: ClaimRecord::new_window(
-                    token,
-                    now,
-                    request.retention,
-                    request.complete,
-                    fingerprint,
-                    claimant,
-                ),
-                ttl_secs: request.retention.ttl_secs,
+                record: claim,
+                ttl_secs,
                 expected: *held,
                 how: Acquisition::New,
             };
@@ -118,14 +113,7 @@ pub fn next_step(
     }
     let decided_at = now - skew;
     if record.lease_expired(decided_at) {
-        let taken_over = record.taken_over(
-            token,
-            now,
-            request.retention,
-            request.complete,
-            fingerprint,
-            claimant,
-        );
+        let taken_over = record.taken_over(claim);
         // Live means expires_at > now, so at least a millisecond remains
         // and this rounds up to one second or more.
         let ttl_secs = taken_over.remaining_ttl_secs(now).unwrap_or(1);
@@ -154,9 +142,8 @@ pub fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        ClaimKey, Claimant, Fingerprint, Namespace, Retention, StoredResult, now_millis, secs,
-    };
+    use crate::claims::fixtures::{in_progress, request};
+    use crate::domain::{Claimant, Fingerprint, StoredResult, now_millis, secs};
 
     /// `next_step` with no clock-skew margin.
     fn decide_now(
@@ -195,31 +182,24 @@ mod tests {
         assert_eq!(decided_at, now - margin);
     }
 
-    fn request() -> ClaimRequest {
-        ClaimRequest {
-            namespace: Namespace::parse("ns").unwrap(),
-            key: ClaimKey::parse("k").unwrap(),
-            retention: Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            complete: false,
-            fingerprint: None,
-            claimant: None,
+    /// A live in-progress claim of someone else's, with a fingerprint and a
+    /// claimant.
+    fn live(now: DateTime<Utc>) -> ClaimRecord {
+        ClaimRecord {
+            fingerprint: Some("fp-a".into()),
+            claimant: Some("worker-1".into()),
+            ..in_progress(ClaimToken::generate(), now)
         }
     }
 
-    fn live(now: DateTime<Utc>) -> ClaimRecord {
-        ClaimRecord::new_window(
+    /// What `asked` does at `now`, under a fresh token of its own, when
+    /// `record` holds the key.
+    fn decide_against(record: &ClaimRecord, asked: &ClaimRequest, now: DateTime<Utc>) -> Step {
+        decide_now(
+            &RowView::Live(record.clone()),
+            asked,
             ClaimToken::generate(),
             now,
-            Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            false,
-            Some("fp-a".into()),
-            Some("worker-1".into()),
         )
     }
 
@@ -284,12 +264,7 @@ mod tests {
     fn a_live_in_progress_claim_is_a_duplicate() {
         let now = now_millis();
         let record = live(now);
-        let step = decide_now(
-            &RowView::Live(record.clone()),
-            &request(),
-            ClaimToken::generate(),
-            now + secs(1),
-        );
+        let step = decide_against(&record, &request(), now + secs(1));
         assert_eq!(step, Step::Answer(ClaimOutcome::Duplicate { record }));
     }
 
@@ -300,12 +275,7 @@ mod tests {
         record.state = ClaimState::Completed;
         record.completed_at = Some(now);
         record.result = Some(StoredResult::from_stored("1".into()));
-        let step = decide_now(
-            &RowView::Live(record.clone()),
-            &request(),
-            ClaimToken::generate(),
-            now + secs(30),
-        );
+        let step = decide_against(&record, &request(), now + secs(30));
         assert_eq!(step, Step::Answer(ClaimOutcome::Duplicate { record }));
     }
 
@@ -339,24 +309,14 @@ mod tests {
         asked.fingerprint = Some(Fingerprint::parse("fp-b").unwrap());
         let record = live(now);
         assert_eq!(
-            decide_now(
-                &RowView::Live(record.clone()),
-                &asked,
-                ClaimToken::generate(),
-                now
-            ),
+            decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::FingerprintMismatch {
                 record: record.clone()
             })
         );
         // Even a lease that has passed is not taken over for another payload.
         assert!(matches!(
-            decide_now(
-                &RowView::Live(record),
-                &asked,
-                ClaimToken::generate(),
-                now + secs(20)
-            ),
+            decide_against(&record, &asked, now + secs(20)),
             Step::Answer(ClaimOutcome::FingerprintMismatch { .. })
         ));
     }
@@ -369,12 +329,7 @@ mod tests {
             let mut asked = request();
             asked.fingerprint = fingerprint.map(|f| Fingerprint::parse(f).unwrap());
             assert!(matches!(
-                decide_now(
-                    &RowView::Live(record.clone()),
-                    &asked,
-                    ClaimToken::generate(),
-                    now
-                ),
+                decide_against(&record, &asked, now),
                 Step::Answer(ClaimOutcome::Duplicate { .. })
             ));
         }
@@ -387,12 +342,7 @@ mod tests {
         let mut asked = request();
         asked.claimant = Some(Claimant::parse(None, "worker-1").unwrap());
         assert_eq!(
-            decide_now(
-                &RowView::Live(record.clone()),
-                &asked,
-                ClaimToken::generate(),
-                now
-            ),
+            decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::Acquired {
                 record: record.clone(),
                 how: Acquisition::Reentrant
@@ -400,7 +350,7 @@ mod tests {
         );
         asked.claimant = Some(Claimant::parse(None, "worker-2").unwrap());
         assert!(matches!(
-            decide_now(&RowView::Live(record), &asked, ClaimToken::generate(), now),
+            decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::Duplicate { .. })
         ));
     }
@@ -425,8 +375,7 @@ mod tests {
         let now = now_millis();
         let ours = ClaimToken::generate();
         let fresh = ClaimRecord::new_window(ours, now, request().retention, false, None, None);
-        let taken =
-            live(now - secs(20)).taken_over(ours, now, request().retention, false, None, None);
+        let taken = live(now - secs(20)).taken_over(fresh.clone());
         for (record, how) in [(fresh, Acquisition::New), (taken, Acquisition::Takeover)] {
             let step = decide_now(&RowView::Live(record.clone()), &request(), ours, now);
             assert_eq!(

@@ -17,6 +17,8 @@
 mod claim;
 mod completed_cache;
 mod decide;
+#[cfg(test)]
+mod fixtures;
 mod outcome;
 mod read_first;
 mod release;
@@ -41,7 +43,7 @@ use crate::domain::{
     RowView, StoredResult, now_millis,
 };
 use crate::lifecycle::executor::read_with_retries;
-use crate::lifecycle::{self, Io, Machine};
+use crate::lifecycle::{self, Io, Machine, Subject, Table};
 pub use crate::lifecycle::{DecideError, RetryBudget};
 use crate::metrics::Metrics;
 use crate::store::{ReadMode, Store, StoreError};
@@ -102,13 +104,19 @@ impl ClaimService {
         self.completed.remember(namespace, key, record);
     }
 
-    /// The store half of the claim lifecycles, for one key.
-    fn io<'a>(&'a self, namespace: &'a Namespace, key: &'a ClaimKey) -> ClaimIo<'a> {
+    /// The store half of the claim lifecycles, for one key, classifying
+    /// rows `behind` now (see `ClaimIo`).
+    fn io<'a>(
+        &'a self,
+        namespace: &'a Namespace,
+        key: &'a ClaimKey,
+        behind: chrono::Duration,
+    ) -> ClaimIo<'a> {
         ClaimIo {
             store: &self.store,
             namespace,
             key,
-            behind: chrono::Duration::zero(),
+            behind,
         }
     }
 
@@ -137,10 +145,7 @@ impl ClaimService {
                     Some(answer) => Ok(answer),
                     None => {
                         let machine = ClaimMachine::new(request, ClaimToken::generate(), self.skew);
-                        let io = ClaimIo {
-                            behind: self.skew,
-                            ..self.io(&request.namespace, &request.key)
-                        };
+                        let io = self.io(&request.namespace, &request.key, self.skew);
                         lifecycle::run(machine, &io, budget, &self.metrics).await
                     }
                 };
@@ -242,7 +247,7 @@ impl ClaimService {
         let machine = TransitionMachine::new(
             token,
             Transition::Complete(result),
-            describe(namespace, key),
+            Subject::new(key.as_str(), namespace),
         );
         let outcome = self.update("complete", machine, namespace, key).await;
         if let Ok(TransitionOutcome::Done(record)) = &outcome {
@@ -259,8 +264,11 @@ impl ClaimService {
         token: ClaimToken,
         lease: LeaseRequest,
     ) -> Result<TransitionOutcome, DecideError> {
-        let machine =
-            TransitionMachine::new(token, Transition::Extend(lease), describe(namespace, key));
+        let machine = TransitionMachine::new(
+            token,
+            Transition::Extend(lease),
+            Subject::new(key.as_str(), namespace),
+        );
         self.update("extend", machine, namespace, key).await
     }
 
@@ -272,7 +280,7 @@ impl ClaimService {
         key: &ClaimKey,
         token: ClaimToken,
     ) -> Result<TransitionOutcome, DecideError> {
-        let machine = ReleaseMachine::new(token, describe(namespace, key));
+        let machine = ReleaseMachine::new(token, Subject::new(key.as_str(), namespace));
         self.update("release", machine, namespace, key).await
     }
 
@@ -285,14 +293,9 @@ impl ClaimService {
         key: &ClaimKey,
     ) -> Result<TransitionOutcome, DecideError>
     where
-        M: Machine<
-                Write = ClaimWrite,
-                Written = CasOutcome,
-                View = RowView,
-                Answer = TransitionOutcome,
-            >,
+        M: Machine<Table = Claims, Answer = TransitionOutcome>,
     {
-        let io = self.io(namespace, key);
+        let io = self.io(namespace, key, chrono::Duration::zero());
         let outcome = lifecycle::run(machine, &io, self.budget, &self.metrics).await;
         self.count(operation, &outcome);
         outcome
@@ -304,9 +307,11 @@ impl ClaimService {
         namespace: &Namespace,
         key: &ClaimKey,
     ) -> Result<Option<ClaimRecord>, DecideError> {
-        let io = self.io(namespace, key);
-        let view =
-            read_with_retries(self.budget, Instant::now(), || io.read(ReadMode::Serial)).await;
+        let io = self.io(namespace, key, chrono::Duration::zero());
+        let view = read_with_retries(self.budget, Instant::now(), || {
+            io.read(ReadMode::Serial, now_millis())
+        })
+        .await;
         let outcome = match view {
             Ok(RowView::Live(record)) => {
                 self.remember(namespace, key, &record);
@@ -338,11 +343,6 @@ impl ClaimService {
     }
 }
 
-/// What a 503 names: the key and its namespace.
-fn describe(namespace: &Namespace, key: &ClaimKey) -> String {
-    format!("{:?} in {namespace}", key.as_str())
-}
-
 /// The answer to a claim of a key whose claim is completed: the decision the
 /// LWT path would make for that row (duplicate, or a fingerprint mismatch).
 fn answer_for_completed(
@@ -363,6 +363,15 @@ fn answer_for_completed(
     }
 }
 
+/// The claim rows, as the claim lifecycles see them.
+pub struct Claims;
+
+impl Table for Claims {
+    type Write = ClaimWrite;
+    type Written = CasOutcome;
+    type View = RowView;
+}
+
 /// The store half of the claim lifecycles: one key's row.
 struct ClaimIo<'a> {
     store: &'a Store,
@@ -370,22 +379,20 @@ struct ClaimIo<'a> {
     key: &'a ClaimKey,
     /// How far behind `now` rows are classified: a claim treats a window
     /// as ended (a row to replace) only once it ended the clock-skew margin
-    /// ago. Complete, extend and release classify at `now`.
+    /// ago. Complete, extend, release and get classify at `now`.
     behind: chrono::Duration,
 }
 
 impl ClaimIo<'_> {
-    async fn read(&self, mode: ReadMode) -> Result<RowView, StoreError> {
+    /// Reads the row and classifies it as of `now`, less the margin.
+    async fn read(&self, mode: ReadMode, now: DateTime<Utc>) -> Result<RowView, StoreError> {
         self.store
-            .read_claim(self.namespace, self.key, mode, now_millis())
+            .read_claim(self.namespace, self.key, mode, now - self.behind)
             .await
     }
 }
 
-impl<M> Io<M> for ClaimIo<'_>
-where
-    M: Machine<Write = ClaimWrite, Written = CasOutcome, View = RowView>,
-{
+impl Io<Claims> for ClaimIo<'_> {
     async fn write(
         &self,
         write: &ClaimWrite,
@@ -397,25 +404,11 @@ where
     }
 
     async fn read_serial(&self, now: DateTime<Utc>) -> Result<RowView, StoreError> {
-        self.store
-            .read_claim(
-                self.namespace,
-                self.key,
-                ReadMode::Serial,
-                now - self.behind,
-            )
-            .await
+        self.read(ReadMode::Serial, now).await
     }
 
     async fn read_quorum(&self, now: DateTime<Utc>) -> Result<RowView, StoreError> {
-        self.store
-            .read_claim(
-                self.namespace,
-                self.key,
-                ReadMode::Quorum,
-                now - self.behind,
-            )
-            .await
+        self.read(ReadMode::Quorum, now).await
     }
 
     fn namespace(&self) -> &str {

@@ -24,10 +24,10 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::TransitionOutcome;
 use super::claim::token_resolution;
+use super::{Claims, TransitionOutcome};
 use crate::domain::{CasOutcome, ClaimState, ClaimToken, ClaimWrite, Refusal, RowView};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -39,7 +39,7 @@ enum Phase {
     ReadingCompleted,
 }
 
-pub struct ReleaseMachine {
+pub struct ReleaseMachine<'a> {
     token: ClaimToken,
     phase: Phase,
     /// The window the token held before the delete, if any.
@@ -50,11 +50,12 @@ pub struct ReleaseMachine {
     /// refusal is read as a view of the row, not taken at its word: "no
     /// claim" may be our own delete, landed late.
     uncertain: bool,
-    what: String,
+    /// What the 503 names.
+    what: Subject<'a>,
 }
 
-impl ReleaseMachine {
-    pub fn new(token: ClaimToken, what: String) -> Self {
+impl<'a> ReleaseMachine<'a> {
+    pub fn new(token: ClaimToken, what: Subject<'a>) -> Self {
         Self {
             token,
             phase: Phase::Before,
@@ -120,21 +121,15 @@ impl ReleaseMachine {
     }
 }
 
-impl Machine for ReleaseMachine {
-    type Write = ClaimWrite;
-    type Written = CasOutcome;
-    type View = RowView;
+impl Machine for ReleaseMachine<'_> {
+    type Table = Claims;
     type Answer = TransitionOutcome;
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<ClaimWrite, TransitionOutcome> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         Action::ReadQuorum
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<CasOutcome, RowView>,
-        _now: DateTime<Utc>,
-    ) -> Action<ClaimWrite, TransitionOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, _now: DateTime<Utc>) -> Next<Self> {
         match (self.phase, observation) {
             (Phase::Before, Observation::QuorumRead(Some(view)) | Observation::Read(view)) => {
                 self.learn_window(&view)
@@ -191,20 +186,18 @@ impl Machine for ReleaseMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ClaimRecord, Retention, now_millis};
+    use crate::claims::fixtures::{SUBJECT, after_quorum_read, in_progress};
+    use crate::domain::{ClaimRecord, now_millis};
 
     fn record(token: ClaimToken) -> ClaimRecord {
-        ClaimRecord::new_window(
-            token,
-            now_millis(),
-            Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            false,
-            None,
-            None,
-        )
+        in_progress(token, now_millis())
+    }
+
+    /// A release of `token`'s in-progress claim, its delete in flight.
+    fn deleting(token: ClaimToken, now: DateTime<Utc>) -> ReleaseMachine<'static> {
+        let mut machine = ReleaseMachine::new(token, SUBJECT);
+        after_quorum_read(&mut machine, RowView::Live(record(token)), now);
+        machine
     }
 
     /// A release of `token` that first sees `before`, then loses the
@@ -215,10 +208,9 @@ mod tests {
         after: RowView,
     ) -> Action<ClaimWrite, TransitionOutcome> {
         let now = now_millis();
-        let mut machine = ReleaseMachine::new(token, "k".into());
-        assert_eq!(machine.start(now), Action::ReadQuorum);
+        let mut machine = ReleaseMachine::new(token, SUBJECT);
         assert_eq!(
-            machine.observe(Observation::QuorumRead(Some(before)), now),
+            after_quorum_read(&mut machine, before, now),
             Action::Write(ClaimWrite::Release { token })
         );
         machine.observe(Observation::Resolved(after), now)
@@ -242,12 +234,7 @@ mod tests {
             ),
             (Some(token), Some(ClaimState::Completed), Action::ReadSerial),
         ] {
-            let mut machine = ReleaseMachine::new(token, "k".into());
-            machine.start(now);
-            machine.observe(
-                Observation::QuorumRead(Some(RowView::Live(record(token)))),
-                now,
-            );
+            let mut machine = deleting(token, now);
             let refused = CasOutcome::NotApplied(Refusal::Held { owner, state });
             assert_eq!(machine.observe(Observation::Written(refused), now), answer);
         }
@@ -334,12 +321,7 @@ mod tests {
     fn after_a_lost_answer_a_refusal_is_only_a_view() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let mut machine = ReleaseMachine::new(token, "k".into());
-        machine.start(now);
-        machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(record(token)))),
-            now,
-        );
+        let mut machine = deleting(token, now);
         // Lost answer, row still ours: delete again…
         machine.observe(Observation::Resolved(RowView::Live(record(token))), now);
         // …which is refused with no owner: our first delete landed late.

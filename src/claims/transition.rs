@@ -15,13 +15,13 @@
 
 use chrono::{DateTime, Utc};
 
-use super::TransitionOutcome;
-use super::claim::token_resolution;
+use super::claim::{take_pending, token_resolution};
+use super::{Claims, TransitionOutcome};
 use crate::domain::{
     CasOutcome, ClaimRecord, ClaimState, ClaimToken, ClaimWrite, LeaseRequest, RowView,
     StoredResult, secs,
 };
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 /// Which update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Transition {
     Extend(LeaseRequest),
 }
 
-pub struct TransitionMachine {
+pub struct TransitionMachine<'a> {
     token: ClaimToken,
     transition: Transition,
     /// Whether the view decided from came from a serial read.
@@ -38,11 +38,11 @@ pub struct TransitionMachine {
     /// The record as it will be if the write in flight applies.
     pending: Option<ClaimRecord>,
     /// What the 503 names.
-    what: String,
+    what: Subject<'a>,
 }
 
-impl TransitionMachine {
-    pub fn new(token: ClaimToken, transition: Transition, what: String) -> Self {
+impl<'a> TransitionMachine<'a> {
+    pub fn new(token: ClaimToken, transition: Transition, what: Subject<'a>) -> Self {
         Self {
             token,
             transition,
@@ -120,28 +120,20 @@ impl TransitionMachine {
     }
 }
 
-impl Machine for TransitionMachine {
-    type Write = ClaimWrite;
-    type Written = CasOutcome;
-    type View = RowView;
+impl Machine for TransitionMachine<'_> {
+    type Table = Claims;
     type Answer = TransitionOutcome;
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<ClaimWrite, TransitionOutcome> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         Action::ReadQuorum
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<CasOutcome, RowView>,
-        now: DateTime<Utc>,
-    ) -> Action<ClaimWrite, TransitionOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, now: DateTime<Utc>) -> Next<Self> {
         match observation {
             Observation::QuorumRead(view) => self.decide(&view.unwrap_or(RowView::Absent), now),
-            Observation::Written(CasOutcome::Applied) => Action::Answer(TransitionOutcome::Done(
-                self.pending
-                    .take()
-                    .expect("a write was in flight, so its record is pending"),
-            )),
+            Observation::Written(CasOutcome::Applied) => {
+                Action::Answer(TransitionOutcome::Done(take_pending(&mut self.pending)))
+            }
             Observation::Written(CasOutcome::NotApplied(_)) => {
                 self.authoritative = false;
                 Action::ReadSerial
@@ -174,24 +166,19 @@ impl Machine for TransitionMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Retention, now_millis};
+    use crate::claims::fixtures::{SUBJECT, after_quorum_read, in_progress};
+    use crate::domain::now_millis;
 
-    fn ours(now: DateTime<Utc>, token: ClaimToken) -> ClaimRecord {
-        ClaimRecord::new_window(
-            token,
-            now,
-            Retention {
-                ttl_secs: 60,
-                lease_secs: Some(10),
-            },
-            false,
-            None,
-            None,
-        )
+    fn complete(token: ClaimToken) -> TransitionMachine<'static> {
+        TransitionMachine::new(token, Transition::Complete(None), SUBJECT)
     }
 
-    fn complete(token: ClaimToken) -> TransitionMachine {
-        TransitionMachine::new(token, Transition::Complete(None), "k".into())
+    /// A completion of `token`'s claim that read it in progress and has its
+    /// write in flight.
+    fn completing(token: ClaimToken, now: DateTime<Utc>) -> TransitionMachine<'static> {
+        let mut machine = complete(token);
+        after_quorum_read(&mut machine, RowView::Live(in_progress(token, now)), now);
+        machine
     }
 
     #[test]
@@ -199,11 +186,7 @@ mod tests {
         let now = now_millis();
         let token = ClaimToken::generate();
         let mut machine = complete(token);
-        assert_eq!(machine.start(now), Action::ReadQuorum);
-        let action = machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(ours(now, token)))),
-            now,
-        );
+        let action = after_quorum_read(&mut machine, RowView::Live(in_progress(token, now)), now);
         assert!(
             matches!(action, Action::Write(ClaimWrite::Complete { token: t, .. }) if t == token)
         );
@@ -219,7 +202,7 @@ mod tests {
     fn only_a_serial_read_may_say_not_owner_or_not_found() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let someone = ours(now, ClaimToken::generate());
+        let someone = in_progress(ClaimToken::generate(), now);
         for (view, answer) in [
             (RowView::Live(someone), TransitionOutcome::NotOwner),
             (RowView::Absent, TransitionOutcome::NotFound),
@@ -250,7 +233,7 @@ mod tests {
             state: ClaimState::Completed,
             completed_at: Some(now),
             lease_expires_at: None,
-            ..ours(now, token)
+            ..in_progress(token, now)
         };
         let mut machine = complete(token);
         machine.start(now);
@@ -262,7 +245,7 @@ mod tests {
             Action::Answer(TransitionOutcome::Done(done.clone()))
         );
         let mut extend =
-            TransitionMachine::new(token, Transition::Extend(LeaseRequest(5)), "k".into());
+            TransitionMachine::new(token, Transition::Extend(LeaseRequest(5)), SUBJECT);
         extend.start(now);
         assert_eq!(
             extend.observe(Observation::Read(RowView::Live(done.clone())), now),
@@ -274,12 +257,7 @@ mod tests {
     fn a_lost_answer_whose_update_landed_is_done() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let mut machine = complete(token);
-        machine.start(now);
-        machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(ours(now, token)))),
-            now,
-        );
+        let mut machine = completing(token, now);
         let landed = machine.pending.clone().unwrap();
         assert_eq!(
             machine.resolution(&RowView::Live(landed.clone())),
@@ -295,13 +273,8 @@ mod tests {
     fn a_lost_answer_fenced_by_a_takeover_is_not_owner() {
         let now = now_millis();
         let token = ClaimToken::generate();
-        let mut machine = complete(token);
-        machine.start(now);
-        machine.observe(
-            Observation::QuorumRead(Some(RowView::Live(ours(now, token)))),
-            now,
-        );
-        let taker = ours(now, ClaimToken::generate());
+        let mut machine = completing(token, now);
+        let taker = in_progress(ClaimToken::generate(), now);
         assert_eq!(
             machine.observe(Observation::Resolved(RowView::Live(taker)), now),
             Action::Answer(TransitionOutcome::NotOwner)

@@ -230,35 +230,20 @@ impl ClaimRecord {
         }
     }
 
-    /// The record a takeover writes: a new owner inside the same retention
-    /// window, which is counted from the first claim and does not restart.
-    pub fn taken_over(
-        &self,
-        token: ClaimToken,
-        now: DateTime<Utc>,
-        retention: Retention,
-        complete: bool,
-        fingerprint: Option<String>,
-        claimant: Option<String>,
-    ) -> Self {
-        let (state, lease_expires_at, completed_at) = if complete {
-            (ClaimState::Completed, None, Some(now))
-        } else {
-            let lease = retention.lease_secs.unwrap_or(retention.ttl_secs);
-            let lease_end = (now + secs(lease)).min(self.expires_at);
-            (ClaimState::InProgress, Some(lease_end), None)
-        };
+    /// The record a takeover writes: `claim`, the new owner's record as
+    /// `new_window` made it, moved into this row's retention window, which
+    /// is counted from the first claim and does not restart. Its lease is
+    /// cut at the window's end; a fingerprint it lacks is inherited.
+    pub fn taken_over(&self, claim: ClaimRecord) -> Self {
         Self {
-            token,
-            state,
-            fingerprint: fingerprint.or_else(|| self.fingerprint.clone()),
-            claimant,
+            fingerprint: claim.fingerprint.or_else(|| self.fingerprint.clone()),
             window: self.window,
             claimed_at: self.claimed_at,
             expires_at: self.expires_at,
-            lease_expires_at,
-            completed_at,
-            result: None,
+            lease_expires_at: claim
+                .lease_expires_at
+                .map(|lease_end| lease_end.min(self.expires_at)),
+            ..claim
         }
     }
 
@@ -358,7 +343,14 @@ mod tests {
             None,
         );
         let later = now + secs(45);
-        let second = first.taken_over(ClaimToken::generate(), later, retention, false, None, None);
+        let second = first.taken_over(ClaimRecord::new_window(
+            ClaimToken::generate(),
+            later,
+            retention,
+            false,
+            None,
+            None,
+        ));
         assert_eq!(second.claimed_at, first.claimed_at);
         assert_eq!(
             second.window, first.window,

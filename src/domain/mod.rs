@@ -17,7 +17,7 @@ pub use names::{
     ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, Offerer, ParseError, Principal,
     StreamName, holder_label,
 };
-pub use row::{CasOutcome, ClaimWrite, Refusal, RowView, began_window};
+pub use row::{Cas, CasOutcome, ClaimWrite, Refusal, RowView, began_window};
 pub use sequence::{
     AcceptedBy, MAX_SEQUENCE, RECENT_SLOTS, SequenceCas, SequenceNumber, SequenceWrite, StreamRow,
     WatermarkValue,

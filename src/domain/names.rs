@@ -9,10 +9,53 @@ use std::fmt;
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-/// A namespace: `[a-z0-9][a-z0-9_-]{0,62}`. Namespaces partition the key
-/// space (one service or tenant each) and carry their own TTL policy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Namespace(String);
+/// Declares a validated name: a newtype over the `String` its `parse`
+/// accepted, readable with `as_str`; with `impl Display;`, shown as is;
+/// with `parse with rule("field");`, parsed by that shared rule. Names
+/// with rules of their own write `parse` by hand next to the declaration.
+macro_rules! validated_name {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident;
+        $(impl $display:ident;)?
+        $(parse with $rule:ident($field:literal);)?
+    ) => {
+        $(#[$attr])*
+        pub struct $name(String);
+
+        impl $name {
+            /// The name as parsed.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        $(
+            impl fmt::$display for $name {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str(&self.0)
+                }
+            }
+        )?
+
+        $(
+            impl $name {
+                /// Parses a caller's value; refusals name the field.
+                pub fn parse(raw: &str) -> Result<Self, ParseError> {
+                    $rule($field, raw).map(Self)
+                }
+            }
+        )?
+    };
+}
+
+validated_name! {
+    /// A namespace: `[a-z0-9][a-z0-9_-]{0,62}`. Namespaces partition the key
+    /// space (one service or tenant each) and carry their own TTL policy.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub struct Namespace;
+    impl Display;
+}
 
 impl Namespace {
     pub const MAX_LEN: usize = 63;
@@ -40,99 +83,71 @@ impl Namespace {
         }
         Ok(Self(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for Namespace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// Parses opaque text of 1 to `max_bytes` bytes, any characters. `limit`
+/// is how a refusal states the limit to the caller.
+fn parse_bounded(
+    field: &str,
+    raw: &str,
+    max_bytes: usize,
+    limit: &str,
+) -> Result<String, ParseError> {
+    if raw.is_empty() {
+        return Err(ParseError(format!("{field} must not be empty")));
     }
+    if raw.len() > max_bytes {
+        return Err(ParseError(format!(
+            "{field} is {} bytes long; the limit is {limit}",
+            raw.len()
+        )));
+    }
+    Ok(raw.to_owned())
 }
 
 /// Parses an identifier of 1 to 512 bytes of UTF-8, any characters: message
 /// ids and stream names, which come from other systems and may hold slashes,
 /// spaces or anything else.
 fn parse_identifier(field: &str, raw: &str) -> Result<String, ParseError> {
-    const MAX_BYTES: usize = 512;
-    if raw.is_empty() {
-        return Err(ParseError(format!("{field} must not be empty")));
-    }
-    if raw.len() > MAX_BYTES {
-        return Err(ParseError(format!(
-            "{field} is {} bytes long; the limit is {MAX_BYTES} bytes of UTF-8",
-            raw.len()
-        )));
-    }
-    Ok(raw.to_owned())
+    parse_bounded(field, raw, 512, "512 bytes of UTF-8")
 }
 
-/// A message id: 1 to 512 bytes of UTF-8.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClaimKey(String);
-
-impl ClaimKey {
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        parse_identifier("key", raw).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+validated_name! {
+    /// A message id: 1 to 512 bytes of UTF-8.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct ClaimKey;
+    parse with parse_identifier("key");
 }
 
-/// A sequence stream's name: the same rules as a key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StreamName(String);
-
-impl StreamName {
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        parse_identifier("stream", raw).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+validated_name! {
+    /// A sequence stream's name: the same rules as a key.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct StreamName;
+    parse with parse_identifier("stream");
 }
 
 /// Parses a short opaque string of 1 to 128 bytes (fingerprints, claimant ids).
 fn parse_short_text(field: &str, raw: &str) -> Result<String, ParseError> {
-    const MAX_BYTES: usize = 128;
-    if raw.is_empty() {
-        return Err(ParseError(format!("{field} must not be empty")));
-    }
-    if raw.len() > MAX_BYTES {
-        return Err(ParseError(format!(
-            "{field} is {} bytes long; the limit is {MAX_BYTES}",
-            raw.len()
-        )));
-    }
-    Ok(raw.to_owned())
+    parse_bounded(field, raw, 128, "128")
 }
 
-/// The client's hash of the message payload. A later claim of the same key
-/// with a different fingerprint is refused: the id was reused for another
-/// message, which is a producer bug worth surfacing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        parse_short_text("fingerprint", raw).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+validated_name! {
+    /// The client's hash of the message payload. A later claim of the same key
+    /// with a different fingerprint is refused: the id was reused for another
+    /// message, which is a producer bug worth surfacing.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Fingerprint;
+    parse with parse_short_text("fingerprint");
 }
 
-/// Who is calling: the name of the caller's bearer token
-/// (`[[auth.tokens]] name`), when authentication is on. A label, never a
-/// secret: it appears in logs, metrics and 403 answers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Principal(String);
+validated_name! {
+    /// Who is calling: the name of the caller's bearer token
+    /// (`[[auth.tokens]] name`), when authentication is on. A label, never a
+    /// secret: it appears in logs, metrics and 403 answers.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub struct Principal;
+    impl Display;
+}
 
 impl Principal {
     pub const MAX_LEN: usize = 64;
@@ -151,16 +166,6 @@ impl Principal {
             )));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Principal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -185,22 +190,20 @@ fn scoped_identity(
     })
 }
 
-/// An optional caller id, scoped to the caller's principal. A claimant that
-/// claims its own in-progress key again gets its token back: this is how a
-/// caller recovers after losing the answer to its first claim (a timeout, a
-/// 503, a crash before reading it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimant(String);
+validated_name! {
+    /// An optional caller id, scoped to the caller's principal. A claimant that
+    /// claims its own in-progress key again gets its token back: this is how a
+    /// caller recovers after losing the answer to its first claim (a timeout, a
+    /// 503, a crash before reading it). `as_str` is the stored identity:
+    /// what the `claimant` column holds.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Claimant;
+}
 
 impl Claimant {
     /// The claimant `raw` as sent by a caller of `principal`.
     pub fn parse(principal: Option<&Principal>, raw: &str) -> Result<Self, ParseError> {
         scoped_identity("claimant", principal, raw).map(Self)
-    }
-
-    /// The stored identity: what the `claimant` column holds.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -251,10 +254,13 @@ impl Offerer {
     }
 }
 
-/// A CQL keyspace name: `[A-Za-z_][A-Za-z0-9_]{0,47}`. It is spliced into
-/// DDL (keyspace names cannot be bind markers), so it must be this strict.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyspaceName(String);
+validated_name! {
+    /// A CQL keyspace name: `[A-Za-z_][A-Za-z0-9_]{0,47}`. It is spliced into
+    /// DDL (keyspace names cannot be bind markers), so it must be this strict.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct KeyspaceName;
+    impl Display;
+}
 
 impl KeyspaceName {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
@@ -269,16 +275,6 @@ impl KeyspaceName {
             )));
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyspaceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

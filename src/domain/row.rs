@@ -44,12 +44,16 @@ pub enum Refusal {
     },
 }
 
-/// The answer to a conditional write on a claim row.
+/// The answer to a conditional write: applied, or refused with what the
+/// row showed (`R`: what the refusal of that kind of write reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CasOutcome {
+pub enum Cas<R> {
     Applied,
-    NotApplied(Refusal),
+    NotApplied(R),
 }
+
+/// The answer to a conditional write on a claim row.
+pub type CasOutcome = Cas<Refusal>;
 
 /// One conditional write on a claim row, as a lifecycle decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::ParseError;
+use super::{Cas, ParseError};
 
 /// The largest number a stream can hold: CQL's bigint is signed.
 pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
@@ -122,15 +122,11 @@ impl SequenceWrite {
     }
 }
 
-/// The answer to a conditional write on a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SequenceCas {
-    Applied,
-    /// The condition failed; the stream as the Paxos round saw it (`None`
-    /// when the stream does not exist). A refused UPDATE returns only
-    /// `last` on Cassandra: the ring then reads empty.
-    NotApplied(Option<StreamRow>),
-}
+/// The answer to a conditional write on a stream. A refusal carries the
+/// stream as the Paxos round saw it (`None` when the stream does not
+/// exist); a refused UPDATE returns only `last` on Cassandra: the ring then
+/// reads empty.
+pub type SequenceCas = Cas<Option<StreamRow>>;
 
 #[cfg(test)]
 mod tests {

@@ -53,7 +53,7 @@ pub async fn run<M, S>(
 ) -> Result<M::Answer, DecideError>
 where
     M: Machine,
-    S: Io<M>,
+    S: Io<M::Table>,
 {
     let started = Instant::now();
     let mut writes = 0;

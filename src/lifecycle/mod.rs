@@ -15,8 +15,11 @@
 
 pub mod executor;
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 
+use crate::domain::Namespace;
 use crate::store::StoreError;
 
 pub use executor::{RetryBudget, run};
@@ -73,54 +76,92 @@ impl Resolution {
     }
 }
 
-/// One lifecycle's decisions.
-pub trait Machine {
-    /// A conditional write it may ask for.
+/// The rows a family of lifecycles works on (claims, streams): what they
+/// write there, what a write answers, what a read finds. Every lifecycle
+/// of a family shares these, and so does the family's `Io`.
+pub trait Table {
+    /// A conditional write a machine may ask for.
     type Write;
     /// What a write answers.
     type Written;
     /// What a read finds.
     type View;
+}
+
+/// One lifecycle's decisions.
+pub trait Machine {
+    /// The rows it works on.
+    type Table: Table;
     /// Its answer.
     type Answer;
 
     /// The first action.
-    fn start(&mut self, now: DateTime<Utc>) -> Action<Self::Write, Self::Answer>;
+    fn start(&mut self, now: DateTime<Utc>) -> Next<Self>;
 
     /// The next action, given what the last one observed.
-    fn observe(
-        &mut self,
-        observation: Observation<Self::Written, Self::View>,
-        now: DateTime<Utc>,
-    ) -> Action<Self::Write, Self::Answer>;
+    fn observe(&mut self, observation: Seen<Self>, now: DateTime<Utc>) -> Next<Self>;
 
     /// What a serial read after an unknown outcome says of the write.
-    fn resolution(&self, view: &Self::View) -> Resolution;
+    fn resolution(&self, view: &ViewOf<Self>) -> Resolution;
 
     /// The 503's detail when the budget runs out first.
     fn undecided(&self) -> String;
 }
 
-/// The store half of a lifecycle: runs its writes and reads.
-pub trait Io<M: Machine> {
+/// What machine `M` asks for next.
+pub type Next<M> = Action<<<M as Machine>::Table as Table>::Write, <M as Machine>::Answer>;
+
+/// What machine `M` is told happened.
+pub type Seen<M> = Observation<<<M as Machine>::Table as Table>::Written, ViewOf<M>>;
+
+/// What a read finds, for machine `M`.
+pub type ViewOf<M> = <<M as Machine>::Table as Table>::View;
+
+/// The store half of a family of lifecycles: runs their writes and reads.
+pub trait Io<T: Table> {
     fn write(
         &self,
-        write: &M::Write,
+        write: &T::Write,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<M::Written, StoreError>> + Send;
+    ) -> impl Future<Output = Result<T::Written, StoreError>> + Send;
 
     fn read_serial(
         &self,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<M::View, StoreError>> + Send;
+    ) -> impl Future<Output = Result<T::View, StoreError>> + Send;
 
     fn read_quorum(
         &self,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<M::View, StoreError>> + Send;
+    ) -> impl Future<Output = Result<T::View, StoreError>> + Send;
 
     /// Where the request came from, for the log line of an unknown outcome.
     fn namespace(&self) -> &str;
+}
+
+/// What a 503 names: a key or a stream, quoted, and its namespace
+/// (`"order-7" in payments`). Borrowed, and formatted only if a lifecycle
+/// gives up, not on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+}
+
+impl<'a> Subject<'a> {
+    /// The key or stream `name` in `namespace`.
+    pub fn new(name: &'a str, namespace: &'a Namespace) -> Self {
+        Self {
+            name,
+            namespace: namespace.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} in {}", self.name, self.namespace)
+    }
 }
 
 /// Why a lifecycle gave no answer.
@@ -143,5 +184,19 @@ pub fn rejected(error: StoreError) -> DecideError {
         DecideError::TtlRejected(error.message)
     } else {
         DecideError::Store(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_reads_as_the_503s_always_named_it() {
+        let namespace = Namespace::parse("payments").unwrap();
+        assert_eq!(
+            Subject::new("order 7", &namespace).to_string(),
+            "\"order 7\" in payments"
+        );
     }
 }

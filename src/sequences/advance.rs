@@ -21,9 +21,11 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AdvanceOutcome, Verdict, judge, skipped};
-use crate::domain::{AcceptedBy, SequenceCas, SequenceWrite, StreamRow};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use super::{
+    AdvanceOutcome, CasStep, Streams, Verdict, cas_step, judge, skipped, stream_resolution,
+};
+use crate::domain::{AcceptedBy, SequenceWrite, StreamRow};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -33,7 +35,7 @@ enum Phase {
     CheckingRing(AdvanceOutcome),
 }
 
-pub struct AdvanceMachine {
+pub struct AdvanceMachine<'a> {
     seq: u64,
     allow_gaps: bool,
     /// Whether an offerer was named (its token is shared by all its offers).
@@ -51,11 +53,12 @@ pub struct AdvanceMachine {
     /// later answer is checked for our writer.
     uncertain: bool,
     phase: Phase,
-    what: String,
+    /// What the 503 names.
+    what: Subject<'a>,
 }
 
-impl AdvanceMachine {
-    pub fn new(seq: u64, allow_gaps: bool, offerer: bool, writer: Uuid, what: String) -> Self {
+impl<'a> AdvanceMachine<'a> {
+    pub fn new(seq: u64, allow_gaps: bool, offerer: bool, writer: Uuid, what: Subject<'a>) -> Self {
         Self {
             seq,
             allow_gaps,
@@ -117,21 +120,15 @@ impl AdvanceMachine {
     }
 }
 
-impl Machine for AdvanceMachine {
-    type Write = SequenceWrite;
-    type Written = SequenceCas;
-    type View = Option<StreamRow>;
+impl Machine for AdvanceMachine<'_> {
+    type Table = Streams;
     type Answer = AdvanceOutcome;
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, AdvanceOutcome> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         self.attempt()
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<SequenceCas, Option<StreamRow>>,
-        _now: DateTime<Utc>,
-    ) -> Action<SequenceWrite, AdvanceOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, _now: DateTime<Utc>) -> Next<Self> {
         if let Phase::CheckingRing(outcome) = self.phase {
             let ring = match observation {
                 Observation::Read(seen) | Observation::Resolved(seen) => seen,
@@ -150,31 +147,17 @@ impl Machine for AdvanceMachine {
                 outcome
             });
         }
-        match observation {
-            Observation::Written(SequenceCas::Applied) => Action::Answer(self.accepted()),
-            Observation::Written(SequenceCas::NotApplied(seen)) if !self.uncertain => {
-                self.after(seen)
-            }
-            // A refused UPDATE returns only `last`; the ring, which says
-            // whether the earlier attempt landed since, needs the row.
-            Observation::Written(SequenceCas::NotApplied(_)) => Action::ReadSerial,
-            Observation::Resolved(seen) => {
-                self.uncertain = true;
-                self.after(seen)
-            }
-            Observation::Read(seen) => self.after(seen),
-            Observation::QuorumRead(seen) => self.after(seen.flatten()),
+        match cas_step(observation, &mut self.uncertain) {
+            CasStep::Applied => Action::Answer(self.accepted()),
+            CasStep::Seen(seen) => self.after(seen),
+            CasStep::ReadRow => Action::ReadSerial,
         }
     }
 
     fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
-        match seen {
-            Some(row) if row.accepted_by(self.seq) == AcceptedBy::Token(self.writer) => {
-                Resolution::Ours
-            }
-            Some(_) => Resolution::Theirs,
-            None => Resolution::Absent,
-        }
+        stream_resolution(seen, |row| {
+            row.accepted_by(self.seq) == AcceptedBy::Token(self.writer)
+        })
     }
 
     fn undecided(&self) -> String {
@@ -188,20 +171,44 @@ impl Machine for AdvanceMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::now_millis;
+    use crate::domain::{SequenceCas, now_millis};
+    use crate::sequences::fixtures::{SUBJECT, stream};
 
+    /// A stream at `last` remembering `recent`.
     fn row(last: u64, recent: Vec<(u64, Uuid)>) -> Option<StreamRow> {
-        Some(StreamRow {
-            last,
-            writer: None,
-            updated_at: None,
-            recent,
+        stream(last, None, recent)
+    }
+
+    fn machine(seq: u64, offerer: bool, writer: Uuid) -> AdvanceMachine<'static> {
+        AdvanceMachine::new(seq, false, offerer, writer, SUBJECT)
+    }
+
+    /// An offer of 8 by `writer`, started: its first attempt is in flight.
+    fn offering_8(offerer: bool, writer: Uuid, now: DateTime<Utc>) -> AdvanceMachine<'static> {
+        let mut machine = machine(8, offerer, writer);
+        machine.start(now);
+        machine
+    }
+
+    /// A refused write's answer, the stream at `last` (a refused UPDATE
+    /// sends `last` alone).
+    fn refused(last: u64) -> Seen<AdvanceMachine<'static>> {
+        Observation::Written(SequenceCas::NotApplied(row(last, vec![])))
+    }
+
+    /// The attempt to move the stream from 7 to 8.
+    fn advance_7_to_8(writer: Uuid) -> Next<AdvanceMachine<'static>> {
+        Action::Write(SequenceWrite::Advance {
+            expected: 7,
+            last: 8,
+            writer,
         })
     }
 
-    fn machine(seq: u64, offerer: bool, writer: Uuid) -> AdvanceMachine {
-        AdvanceMachine::new(seq, false, offerer, writer, "s".into())
-    }
+    const ACCEPTED_8: Next<AdvanceMachine<'static>> = Action::Answer(AdvanceOutcome::Accepted {
+        last: 8,
+        skipped: None,
+    });
 
     #[test]
     fn the_first_attempt_guesses_in_order_delivery() {
@@ -211,14 +218,7 @@ mod tests {
             machine(1, false, writer).start(now),
             Action::Write(SequenceWrite::Insert { last: 1, writer })
         );
-        assert_eq!(
-            machine(8, false, writer).start(now),
-            Action::Write(SequenceWrite::Advance {
-                expected: 7,
-                last: 8,
-                writer
-            })
-        );
+        assert_eq!(machine(8, false, writer).start(now), advance_7_to_8(writer));
     }
 
     #[test]
@@ -244,14 +244,7 @@ mod tests {
                     expected: 6,
                 }),
             ),
-            (
-                row(7, vec![]),
-                Action::Write(SequenceWrite::Advance {
-                    expected: 7,
-                    last: 8,
-                    writer,
-                }),
-            ),
+            (row(7, vec![]), advance_7_to_8(writer)),
             // No stream: 8 is a gap, from 1.
             (
                 None,
@@ -261,8 +254,7 @@ mod tests {
                 }),
             ),
         ] {
-            let mut machine = machine(8, false, writer);
-            machine.start(now);
+            let mut machine = offering_8(false, writer, now);
             assert_eq!(
                 machine.observe(Observation::Written(SequenceCas::NotApplied(seen)), now),
                 answer
@@ -274,20 +266,12 @@ mod tests {
     fn a_lost_answer_is_accepted_only_if_the_ring_holds_our_token() {
         let writer = Uuid::new_v4();
         let now = now_millis();
-        let mut ours = machine(8, false, writer);
-        ours.start(now);
+        let mut ours = offering_8(false, writer, now);
         let landed = row(9, vec![(8, writer), (9, Uuid::new_v4())]);
         assert_eq!(ours.resolution(&landed), Resolution::Ours);
-        assert_eq!(
-            ours.observe(Observation::Resolved(landed), now),
-            Action::Answer(AdvanceOutcome::Accepted {
-                last: 8,
-                skipped: None
-            })
-        );
+        assert_eq!(ours.observe(Observation::Resolved(landed), now), ACCEPTED_8);
         // Another consumer's acceptance of 8: a duplicate for us.
-        let mut theirs = machine(8, false, writer);
-        theirs.start(now);
+        let mut theirs = offering_8(false, writer, now);
         let other = row(8, vec![(8, Uuid::new_v4())]);
         assert_eq!(theirs.resolution(&other), Resolution::Theirs);
         assert_eq!(
@@ -295,8 +279,7 @@ mod tests {
             Action::Answer(AdvanceOutcome::Duplicate { last: 8 })
         );
         // 72 = 8 + 64 took 8's slot: nobody can tell.
-        let mut forgotten = machine(8, false, writer);
-        forgotten.start(now);
+        let mut forgotten = offering_8(false, writer, now);
         assert!(matches!(
             forgotten.observe(
                 Observation::Resolved(row(72, vec![(72, Uuid::new_v4())])),
@@ -310,31 +293,17 @@ mod tests {
     fn after_a_lost_answer_a_refusal_is_checked_against_the_ring() {
         let writer = Uuid::new_v4();
         let now = now_millis();
-        let mut machine = machine(8, false, writer);
-        machine.start(now);
+        let mut machine = offering_8(false, writer, now);
         // Not landed yet: try again from the watermark read.
         assert_eq!(
             machine.observe(Observation::Resolved(row(7, vec![])), now),
-            Action::Write(SequenceWrite::Advance {
-                expected: 7,
-                last: 8,
-                writer
-            })
+            advance_7_to_8(writer)
         );
         // Refused, because the first attempt landed meanwhile.
-        assert_eq!(
-            machine.observe(
-                Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
-                now
-            ),
-            Action::ReadSerial
-        );
+        assert_eq!(machine.observe(refused(8), now), Action::ReadSerial);
         assert_eq!(
             machine.observe(Observation::Read(row(8, vec![(8, writer)])), now),
-            Action::Answer(AdvanceOutcome::Accepted {
-                last: 8,
-                skipped: None
-            })
+            ACCEPTED_8
         );
     }
 
@@ -342,31 +311,18 @@ mod tests {
     fn an_offerer_hears_accepted_again_for_its_own_number() {
         let writer = Uuid::new_v4();
         let now = now_millis();
-        let mut machine = machine(8, true, writer);
-        machine.start(now);
-        assert_eq!(
-            machine.observe(
-                Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
-                now
+        for (ring, answer) in [
+            // Its own earlier acceptance of 8 is in the ring.
+            (row(9, vec![(8, writer)]), ACCEPTED_8),
+            // Someone else's acceptance of 8.
+            (
+                row(8, vec![(8, Uuid::new_v4())]),
+                Action::Answer(AdvanceOutcome::Duplicate { last: 8 }),
             ),
-            Action::ReadSerial
-        );
-        assert_eq!(
-            machine.observe(Observation::Read(row(9, vec![(8, writer)])), now),
-            Action::Answer(AdvanceOutcome::Accepted {
-                last: 8,
-                skipped: None
-            })
-        );
-        let mut other = AdvanceMachine::new(8, false, true, writer, "s".into());
-        other.start(now);
-        other.observe(
-            Observation::Written(SequenceCas::NotApplied(row(8, vec![]))),
-            now,
-        );
-        assert_eq!(
-            other.observe(Observation::Read(row(8, vec![(8, Uuid::new_v4())])), now),
-            Action::Answer(AdvanceOutcome::Duplicate { last: 8 })
-        );
+        ] {
+            let mut machine = offering_8(true, writer, now);
+            assert_eq!(machine.observe(refused(8), now), Action::ReadSerial);
+            assert_eq!(machine.observe(Observation::Read(ring), now), answer);
+        }
     }
 }

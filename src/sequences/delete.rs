@@ -10,17 +10,18 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StreamOutcome;
+use super::{StreamOutcome, Streams, stream_resolution};
 use crate::domain::{SequenceCas, SequenceWrite, StreamRow};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use crate::lifecycle::{Action, Machine, Next, Observation, Resolution, Seen, Subject};
 
-pub struct DeleteMachine {
+pub struct DeleteMachine<'a> {
     uncertain: bool,
-    what: String,
+    /// What the 503 names.
+    what: Subject<'a>,
 }
 
-impl DeleteMachine {
-    pub fn new(what: String) -> Self {
+impl<'a> DeleteMachine<'a> {
+    pub fn new(what: Subject<'a>) -> Self {
         Self {
             uncertain: false,
             what,
@@ -28,21 +29,15 @@ impl DeleteMachine {
     }
 }
 
-impl Machine for DeleteMachine {
-    type Write = SequenceWrite;
-    type Written = SequenceCas;
-    type View = Option<StreamRow>;
+impl Machine for DeleteMachine<'_> {
+    type Table = Streams;
     type Answer = StreamOutcome;
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, StreamOutcome> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         Action::Write(SequenceWrite::Delete)
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<SequenceCas, Option<StreamRow>>,
-        _now: DateTime<Utc>,
-    ) -> Action<SequenceWrite, StreamOutcome> {
+    fn observe(&mut self, observation: Seen<Self>, _now: DateTime<Utc>) -> Next<Self> {
         match observation {
             Observation::Written(SequenceCas::Applied) => Action::Answer(StreamOutcome::Done),
             Observation::Written(SequenceCas::NotApplied(_)) if self.uncertain => {
@@ -63,10 +58,9 @@ impl Machine for DeleteMachine {
     }
 
     fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
-        match seen {
-            Some(_) => Resolution::Theirs,
-            None => Resolution::Absent,
-        }
+        // A delete leaves nothing of its own: a stream still there is
+        // someone's.
+        stream_resolution(seen, |_| false)
     }
 
     fn undecided(&self) -> String {
@@ -78,23 +72,19 @@ impl Machine for DeleteMachine {
 mod tests {
     use super::*;
     use crate::domain::now_millis;
+    use crate::sequences::fixtures::{SUBJECT, stream};
 
     #[test]
     fn a_delete_is_decisive_until_an_answer_is_lost() {
         let now = now_millis();
-        let row = Some(StreamRow {
-            last: 3,
-            writer: None,
-            updated_at: None,
-            recent: Vec::new(),
-        });
-        let mut plain = DeleteMachine::new("s".into());
+        let row = stream(3, None, Vec::new());
+        let mut plain = DeleteMachine::new(SUBJECT);
         assert_eq!(plain.start(now), Action::Write(SequenceWrite::Delete));
         assert_eq!(
             plain.observe(Observation::Written(SequenceCas::NotApplied(None)), now),
             Action::Answer(StreamOutcome::NotFound)
         );
-        let mut lost = DeleteMachine::new("s".into());
+        let mut lost = DeleteMachine::new(SUBJECT);
         lost.start(now);
         assert_eq!(
             lost.observe(Observation::Resolved(row.clone()), now),
@@ -105,7 +95,7 @@ mod tests {
             lost.observe(Observation::Written(SequenceCas::NotApplied(None)), now),
             Action::Answer(StreamOutcome::Done)
         );
-        let mut gone = DeleteMachine::new("s".into());
+        let mut gone = DeleteMachine::new(SUBJECT);
         gone.start(now);
         assert_eq!(gone.resolution(&None), Resolution::Absent);
         assert_eq!(

@@ -29,7 +29,9 @@ use crate::domain::{
     WatermarkValue,
 };
 use crate::lifecycle::executor::read_with_retries;
-use crate::lifecycle::{self, DecideError, Io, Machine, RetryBudget};
+use crate::lifecycle::{
+    self, DecideError, Io, Machine, Observation, Resolution, RetryBudget, Subject, Table,
+};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -101,7 +103,7 @@ impl SequenceService {
         stream: &StreamName,
     ) -> Result<M::Answer, DecideError>
     where
-        M: Machine<Write = SequenceWrite, Written = SequenceCas, View = Option<StreamRow>>,
+        M: Machine<Table = Streams>,
     {
         let io = SequenceIo {
             store: &self.store,
@@ -130,7 +132,7 @@ impl SequenceService {
             allow_gaps,
             offerer.is_some(),
             writer,
-            describe(namespace, stream),
+            Subject::new(stream.as_str(), namespace),
         );
         let outcome = self.run(machine, namespace, stream).await;
         let label = match &outcome {
@@ -154,7 +156,11 @@ impl SequenceService {
         stream: &StreamName,
         last: WatermarkValue,
     ) -> Result<(), DecideError> {
-        let machine = SetMachine::new(last.get(), Uuid::new_v4(), describe(namespace, stream));
+        let machine = SetMachine::new(
+            last.get(),
+            Uuid::new_v4(),
+            Subject::new(stream.as_str(), namespace),
+        );
         let outcome = self.run(machine, namespace, stream).await;
         let label = if outcome.is_ok() {
             "done"
@@ -171,7 +177,7 @@ impl SequenceService {
         namespace: &Namespace,
         stream: &StreamName,
     ) -> Result<StreamOutcome, DecideError> {
-        let machine = DeleteMachine::new(describe(namespace, stream));
+        let machine = DeleteMachine::new(Subject::new(stream.as_str(), namespace));
         self.run(machine, namespace, stream).await
     }
 
@@ -188,9 +194,60 @@ impl SequenceService {
     }
 }
 
-/// What a 503 names: the stream and its namespace.
-fn describe(namespace: &Namespace, stream: &StreamName) -> String {
-    format!("{:?} in {namespace}", stream.as_str())
+/// The stream rows, as the sequence lifecycles see them.
+pub struct Streams;
+
+impl Table for Streams {
+    type Write = SequenceWrite;
+    type Written = SequenceCas;
+    type View = Option<StreamRow>;
+}
+
+/// What a retried compare-and-set (advance, set) makes of an observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CasStep {
+    /// The write applied.
+    Applied,
+    /// Decide from the stream as seen (refused, read, or found after a lost
+    /// answer).
+    Seen(Option<StreamRow>),
+    /// Refused after a lost answer: a refused UPDATE returns only `last`,
+    /// and whether the earlier attempt landed since takes the whole row
+    /// (its writer, its ring). Read it.
+    ReadRow,
+}
+
+/// Sorts an observation for a machine that retries its compare-and-set
+/// from the stream it sees. A lost answer sets `uncertain`: from then on
+/// that attempt may still land, so every later answer is checked for it.
+fn cas_step(
+    observation: Observation<SequenceCas, Option<StreamRow>>,
+    uncertain: &mut bool,
+) -> CasStep {
+    match observation {
+        Observation::Written(SequenceCas::Applied) => CasStep::Applied,
+        Observation::Written(SequenceCas::NotApplied(seen)) if !*uncertain => CasStep::Seen(seen),
+        Observation::Written(SequenceCas::NotApplied(_)) => CasStep::ReadRow,
+        Observation::Resolved(seen) => {
+            *uncertain = true;
+            CasStep::Seen(seen)
+        }
+        Observation::Read(seen) => CasStep::Seen(seen),
+        Observation::QuorumRead(seen) => CasStep::Seen(seen.flatten()),
+    }
+}
+
+/// Whether a stream, as a serial read after a lost answer found it, shows
+/// the write (`ours`), someone else's, or no stream at all.
+fn stream_resolution(
+    seen: &Option<StreamRow>,
+    ours: impl FnOnce(&StreamRow) -> bool,
+) -> Resolution {
+    match seen {
+        Some(row) if ours(row) => Resolution::Ours,
+        Some(_) => Resolution::Theirs,
+        None => Resolution::Absent,
+    }
 }
 
 /// The store half of the sequence lifecycles: one stream's row.
@@ -200,10 +257,7 @@ struct SequenceIo<'a> {
     stream: &'a StreamName,
 }
 
-impl<M> Io<M> for SequenceIo<'_>
-where
-    M: Machine<Write = SequenceWrite, Written = SequenceCas, View = Option<StreamRow>>,
-{
+impl Io<Streams> for SequenceIo<'_> {
     async fn write(
         &self,
         write: &SequenceWrite,
@@ -220,11 +274,36 @@ where
 
     /// Streams have no quorum read: every read of one is decisive.
     async fn read_quorum(&self, now: DateTime<Utc>) -> Result<Option<StreamRow>, StoreError> {
-        <Self as Io<M>>::read_serial(self, now).await
+        self.read_serial(now).await
     }
 
     fn namespace(&self) -> &str {
         self.namespace.as_str()
+    }
+}
+
+/// What the sequence lifecycles' unit tests share.
+#[cfg(test)]
+mod fixtures {
+    use uuid::Uuid;
+
+    use crate::domain::StreamRow;
+    use crate::lifecycle::Subject;
+
+    /// The stream every test works on, as a 503 would name it.
+    pub const SUBJECT: Subject<'static> = Subject {
+        name: "s",
+        namespace: "ns",
+    };
+
+    /// A stream at `last`, last written by `writer`, remembering `recent`.
+    pub fn stream(last: u64, writer: Option<Uuid>, recent: Vec<(u64, Uuid)>) -> Option<StreamRow> {
+        Some(StreamRow {
+            last,
+            writer,
+            updated_at: None,
+            recent,
+        })
     }
 }
 

@@ -12,21 +12,23 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{SequenceCas, SequenceWrite, StreamRow};
-use crate::lifecycle::{Action, Machine, Observation, Resolution};
+use super::{CasStep, Streams, cas_step, stream_resolution};
+use crate::domain::{SequenceWrite, StreamRow};
+use crate::lifecycle::{Action, Machine, Next, Resolution, Seen, Subject};
 
-pub struct SetMachine {
+pub struct SetMachine<'a> {
     target: u64,
     writer: Uuid,
     current: Option<u64>,
     /// An earlier attempt's outcome was unknown: it may still land, and a
     /// refused UPDATE does not return the writer.
     uncertain: bool,
-    what: String,
+    /// What the 503 names.
+    what: Subject<'a>,
 }
 
-impl SetMachine {
-    pub fn new(target: u64, writer: Uuid, what: String) -> Self {
+impl<'a> SetMachine<'a> {
+    pub fn new(target: u64, writer: Uuid, what: Subject<'a>) -> Self {
         Self {
             target,
             writer,
@@ -57,42 +59,24 @@ impl SetMachine {
     }
 }
 
-impl Machine for SetMachine {
-    type Write = SequenceWrite;
-    type Written = SequenceCas;
-    type View = Option<StreamRow>;
+impl Machine for SetMachine<'_> {
+    type Table = Streams;
     type Answer = ();
 
-    fn start(&mut self, _now: DateTime<Utc>) -> Action<SequenceWrite, ()> {
+    fn start(&mut self, _now: DateTime<Utc>) -> Next<Self> {
         self.attempt()
     }
 
-    fn observe(
-        &mut self,
-        observation: Observation<SequenceCas, Option<StreamRow>>,
-        _now: DateTime<Utc>,
-    ) -> Action<SequenceWrite, ()> {
-        match observation {
-            Observation::Written(SequenceCas::Applied) => Action::Answer(()),
-            Observation::Written(SequenceCas::NotApplied(seen)) if !self.uncertain => {
-                self.after(seen)
-            }
-            Observation::Written(SequenceCas::NotApplied(_)) => Action::ReadSerial,
-            Observation::Resolved(seen) => {
-                self.uncertain = true;
-                self.after(seen)
-            }
-            Observation::Read(seen) => self.after(seen),
-            Observation::QuorumRead(seen) => self.after(seen.flatten()),
+    fn observe(&mut self, observation: Seen<Self>, _now: DateTime<Utc>) -> Next<Self> {
+        match cas_step(observation, &mut self.uncertain) {
+            CasStep::Applied => Action::Answer(()),
+            CasStep::Seen(seen) => self.after(seen),
+            CasStep::ReadRow => Action::ReadSerial,
         }
     }
 
     fn resolution(&self, seen: &Option<StreamRow>) -> Resolution {
-        match seen {
-            Some(row) if row.writer == Some(self.writer) => Resolution::Ours,
-            Some(_) => Resolution::Theirs,
-            None => Resolution::Absent,
-        }
+        stream_resolution(seen, |row| row.writer == Some(self.writer))
     }
 
     fn undecided(&self) -> String {
@@ -103,22 +87,20 @@ impl Machine for SetMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::now_millis;
+    use crate::domain::{SequenceCas, now_millis};
+    use crate::lifecycle::Observation;
+    use crate::sequences::fixtures::{SUBJECT, stream};
 
+    /// A stream at `last`, last written by `writer`.
     fn row(last: u64, writer: Option<Uuid>) -> Option<StreamRow> {
-        Some(StreamRow {
-            last,
-            writer,
-            updated_at: None,
-            recent: Vec::new(),
-        })
+        stream(last, writer, Vec::new())
     }
 
     #[test]
     fn a_set_moves_from_whatever_the_stream_holds() {
         let writer = Uuid::new_v4();
         let now = now_millis();
-        let mut machine = SetMachine::new(5, writer, "s".into());
+        let mut machine = SetMachine::new(5, writer, SUBJECT);
         assert_eq!(
             machine.start(now),
             Action::Write(SequenceWrite::Insert { last: 5, writer })
@@ -144,14 +126,14 @@ mod tests {
     fn a_lost_answer_is_done_only_if_the_row_carries_our_writer() {
         let writer = Uuid::new_v4();
         let now = now_millis();
-        let mut landed = SetMachine::new(5, writer, "s".into());
+        let mut landed = SetMachine::new(5, writer, SUBJECT);
         landed.start(now);
         assert_eq!(landed.resolution(&row(5, Some(writer))), Resolution::Ours);
         assert_eq!(
             landed.observe(Observation::Resolved(row(5, Some(writer))), now),
             Action::Answer(())
         );
-        let mut lost = SetMachine::new(5, writer, "s".into());
+        let mut lost = SetMachine::new(5, writer, SUBJECT);
         lost.start(now);
         assert_eq!(
             lost.observe(Observation::Resolved(row(2, Some(Uuid::new_v4()))), now),

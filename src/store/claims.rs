@@ -8,19 +8,14 @@
 //! its decoding here, side by side, so a column can be checked in one read.
 
 use chrono::{DateTime, Utc};
-use scylla::client::session::Session;
-use scylla::errors::PrepareError;
-use scylla::response::query_result::QueryResult;
-use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
-use scylla::value::{MaybeUnset, Row};
+use scylla::value::MaybeUnset;
 
-use super::lwt::{self, LwtAnswer};
-use super::rows::{ClaimColumns, Conditional, refusal};
+use super::lwt::{self, NamedColumns};
+use super::prepare::prepared_statements;
+use super::rows::{ClaimColumns, refused_insert, refused_update};
 use super::{Store, StoreError};
 use crate::domain::{
-    CasOutcome, ClaimKey, ClaimRecord, ClaimToken, ClaimWrite, KeyspaceName, Namespace, RowView,
-    StoredResult,
+    CasOutcome, ClaimKey, ClaimRecord, ClaimToken, ClaimWrite, Namespace, RowView, StoredResult,
 };
 
 /// Statement names, as they appear in metrics, logs and fault plans.
@@ -38,84 +33,39 @@ pub mod statement {
 const COLUMNS: &str = "owner, state, fingerprint, claimant, window, claimed_at, expires_at, \
                        lease_expires_at, completed_at, result";
 
-pub(super) struct ClaimStatements {
-    insert: PreparedStatement,
-    replace: PreparedStatement,
-    takeover: PreparedStatement,
-    complete: PreparedStatement,
-    extend: PreparedStatement,
-    release: PreparedStatement,
-    read_serial: PreparedStatement,
-    read: PreparedStatement,
-}
+/// The `SET` of the statements that overwrite every column of a claim row
+/// (replace, takeover), in the order `overwrite_values!` binds them.
+const OVERWRITE_SET: &str = "owner = ?, state = ?, fingerprint = ?, claimant = ?, window = ?, \
+                             claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
+                             completed_at = ?, result = ?";
 
-impl ClaimStatements {
-    pub(super) async fn prepare(
-        session: &Session,
-        keyspace: &KeyspaceName,
-        consistency: Consistency,
-        serial_consistency: SerialConsistency,
-    ) -> Result<Self, PrepareError> {
-        // Fully qualified: prepared statements must not depend on a
-        // session-wide `USE`, which Cassandra warns is ambiguous.
-        let table = format!("{keyspace}.claims");
-        let lwt = |statement| lwt::conditional(statement, consistency, serial_consistency);
-        let insert = session
-            .prepare(format!(
-                "INSERT INTO {table} (namespace, key, {COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
-            ))
-            .await?;
-        let replace = session
-            .prepare(format!(
-                "UPDATE {table} USING TTL ? SET owner = ?, state = ?, fingerprint = ?, \
-                 claimant = ?, window = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
-                 completed_at = ?, result = ? WHERE namespace = ? AND key = ? IF owner = ?"
-            ))
-            .await?;
-        let takeover = session
-            .prepare(format!(
-                "UPDATE {table} USING TTL ? SET owner = ?, state = ?, fingerprint = ?, \
-                 claimant = ?, window = ?, claimed_at = ?, expires_at = ?, lease_expires_at = ?, \
-                 completed_at = ?, result = ? WHERE namespace = ? AND key = ? \
-                 IF owner = ? AND state = 'in_progress' AND lease_expires_at <= ?"
-            ))
-            .await?;
-        let complete = session
-            .prepare(format!(
-                "UPDATE {table} USING TTL ? SET state = 'completed', completed_at = ?, \
-                 result = ?, lease_expires_at = null WHERE namespace = ? AND key = ? \
-                 IF owner = ? AND state = 'in_progress'"
-            ))
-            .await?;
-        let extend = session
-            .prepare(format!(
-                "UPDATE {table} USING TTL ? SET lease_expires_at = ? \
-                 WHERE namespace = ? AND key = ? IF owner = ? AND state = 'in_progress'"
-            ))
-            .await?;
-        let release = session
-            .prepare(format!(
-                "DELETE FROM {table} WHERE namespace = ? AND key = ? \
-                 IF owner = ? AND state = 'in_progress'"
-            ))
-            .await?;
-        let select = format!("SELECT {COLUMNS} FROM {table} WHERE namespace = ? AND key = ?");
-        let read_serial =
-            lwt::serial_read(session.prepare(select.as_str()).await?, serial_consistency);
-        let mut read = session.prepare(select.as_str()).await?;
-        read.set_consistency(consistency);
-        read.set_is_idempotent(true);
-        Ok(Self {
-            insert: lwt(insert),
-            replace: lwt(replace),
-            takeover: lwt(takeover),
-            complete: lwt(complete),
-            extend: lwt(extend),
-            release: lwt(release),
-            read_serial,
-            read,
-        })
+prepared_statements! {
+    /// Every statement on the claim rows. The two reads are one `SELECT` at
+    /// two consistencies.
+    pub(super) struct ClaimStatements on "claims" {
+        insert: Conditional statement::INSERT =>
+            "INSERT INTO {table} (namespace, key, {COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+        replace: Conditional statement::REPLACE =>
+            "UPDATE {table} USING TTL ? SET {OVERWRITE_SET} WHERE namespace = ? AND key = ? \
+             IF owner = ?",
+        takeover: Conditional statement::TAKEOVER =>
+            "UPDATE {table} USING TTL ? SET {OVERWRITE_SET} WHERE namespace = ? AND key = ? \
+             IF owner = ? AND state = 'in_progress' AND lease_expires_at <= ?",
+        complete: Conditional statement::COMPLETE =>
+            "UPDATE {table} USING TTL ? SET state = 'completed', completed_at = ?, \
+             result = ?, lease_expires_at = null WHERE namespace = ? AND key = ? \
+             IF owner = ? AND state = 'in_progress'",
+        extend: Conditional statement::EXTEND =>
+            "UPDATE {table} USING TTL ? SET lease_expires_at = ? \
+             WHERE namespace = ? AND key = ? IF owner = ? AND state = 'in_progress'",
+        release: Conditional statement::RELEASE =>
+            "DELETE FROM {table} WHERE namespace = ? AND key = ? \
+             IF owner = ? AND state = 'in_progress'",
+        read_serial: SerialRead statement::READ_SERIAL =>
+            "SELECT {COLUMNS} FROM {table} WHERE namespace = ? AND key = ?",
+        read: Read statement::READ =>
+            "SELECT {COLUMNS} FROM {table} WHERE namespace = ? AND key = ?",
     }
 }
 
@@ -140,8 +90,37 @@ fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
     }
 }
 
+/// The values an overwrite (replace, takeover) binds: its TTL, every claim
+/// column in `OVERWRITE_SET` order, the row's key, then the statement's own
+/// `IF` values. Absent values are bound as nulls, on purpose: they must
+/// erase whatever the previous owner left in those columns. A macro because
+/// the driver binds one flat tuple, and the two statements' conditions
+/// differ in length.
+macro_rules! overwrite_values {
+    ($ttl_secs:expr, $record:expr, $namespace:expr, $key:expr; $($condition:expr),+) => {{
+        let record: &ClaimRecord = $record;
+        (
+            ttl_value($ttl_secs),
+            record.token.0,
+            record.state.as_str(),
+            record.fingerprint.as_deref(),
+            record.claimant.as_deref(),
+            record.window,
+            record.claimed_at,
+            record.expires_at,
+            record.lease_expires_at,
+            record.completed_at,
+            record.result.as_ref().map(StoredResult::as_str),
+            $namespace.as_str(),
+            $key.as_str(),
+            $($condition,)+
+        )
+    }};
+}
+
 impl Store {
-    /// Runs one conditional write a claim lifecycle decided on.
+    /// Runs one conditional write a claim lifecycle decided on; `now`
+    /// classifies the row a refused INSERT reports.
     pub async fn write_claim(
         &self,
         namespace: &Namespace,
@@ -149,9 +128,29 @@ impl Store {
         write: &ClaimWrite,
         now: DateTime<Utc>,
     ) -> Result<CasOutcome, StoreError> {
+        let claims = &self.claims;
         match write {
             ClaimWrite::Insert { record, ttl_secs } => {
-                self.insert_claim(namespace, key, record, *ttl_secs, now)
+                // Absent values stay unset rather than null: a bound null
+                // would write a tombstone for every empty column of every
+                // claim.
+                let values = (
+                    namespace.as_str(),
+                    key.as_str(),
+                    record.token.0,
+                    record.state.as_str(),
+                    unset_if_none(record.fingerprint.as_deref()),
+                    unset_if_none(record.claimant.as_deref()),
+                    record.window,
+                    record.claimed_at,
+                    record.expires_at,
+                    unset_if_none(record.lease_expires_at),
+                    unset_if_none(record.completed_at),
+                    unset_if_none(record.result.as_ref().map(StoredResult::as_str)),
+                    ttl_value(*ttl_secs),
+                );
+                let refused = |columns: &NamedColumns| refused_insert(columns, now);
+                self.execute_conditional(&claims.insert, values, key.as_str(), refused)
                     .await
             }
             ClaimWrite::Replace {
@@ -159,7 +158,9 @@ impl Store {
                 ttl_secs,
                 expected,
             } => {
-                self.replace_claim(namespace, key, record, *ttl_secs, *expected)
+                let expected = expected.map(|token| token.0);
+                let values = overwrite_values!(*ttl_secs, record, namespace, key; expected);
+                self.execute_conditional(&claims.replace, values, key.as_str(), refused_update)
                     .await
             }
             ClaimWrite::TakeOver {
@@ -177,98 +178,38 @@ impl Store {
                 result,
                 ttl_secs,
             } => {
-                self.complete_claim(
-                    namespace,
-                    key,
-                    *token,
+                let values = (
+                    ttl_value(*ttl_secs),
                     *completed_at,
-                    result.as_ref(),
-                    *ttl_secs,
-                )
-                .await
+                    result.as_ref().map(StoredResult::as_str),
+                    namespace.as_str(),
+                    key.as_str(),
+                    token.0,
+                );
+                self.execute_conditional(&claims.complete, values, key.as_str(), refused_update)
+                    .await
             }
             ClaimWrite::Extend {
                 token,
                 lease_expires_at,
                 ttl_secs,
             } => {
-                self.extend_lease(namespace, key, *token, *lease_expires_at, *ttl_secs)
+                let values = (
+                    ttl_value(*ttl_secs),
+                    *lease_expires_at,
+                    namespace.as_str(),
+                    key.as_str(),
+                    token.0,
+                );
+                self.execute_conditional(&claims.extend, values, key.as_str(), refused_update)
                     .await
             }
-            ClaimWrite::Release { token } => self.release_claim(namespace, key, *token).await,
+            ClaimWrite::Release { token } => {
+                let values = (namespace.as_str(), key.as_str(), token.0);
+                self.execute_conditional(&claims.release, values, key.as_str(), refused_update)
+                    .await
+            }
         }
-    }
-
-    /// Claims an empty slot: `INSERT … IF NOT EXISTS USING TTL`.
-    async fn insert_claim(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        record: &ClaimRecord,
-        ttl_secs: u64,
-        now: DateTime<Utc>,
-    ) -> Result<CasOutcome, StoreError> {
-        // Absent values stay unset rather than null: a bound null would
-        // write a tombstone for every empty column of every claim.
-        let values = (
-            namespace.as_str(),
-            key.as_str(),
-            record.token.0,
-            record.state.as_str(),
-            unset_if_none(record.fingerprint.as_deref()),
-            unset_if_none(record.claimant.as_deref()),
-            record.window,
-            record.claimed_at,
-            record.expires_at,
-            unset_if_none(record.lease_expires_at),
-            unset_if_none(record.completed_at),
-            unset_if_none(record.result.as_ref().map(StoredResult::as_str)),
-            ttl_value(ttl_secs),
-        );
-        let result = self
-            .execute(statement::INSERT, &self.claims.insert, values, key.as_str())
-            .await?;
-        decode_cas(statement::INSERT, Conditional::Insert, result, now)
-    }
-
-    /// Overwrites every column of a claim row if it still holds
-    /// `expected_token` (or no token, when `None`): the takeover of an
-    /// expired lease, and the reuse of an expired row TTL has not removed yet.
-    async fn replace_claim(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        record: &ClaimRecord,
-        ttl_secs: u64,
-        expected_token: Option<ClaimToken>,
-    ) -> Result<CasOutcome, StoreError> {
-        // Here absent values are bound as nulls on purpose: they must erase
-        // whatever the previous owner left in those columns.
-        let values = (
-            ttl_value(ttl_secs),
-            record.token.0,
-            record.state.as_str(),
-            record.fingerprint.as_deref(),
-            record.claimant.as_deref(),
-            record.window,
-            record.claimed_at,
-            record.expires_at,
-            record.lease_expires_at,
-            record.completed_at,
-            record.result.as_ref().map(StoredResult::as_str),
-            namespace.as_str(),
-            key.as_str(),
-            expected_token.map(|token| token.0),
-        );
-        let result = self
-            .execute(
-                statement::REPLACE,
-                &self.claims.replace,
-                values,
-                key.as_str(),
-            )
-            .await?;
-        decode_cas(statement::REPLACE, Conditional::Update, result, Utc::now())
     }
 
     /// Takes over an in-progress claim whose lease had passed at
@@ -284,102 +225,11 @@ impl Store {
         expected_token: ClaimToken,
         decided_at: DateTime<Utc>,
     ) -> Result<CasOutcome, StoreError> {
-        let values = (
-            ttl_value(ttl_secs),
-            record.token.0,
-            record.state.as_str(),
-            record.fingerprint.as_deref(),
-            record.claimant.as_deref(),
-            record.window,
-            record.claimed_at,
-            record.expires_at,
-            record.lease_expires_at,
-            record.completed_at,
-            record.result.as_ref().map(StoredResult::as_str),
-            namespace.as_str(),
-            key.as_str(),
-            expected_token.0,
-            decided_at,
-        );
-        let result = self
-            .execute(
-                statement::TAKEOVER,
-                &self.claims.takeover,
-                values,
-                key.as_str(),
-            )
-            .await?;
-        decode_cas(statement::TAKEOVER, Conditional::Update, result, Utc::now())
-    }
-
-    /// Marks an in-progress claim completed, if `token` still owns it.
-    async fn complete_claim(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        token: ClaimToken,
-        completed_at: DateTime<Utc>,
-        result: Option<&StoredResult>,
-        ttl_secs: u64,
-    ) -> Result<CasOutcome, StoreError> {
-        let values = (
-            ttl_value(ttl_secs),
-            completed_at,
-            result.map(StoredResult::as_str),
-            namespace.as_str(),
-            key.as_str(),
-            token.0,
-        );
-        let result = self
-            .execute(
-                statement::COMPLETE,
-                &self.claims.complete,
-                values,
-                key.as_str(),
-            )
-            .await?;
-        decode_cas(statement::COMPLETE, Conditional::Update, result, Utc::now())
-    }
-
-    /// Moves the lease end of an in-progress claim, if `token` still owns it.
-    async fn extend_lease(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        token: ClaimToken,
-        lease_expires_at: DateTime<Utc>,
-        ttl_secs: u64,
-    ) -> Result<CasOutcome, StoreError> {
-        let values = (
-            ttl_value(ttl_secs),
-            lease_expires_at,
-            namespace.as_str(),
-            key.as_str(),
-            token.0,
-        );
-        let result = self
-            .execute(statement::EXTEND, &self.claims.extend, values, key.as_str())
-            .await?;
-        decode_cas(statement::EXTEND, Conditional::Update, result, Utc::now())
-    }
-
-    /// Deletes an in-progress claim, if `token` still owns it.
-    async fn release_claim(
-        &self,
-        namespace: &Namespace,
-        key: &ClaimKey,
-        token: ClaimToken,
-    ) -> Result<CasOutcome, StoreError> {
-        let values = (namespace.as_str(), key.as_str(), token.0);
-        let result = self
-            .execute(
-                statement::RELEASE,
-                &self.claims.release,
-                values,
-                key.as_str(),
-            )
-            .await?;
-        decode_cas(statement::RELEASE, Conditional::Update, result, Utc::now())
+        let values =
+            overwrite_values!(ttl_secs, record, namespace, key; expected_token.0, decided_at);
+        let takeover = &self.claims.takeover;
+        self.execute_conditional(takeover, values, key.as_str(), refused_update)
+            .await
     }
 
     /// Reads a claim row and classifies it as of `now`.
@@ -390,40 +240,15 @@ impl Store {
         mode: ReadMode,
         now: DateTime<Utc>,
     ) -> Result<RowView, StoreError> {
-        let (name, prepared) = match mode {
-            ReadMode::Serial => (statement::READ_SERIAL, &self.claims.read_serial),
-            ReadMode::Quorum => (statement::READ, &self.claims.read),
+        let statement = match mode {
+            ReadMode::Serial => &self.claims.read_serial,
+            ReadMode::Quorum => &self.claims.read,
         };
-        let result = self
-            .execute(
-                name,
-                prepared,
-                (namespace.as_str(), key.as_str()),
-                key.as_str(),
-            )
-            .await?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
-        let row = rows
-            .maybe_first_row::<Row>()
-            .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
-        Ok(match row {
+        let values = (namespace.as_str(), key.as_str());
+        let result = self.execute(statement, values, key.as_str()).await?;
+        Ok(match lwt::first_row(statement.name, result)? {
             None => RowView::Absent,
-            Some(row) => ClaimColumns::from_named(&lwt::named(&rows, row)).into_view(now),
+            Some(columns) => ClaimColumns::from_named(&columns).into_view(now),
         })
     }
-}
-
-/// Decodes a conditional write's answer into what the lifecycles read.
-fn decode_cas(
-    statement: &'static str,
-    kind: Conditional,
-    result: QueryResult,
-    now: DateTime<Utc>,
-) -> Result<CasOutcome, StoreError> {
-    Ok(match lwt::decode(statement, result)? {
-        LwtAnswer::Applied => CasOutcome::Applied,
-        LwtAnswer::NotApplied(columns) => CasOutcome::NotApplied(refusal(kind, &columns, now)),
-    })
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use scylla::policies::retry::FallthroughRetryPolicy;
 
 use super::StoreError;
+use crate::domain::Cas;
 
 /// The name of the first column of every LWT answer.
 pub const APPLIED_COLUMN: &str = "[applied]";
@@ -60,34 +61,37 @@ pub fn serial_read(
 /// Columns by name, as an answer sent them (null ones included).
 pub type NamedColumns = Vec<(String, Option<CqlValue>)>;
 
-/// A decoded LWT answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LwtAnswer {
-    Applied,
-    /// Not applied: the columns sent back, `[applied]` left out.
-    NotApplied(NamedColumns),
-}
+/// A decoded LWT answer: applied, or not applied with the columns sent
+/// back (`[applied]` left out).
+pub type LwtAnswer = Cas<NamedColumns>;
 
 /// Decodes the answer to a conditional statement.
 pub fn decode(statement: &'static str, result: QueryResult) -> Result<LwtAnswer, StoreError> {
+    let columns = first_row(statement, result)?
+        .ok_or_else(|| StoreError::unexpected_response(statement, "no [applied] row".into()))?;
+    decode_columns(columns).map_err(|message| StoreError::unexpected_response(statement, message))
+}
+
+/// The first row of an answer, its columns by name; `None` when it sent
+/// no rows. Reads and LWT answers alike are decoded by name, because the
+/// two databases send different columns (see above).
+pub fn first_row(
+    statement: &'static str,
+    result: QueryResult,
+) -> Result<Option<NamedColumns>, StoreError> {
     let rows = result
         .into_rows_result()
         .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?;
     let row = rows
         .maybe_first_row::<Row>()
-        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?
-        .ok_or_else(|| StoreError::unexpected_response(statement, "no [applied] row".into()))?;
-    let columns = named(&rows, row);
-    decode_columns(columns).map_err(|message| StoreError::unexpected_response(statement, message))
-}
-
-/// A result row's columns by name.
-pub fn named(rows: &scylla::response::query_result::QueryRowsResult, row: Row) -> NamedColumns {
-    rows.column_specs()
-        .iter()
-        .map(|spec| spec.name().to_owned())
-        .zip(row.columns)
-        .collect()
+        .map_err(|error| StoreError::unexpected_response(statement, error.to_string()))?;
+    Ok(row.map(|row| {
+        rows.column_specs()
+            .iter()
+            .map(|spec| spec.name().to_owned())
+            .zip(row.columns)
+            .collect()
+    }))
 }
 
 /// The shape-independent part of `decode`.
@@ -103,17 +107,17 @@ fn decode_columns(mut columns: NamedColumns) -> Result<LwtAnswer, String> {
     Ok(LwtAnswer::NotApplied(columns))
 }
 
-/// The value of column `name`, if sent and not null.
-pub fn column<'c>(columns: &'c NamedColumns, name: &str) -> Option<&'c CqlValue> {
-    columns
-        .iter()
-        .find(|(column, _)| column == name)
-        .and_then(|(_, value)| value.as_ref())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of column `name`, if sent and not null.
+    fn column<'c>(columns: &'c NamedColumns, name: &str) -> Option<&'c CqlValue> {
+        columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .and_then(|(_, value)| value.as_ref())
+    }
 
     pub fn answer(applied: bool, rest: &[(&str, Option<CqlValue>)]) -> NamedColumns {
         let mut columns = vec![(APPLIED_COLUMN.to_owned(), Some(CqlValue::Boolean(applied)))];

@@ -6,6 +6,7 @@ mod error;
 pub mod faults;
 pub mod lwt;
 pub mod migrate;
+mod prepare;
 mod rows;
 mod sequences;
 mod session;
@@ -17,17 +18,18 @@ use std::time::Instant;
 use scylla::client::session::Session;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
-use scylla::statement::prepared::PreparedStatement;
 
 pub use claims::{ReadMode, statement};
 pub use error::{FailureKind, StoreError, classify, is_cas_timeout};
 pub use sequences::statement as sequence_statement;
 pub use session::{ConnectError, CqlSettings, connect_session};
 
-use crate::domain::KeyspaceName;
+use crate::domain::{Cas, KeyspaceName};
 use crate::metrics::Metrics;
 use claims::ClaimStatements;
 use faults::{Fault, FaultPlan};
+use lwt::NamedColumns;
+use prepare::{NamedStatement, Preparer};
 use sequences::SequenceStatements;
 
 /// Every conditional statement, by its metric name.
@@ -73,11 +75,16 @@ impl Store {
             keyspace: keyspace.to_string(),
             source,
         };
-        let (consistency, serial) = (settings.consistency, settings.serial_consistency);
-        let claims = ClaimStatements::prepare(&session, keyspace, consistency, serial)
+        let preparer = Preparer {
+            session: &session,
+            keyspace,
+            consistency: settings.consistency,
+            serial_consistency: settings.serial_consistency,
+        };
+        let claims = ClaimStatements::prepare(&preparer)
             .await
             .map_err(prepare_error)?;
-        let sequences = SequenceStatements::prepare(&session, keyspace, consistency, serial)
+        let sequences = SequenceStatements::prepare(&preparer)
             .await
             .map_err(prepare_error)?;
         let kinds = FailureKind::ALL.map(FailureKind::as_str);
@@ -96,17 +103,20 @@ impl Store {
     /// stream) lets a plan aim at one partition.
     async fn execute(
         &self,
-        name: &'static str,
-        prepared: &PreparedStatement,
+        statement: &NamedStatement,
         values: impl SerializeRow,
         partition: &str,
     ) -> Result<QueryResult, StoreError> {
+        let name = statement.name;
         let fault = self.faults.next(name, partition);
         if fault == Some(Fault::TimeoutBeforeSend) {
             return Err(self.failed(name, faults::injected_error()));
         }
         let started = Instant::now();
-        let result = self.session.execute_unpaged(prepared, values).await;
+        let result = self
+            .session
+            .execute_unpaged(&statement.prepared, values)
+            .await;
         self.metrics.record_statement(name, started.elapsed());
         match result {
             Ok(_) if fault == Some(Fault::TimeoutAfterApply) => {
@@ -115,6 +125,23 @@ impl Store {
             Ok(result) => Ok(result),
             Err(source) => Err(self.failed(name, source)),
         }
+    }
+
+    /// Runs one conditional statement on `partition` and decodes its
+    /// answer; `refused` reads what a refusal sent back (which depends on
+    /// the statement and the database: see `lwt`).
+    async fn execute_conditional<R>(
+        &self,
+        statement: &NamedStatement,
+        values: impl SerializeRow,
+        partition: &str,
+        refused: impl FnOnce(&NamedColumns) -> R,
+    ) -> Result<Cas<R>, StoreError> {
+        let result = self.execute(statement, values, partition).await?;
+        Ok(match lwt::decode(statement.name, result)? {
+            Cas::Applied => Cas::Applied,
+            Cas::NotApplied(columns) => Cas::NotApplied(refused(&columns)),
+        })
     }
 
     fn failed(&self, name: &'static str, source: scylla::errors::ExecutionError) -> StoreError {

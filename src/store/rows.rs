@@ -82,31 +82,26 @@ impl ClaimColumns {
     }
 }
 
-/// Which kind of conditional statement was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conditional {
-    /// `INSERT … IF NOT EXISTS`: a refusal sends the existing row.
-    Insert,
-    /// `UPDATE`/`DELETE … IF owner = ? …`: a refusal sends the conditioned
-    /// columns (Cassandra) or every column (ScyllaDB).
-    Update,
+/// What a refused `INSERT … IF NOT EXISTS` on a claim row reported: the
+/// existing row, classified as of `now`.
+pub fn refused_insert(named: &NamedColumns, now: DateTime<Utc>) -> Refusal {
+    Refusal::Exists(match ClaimColumns::from_named(named).into_view(now) {
+        // The INSERT saw a row, so one exists: with no cells at all it
+        // is a row marker that outlived them, a remnant to replace on a
+        // null owner.
+        RowView::Absent => RowView::Remnant { token: None },
+        view => view,
+    })
 }
 
-/// What a refused conditional write on a claim row reported, as of `now`.
-pub fn refusal(kind: Conditional, named: &NamedColumns, now: DateTime<Utc>) -> Refusal {
+/// What a refused `UPDATE`/`DELETE … IF owner = ? …` on a claim row
+/// reported: the owner and state the Paxos round saw, from the conditioned
+/// columns (Cassandra) or every column (ScyllaDB). No clock is involved.
+pub fn refused_update(named: &NamedColumns) -> Refusal {
     let columns = ClaimColumns::from_named(named);
-    match kind {
-        Conditional::Insert => Refusal::Exists(match columns.into_view(now) {
-            // The INSERT saw a row, so one exists: with no cells at all it
-            // is a row marker that outlived them, a remnant to replace on a
-            // null owner.
-            RowView::Absent => RowView::Remnant { token: None },
-            view => view,
-        }),
-        Conditional::Update => Refusal::Held {
-            owner: columns.token,
-            state: columns.state.as_deref().and_then(ClaimState::parse),
-        },
+    Refusal::Held {
+        owner: columns.token,
+        state: columns.state.as_deref().and_then(ClaimState::parse),
     }
 }
 
@@ -181,15 +176,15 @@ mod tests {
             owner: Some(owner),
             state: Some(ClaimState::Completed),
         };
-        assert_eq!(refusal(Conditional::Update, &cassandra, now), held);
+        assert_eq!(refused_update(&cassandra), held);
         // ScyllaDB: every column.
         let mut scylla = whole_row(owner, now);
         scylla[1].1 = text("completed");
-        assert_eq!(refusal(Conditional::Update, &scylla, now), held);
+        assert_eq!(refused_update(&scylla), held);
         // A refused delete of a row that is gone: no owner.
         let gone: NamedColumns = vec![("owner".into(), None), ("state".into(), None)];
         assert_eq!(
-            refusal(Conditional::Update, &gone, now),
+            refused_update(&gone),
             Refusal::Held {
                 owner: None,
                 state: None
@@ -201,8 +196,7 @@ mod tests {
     fn a_refused_insert_reports_the_row_it_found() {
         let now = now_millis();
         let owner = ClaimToken::generate();
-        let Refusal::Exists(RowView::Live(record)) =
-            refusal(Conditional::Insert, &whole_row(owner, now), now)
+        let Refusal::Exists(RowView::Live(record)) = refused_insert(&whole_row(owner, now), now)
         else {
             panic!("a live row")
         };
@@ -214,7 +208,7 @@ mod tests {
             .map(|(name, _)| (name, None))
             .collect();
         assert_eq!(
-            refusal(Conditional::Insert, &marker, now),
+            refused_insert(&marker, now),
             Refusal::Exists(RowView::Remnant { token: None })
         );
     }

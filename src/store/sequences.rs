@@ -1,19 +1,15 @@
 //! The sequence watermark's CQL. As for claims, every write is an LWT.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use scylla::client::session::Session;
-use scylla::errors::PrepareError;
-use scylla::response::query_result::QueryResult;
-use scylla::statement::prepared::PreparedStatement;
-use scylla::statement::{Consistency, SerialConsistency};
-use scylla::value::{CqlValue, Row};
+use scylla::value::CqlValue;
 use uuid::Uuid;
 
-use super::lwt::{self, LwtAnswer, NamedColumns};
+use super::lwt::{self, NamedColumns};
+use super::prepare::prepared_statements;
 use super::{Store, StoreError};
-use crate::domain::{
-    KeyspaceName, Namespace, RECENT_SLOTS, SequenceCas, SequenceWrite, StreamName, StreamRow,
-};
+use crate::domain::{Namespace, RECENT_SLOTS, SequenceCas, SequenceWrite, StreamName, StreamRow};
 
 pub mod statement {
     pub const INSERT: &str = "sequence_insert";
@@ -26,54 +22,20 @@ fn slot(seq: u64) -> i32 {
     (seq % RECENT_SLOTS) as i32
 }
 
-pub(super) struct SequenceStatements {
-    insert: PreparedStatement,
-    advance: PreparedStatement,
-    delete: PreparedStatement,
-    read_serial: PreparedStatement,
-}
-
-impl SequenceStatements {
-    pub(super) async fn prepare(
-        session: &Session,
-        keyspace: &KeyspaceName,
-        consistency: Consistency,
-        serial_consistency: SerialConsistency,
-    ) -> Result<Self, PrepareError> {
-        let table = format!("{keyspace}.sequences");
-        let lwt = |statement| lwt::conditional(statement, consistency, serial_consistency);
-        let insert = session
-            .prepare(format!(
-                "INSERT INTO {table} (namespace, stream, last, writer, recent, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"
-            ))
-            .await?;
-        let advance = session
-            .prepare(format!(
-                "UPDATE {table} SET last = ?, writer = ?, recent[?] = ?, updated_at = ? \
-                 WHERE namespace = ? AND stream = ? IF last = ?"
-            ))
-            .await?;
-        let delete = session
-            .prepare(format!(
-                "DELETE FROM {table} WHERE namespace = ? AND stream = ? IF EXISTS"
-            ))
-            .await?;
-        let read_serial = lwt::serial_read(
-            session
-                .prepare(format!(
-                    "SELECT last, writer, recent, updated_at FROM {table} \
-                     WHERE namespace = ? AND stream = ?"
-                ))
-                .await?,
-            serial_consistency,
-        );
-        Ok(Self {
-            insert: lwt(insert),
-            advance: lwt(advance),
-            delete: lwt(delete),
-            read_serial,
-        })
+prepared_statements! {
+    /// Every statement on the stream rows.
+    pub(super) struct SequenceStatements on "sequences" {
+        insert: Conditional statement::INSERT =>
+            "INSERT INTO {table} (namespace, stream, last, writer, recent, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+        advance: Conditional statement::ADVANCE =>
+            "UPDATE {table} SET last = ?, writer = ?, recent[?] = ?, updated_at = ? \
+             WHERE namespace = ? AND stream = ? IF last = ?",
+        delete: Conditional statement::DELETE =>
+            "DELETE FROM {table} WHERE namespace = ? AND stream = ? IF EXISTS",
+        read_serial: SerialRead statement::READ_SERIAL =>
+            "SELECT last, writer, recent, updated_at FROM {table} \
+             WHERE namespace = ? AND stream = ?",
     }
 }
 
@@ -84,7 +46,9 @@ fn to_bigint(value: u64) -> i64 {
 }
 
 impl Store {
-    /// Runs one conditional write a sequence lifecycle decided on.
+    /// Runs one conditional write a sequence lifecycle decided on. A
+    /// refusal reports the stream as it stands (or only its conditioned
+    /// `last`).
     pub async fn write_sequence(
         &self,
         namespace: &Namespace,
@@ -92,9 +56,19 @@ impl Store {
         write: &SequenceWrite,
         now: DateTime<Utc>,
     ) -> Result<SequenceCas, StoreError> {
+        let (sequences, partition) = (&self.sequences, stream.as_str());
         match *write {
             SequenceWrite::Insert { last, writer } => {
-                self.insert_sequence(namespace, stream, last, writer, now)
+                let recent = HashMap::from([(slot(last), (to_bigint(last), writer))]);
+                let values = (
+                    namespace.as_str(),
+                    stream.as_str(),
+                    to_bigint(last),
+                    writer,
+                    recent,
+                    now,
+                );
+                self.execute_conditional(&sequences.insert, values, partition, stream_row)
                     .await
             }
             SequenceWrite::Advance {
@@ -102,110 +76,37 @@ impl Store {
                 last,
                 writer,
             } => {
-                self.advance_sequence(namespace, stream, expected, last, writer, now)
+                let values = (
+                    to_bigint(last),
+                    writer,
+                    slot(last),
+                    (to_bigint(last), writer),
+                    now,
+                    namespace.as_str(),
+                    stream.as_str(),
+                    to_bigint(expected),
+                );
+                self.execute_conditional(&sequences.advance, values, partition, stream_row)
                     .await
             }
-            SequenceWrite::Delete => self.delete_sequence(namespace, stream).await,
+            SequenceWrite::Delete => {
+                let values = (namespace.as_str(), stream.as_str());
+                self.execute_conditional(&sequences.delete, values, partition, stream_row)
+                    .await
+            }
         }
     }
 
-    /// Creates a stream at `last`, if it does not exist.
-    async fn insert_sequence(
-        &self,
-        namespace: &Namespace,
-        stream: &StreamName,
-        last: u64,
-        writer: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<SequenceCas, StoreError> {
-        let recent = std::collections::HashMap::from([(slot(last), (to_bigint(last), writer))]);
-        let values = (
-            namespace.as_str(),
-            stream.as_str(),
-            to_bigint(last),
-            writer,
-            recent,
-            now,
-        );
-        let result = self
-            .execute(
-                statement::INSERT,
-                &self.sequences.insert,
-                values,
-                stream.as_str(),
-            )
-            .await?;
-        decode_sequence_cas(statement::INSERT, result)
-    }
-
-    /// Moves a stream from `expected` to `last`.
-    async fn advance_sequence(
-        &self,
-        namespace: &Namespace,
-        stream: &StreamName,
-        expected: u64,
-        last: u64,
-        writer: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<SequenceCas, StoreError> {
-        let values = (
-            to_bigint(last),
-            writer,
-            slot(last),
-            (to_bigint(last), writer),
-            now,
-            namespace.as_str(),
-            stream.as_str(),
-            to_bigint(expected),
-        );
-        let result = self
-            .execute(
-                statement::ADVANCE,
-                &self.sequences.advance,
-                values,
-                stream.as_str(),
-            )
-            .await?;
-        decode_sequence_cas(statement::ADVANCE, result)
-    }
-
-    async fn delete_sequence(
-        &self,
-        namespace: &Namespace,
-        stream: &StreamName,
-    ) -> Result<SequenceCas, StoreError> {
-        let result = self
-            .execute(
-                statement::DELETE,
-                &self.sequences.delete,
-                (namespace.as_str(), stream.as_str()),
-                stream.as_str(),
-            )
-            .await?;
-        decode_sequence_cas(statement::DELETE, result)
-    }
-
+    /// Reads a stream's row linearizably.
     pub async fn read_sequence(
         &self,
         namespace: &Namespace,
         stream: &StreamName,
     ) -> Result<Option<StreamRow>, StoreError> {
-        let name = statement::READ_SERIAL;
-        let result = self
-            .execute(
-                name,
-                &self.sequences.read_serial,
-                (namespace.as_str(), stream.as_str()),
-                stream.as_str(),
-            )
-            .await?;
-        let rows = result
-            .into_rows_result()
-            .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
-        let row = rows
-            .maybe_first_row::<Row>()
-            .map_err(|error| StoreError::unexpected_response(name, error.to_string()))?;
-        Ok(row.and_then(|row| stream_row(&lwt::named(&rows, row))))
+        let statement = &self.sequences.read_serial;
+        let values = (namespace.as_str(), stream.as_str());
+        let result = self.execute(statement, values, stream.as_str()).await?;
+        Ok(lwt::first_row(statement.name, result)?.and_then(|columns| stream_row(&columns)))
     }
 }
 
@@ -250,16 +151,6 @@ fn ring_entry(value: &CqlValue) -> Option<(u64, Uuid)> {
         }
         _ => None,
     }
-}
-
-fn decode_sequence_cas(
-    statement: &'static str,
-    result: QueryResult,
-) -> Result<SequenceCas, StoreError> {
-    Ok(match lwt::decode(statement, result)? {
-        LwtAnswer::Applied => SequenceCas::Applied,
-        LwtAnswer::NotApplied(columns) => SequenceCas::NotApplied(stream_row(&columns)),
-    })
 }
 
 #[cfg(test)]
