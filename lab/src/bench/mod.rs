@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use scylla::statement::SerialConsistency;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
 use dedupd::startup::{AppConfig, Application};
 use dedupd::store::migrate::Replication;
@@ -335,40 +335,9 @@ impl Server {
 /// The completed-claims cache's (hits, misses) so far.
 fn cache_counts(metrics: &dedupd::metrics::Metrics) -> (f64, f64) {
     let text = metrics.render();
-    let value = |result: &str| {
-        let prefix = format!("dedupd_completed_cache_total{{result=\"{result}\"}} ");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(prefix.as_str())?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
-    };
-    (value("hit"), value("miss"))
-}
-
-/// Runs the local-cluster script and returns what it printed last.
-async fn local_script(script: &PathBuf, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(script)
-        .args(args)
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{} {} failed:\n{}",
-        script.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned())
+    let count =
+        |result| metrics_text::value(&text, "dedupd_completed_cache_total", &[("result", result)]);
+    (count("hit"), count("miss"))
 }
 
 async fn query_text(session: &scylla::client::session::Session, cql: &str) -> String {
@@ -408,11 +377,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(nodes) => nodes.clone(),
         None => {
             progress.line("starting (or finding) the local Cassandra node");
-            local_script(&args.local_cassandra, &["up"])
-                .await?
-                .split(',')
-                .map(str::to_owned)
-                .collect()
+            local_cluster::up(&args.local_cassandra).await?
         }
     };
     let settings = CqlSettings::local(nodes.clone());
@@ -717,7 +682,7 @@ async fn paxos_v1_scenarios(
     progress: &Progress,
 ) -> anyhow::Result<Vec<ScenarioReport>> {
     progress.line("restarting the local node with paxos_variant v1");
-    local_script(&args.local_cassandra, &["restart", "--paxos", "v1"]).await?;
+    local_cluster::run(&args.local_cassandra, &["restart", "--paxos", "v1"]).await?;
     let result = async {
         let session = Arc::new(wait_for_cql(settings).await?);
         let raw =
@@ -762,6 +727,6 @@ async fn paxos_v1_scenarios(
     }
     .await;
     progress.line("restoring paxos_variant v2");
-    local_script(&args.local_cassandra, &["restart", "--paxos", "v2"]).await?;
+    local_cluster::run(&args.local_cassandra, &["restart", "--paxos", "v2"]).await?;
     result
 }

@@ -4,10 +4,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::policies::retry::FallthroughRetryPolicy;
@@ -18,6 +14,7 @@ use scylla::value::Row;
 use uuid::Uuid;
 
 use super::load::Operation;
+use crate::http_client::{HttpClient, Settings};
 use dedupd::domain::KeyspaceName;
 
 /// The tables the raw-driver scenarios write: a key-value table like the
@@ -273,44 +270,30 @@ pub fn dup_heavy_key(preloaded: &[String], prefix: &str, index: u64) -> String {
     preloaded[spread].clone()
 }
 
-/// dedupd's HTTP API, as a lean client sees it: hyper's pooled HTTP/1.1
-/// client, bodies serialized once, URIs built without a URL parser.
+/// dedupd's HTTP API, as a lean client sees it (see `http_client`).
 #[derive(Clone)]
 pub struct HttpApi {
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
     base: String,
 }
 
 impl HttpApi {
     pub fn new(base: String) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build(connector),
+            http: HttpClient::new(Settings {
+                max_idle_per_host: Some(256),
+                ..Settings::default()
+            }),
             base,
         }
     }
 
     async fn post(&self, path: &str, body: Bytes) -> Result<u16, String> {
-        let request = hyper::Request::post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .map_err(|error| format!("request:{error}"))?;
-        let response = self
-            .client
-            .request(request)
+        self.http
+            .post_json(&format!("{}{path}", self.base), body, None)
             .await
-            .map_err(|error| format!("http:{error}"))?;
-        let status = response.status().as_u16();
-        // Read the body: a real client does, and it is part of the cost.
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| format!("http body:{error}"))?;
-        Ok(status)
+            .map(|reply| reply.status)
+            .map_err(|failure| failure.to_string())
     }
 
     /// A claim of a new key; anything but 201 is an error.

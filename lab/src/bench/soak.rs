@@ -10,16 +10,14 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::load::{new_histogram, open_loop};
 use super::scenarios::HttpApi;
-use super::{Server, local_script, rss_mib, wait_for_cql};
+use super::{Server, rss_mib, wait_for_cql};
+use crate::http_client::{HttpClient, Settings};
+use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
@@ -107,11 +105,7 @@ fn quantile(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let nodes = match &args.cql_nodes {
         Some(nodes) => nodes.clone(),
-        None => local_script(&args.local_cassandra, &["up"])
-            .await?
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
+        None => local_cluster::up(&args.local_cassandra).await?,
     };
     let settings = CqlSettings::local(nodes);
     let keyspace = KeyspaceName::parse(&args.keyspace)?;
@@ -249,10 +243,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
 }
 
 async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<Overload> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client = HttpClient::new(Settings::default());
     let until = Instant::now() + Duration::from_secs(args.overload_secs);
     let body = Bytes::from_static(br#"{"ttl_secs":600,"complete":true}"#);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -267,24 +258,18 @@ async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<O
             let (mut no_retry_after, mut other) = (0u64, 0u64);
             while Instant::now() < until {
                 let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let request = hyper::Request::post(format!("{url_base}{index}"))
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()))
-                    .expect("a request");
+                let url = format!("{url_base}{index}");
                 let sent = Instant::now();
-                let Ok(response) = client.request(request).await else {
+                let Ok(reply) = client.post_json(&url, body.clone(), None).await else {
                     other += 1;
                     continue;
                 };
-                let status = response.status().as_u16();
-                let retry_after = response.headers().contains_key("retry-after");
-                let _ = response.into_body().collect().await;
                 let micros = sent.elapsed().as_micros() as u64;
-                match status {
+                match reply.status {
                     201 => accepted.saturating_record(micros.max(1)),
                     503 => {
                         refused.saturating_record(micros.max(1));
-                        no_retry_after += u64::from(!retry_after);
+                        no_retry_after += u64::from(!reply.retry_after);
                     }
                     _ => other += 1,
                 }
@@ -320,23 +305,22 @@ async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<O
 /// The mean server-side time of single claims answered `status`, from the
 /// OpenMetrics text (the histogram's sum over its count).
 fn server_mean_us(text: &str, status: u16) -> u64 {
-    let labels = format!(
-        "{{method=\"POST\",route=\"/v1/namespaces/{{ns}}/claims/{{key}}\",status=\"{status}\"}}"
-    );
-    let value = |suffix: &str| {
-        let prefix = format!("dedupd_http_request_duration_seconds_{suffix}{labels} ");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(prefix.as_str())?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+    let status = status.to_string();
+    let labels = [
+        ("method", "POST"),
+        ("route", "/v1/namespaces/{ns}/claims/{key}"),
+        ("status", status.as_str()),
+    ];
+    let series = |suffix: &str| {
+        metrics_text::value(
+            text,
+            &format!("dedupd_http_request_duration_seconds_{suffix}"),
+            &labels,
+        )
     };
-    let count = value("count");
+    let count = series("count");
     if count == 0.0 {
         return 0;
     }
-    (value("sum") / count * 1e6).round() as u64
+    (series("sum") / count * 1e6).round() as u64
 }

@@ -28,6 +28,7 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
@@ -256,30 +257,14 @@ impl Instance {
             .get_text(&format!("{}/metrics", self.base()))
             .await
             .unwrap_or_default();
-        let mut counts = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("dedupd_unknown_outcomes_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.split_once("} ") else {
-                continue;
-            };
-            let label = |name: &str| {
-                labels
-                    .split(',')
-                    .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
-                    .map(|value| value.trim_end_matches('"').to_owned())
-                    .unwrap_or_default()
-            };
-            let value: f64 = value.trim().parse().unwrap_or(0.0);
-            if value > 0.0 {
-                counts.insert(
-                    format!("{}/{}", label("statement"), label("resolution")),
-                    value,
-                );
-            }
-        }
-        counts
+        metrics_text::samples(&text, "dedupd_unknown_outcomes_total")
+            .filter(|sample| sample.value > 0.0)
+            .map(|sample| {
+                let label = |name| sample.label(name).unwrap_or_default();
+                let name = format!("{}/{}", label("statement"), label("resolution"));
+                (name, sample.value)
+            })
+            .collect()
     }
 
     async fn all_unknown_outcomes(&self) -> BTreeMap<String, f64> {
@@ -320,22 +305,6 @@ pub struct PhaseReport {
     pub beyond_margin: Vec<String>,
     /// What the fault did, with times since the phase start.
     pub events: Vec<String>,
-}
-
-async fn local_script(script: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
-    let output = Command::new(script)
-        .args(args)
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{} {} failed: {}",
-        script.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
 }
 
 async fn run_phase(
@@ -458,20 +427,20 @@ async fn run_phase(
         | Fault::ClockSkewBeyond => {}
         Fault::NodeRestart => {
             tokio::time::sleep_until(at(0.2)).await;
-            local_script(script, &["stop-node", "2"]).await?;
+            local_cluster::run(script, &["stop-node", "2"]).await?;
             log(&mut events, "node 2 stopped".into());
             tokio::time::sleep_until(at(0.45)).await;
-            local_script(script, &["start-node", "2"]).await?;
+            local_cluster::run(script, &["start-node", "2"]).await?;
             log(&mut events, "node 2 started".into());
         }
         Fault::TwoNodesDown => {
             tokio::time::sleep_until(at(0.2)).await;
-            local_script(script, &["stop-node", "2"]).await?;
-            local_script(script, &["stop-node", "3"]).await?;
+            local_cluster::run(script, &["stop-node", "2"]).await?;
+            local_cluster::run(script, &["stop-node", "3"]).await?;
             log(&mut events, "nodes 2 and 3 stopped".into());
             tokio::time::sleep_until(at(0.45)).await;
-            local_script(script, &["start-node", "2"]).await?;
-            local_script(script, &["start-node", "3"]).await?;
+            local_cluster::run(script, &["start-node", "2"]).await?;
+            local_cluster::run(script, &["start-node", "3"]).await?;
             log(&mut events, "nodes 2 and 3 started".into());
         }
         Fault::InstanceKill => {
@@ -568,18 +537,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let nodes = match &args.cql_nodes {
         Some(nodes) => nodes.clone(),
-        None => {
-            let output = Command::new(&args.local_cassandra)
-                .arg("contact-points")
-                .output()
-                .await?;
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .split(',')
-                .filter(|node| !node.is_empty())
-                .map(str::to_owned)
-                .collect()
-        }
+        None => local_cluster::contact_points(&args.local_cassandra).await?,
     };
     anyhow::ensure!(
         !nodes.is_empty(),

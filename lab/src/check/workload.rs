@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -18,6 +14,8 @@ use super::history::{
     ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, TransitionKind,
     TransitionRecord,
 };
+use crate::http_client::{HttpClient, Settings};
+use crate::rng::Dice;
 
 /// How long a client waits for an answer before calling it lost.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -29,18 +27,20 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The checker's view of the HTTP API: every wait bounded, and any failure
+/// to answer is `None` (the history records it as no answer).
 #[derive(Clone)]
 pub struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 impl Default for Api {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            http: HttpClient::new(Settings {
+                connect_timeout: Some(Duration::from_secs(2)),
+                ..Settings::default()
+            }),
         }
     }
 }
@@ -48,55 +48,25 @@ impl Default for Api {
 impl Api {
     /// POSTs `body` to `url`; `None` when no answer came back.
     pub async fn post(&self, url: &str, body: &Value) -> Option<Answer> {
-        let request = hyper::Request::post(url)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .ok()?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
+        let reply = self
+            .http
+            .post_json(url, Bytes::from(body.to_string()), Some(ANSWER_TIMEOUT))
             .await
-            .ok()?
             .ok()?;
-        let status = response.status().as_u16();
-        let retry_after = response.headers().contains_key("retry-after");
-        let bytes = tokio::time::timeout(ANSWER_TIMEOUT, response.into_body().collect())
-            .await
-            .ok()?
-            .ok()?
-            .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Some(Answer {
-            status,
-            retry_after,
-            body,
+            status: reply.status,
+            retry_after: reply.retry_after,
+            body: serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
         })
     }
 
     pub async fn get_text(&self, url: &str) -> Option<String> {
-        let request = hyper::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .ok()?;
-        let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(request))
+        let reply = self
+            .http
+            .get(url, Some(Duration::from_secs(5)))
             .await
-            .ok()?
             .ok()?;
-        let bytes = response.into_body().collect().await.ok()?.to_bytes();
-        String::from_utf8(bytes.to_vec()).ok()
-    }
-}
-
-/// A small, fast, seedable generator: the workload needs variety, not quality.
-pub struct Dice(u64);
-
-impl Dice {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
+        String::from_utf8(reply.body.to_vec()).ok()
     }
 }
 
