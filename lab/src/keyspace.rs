@@ -40,36 +40,47 @@ pub fn may_write(found: Found, allow_existing: bool) -> Result<(), String> {
 }
 
 async fn inspect(session: &Session, keyspace: &KeyspaceName) -> anyhow::Result<Found> {
-    let tables = session
-        .query_unpaged(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
-            (keyspace.as_str(),),
-        )
-        .await?
-        .into_rows_result()?;
-    let mut any_table = false;
-    for row in tables.rows::<(String,)>()? {
-        let (table,) = row?;
-        if table == "lab_marker" {
-            return Ok(Found::Marked);
-        }
-        any_table = true;
+    let tables = schema_names(
+        session,
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+        keyspace,
+    )
+    .await?;
+    if tables.iter().any(|table| table == "lab_marker") {
+        return Ok(Found::Marked);
     }
-    if any_table {
+    if !tables.is_empty() {
         return Ok(Found::Foreign);
     }
-    let keyspaces = session
-        .query_unpaged(
-            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (keyspace.as_str(),),
-        )
-        .await?
-        .into_rows_result()?;
-    Ok(if keyspaces.rows_num() == 0 {
+    // No tables: the keyspace may still exist, empty.
+    let keyspaces = schema_names(
+        session,
+        "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+        keyspace,
+    )
+    .await?;
+    Ok(if keyspaces.is_empty() {
         Found::Absent
     } else {
         Found::Foreign
     })
+}
+
+/// The names a schema query (one text column, bound to the keyspace) lists.
+async fn schema_names(
+    session: &Session,
+    cql: &str,
+    keyspace: &KeyspaceName,
+) -> anyhow::Result<Vec<String>> {
+    let rows = session
+        .query_unpaged(cql, (keyspace.as_str(),))
+        .await?
+        .into_rows_result()?;
+    let names = rows
+        .rows::<(String,)>()?
+        .map(|row| row.map(|(name,)| name))
+        .collect::<Result<_, _>>()?;
+    Ok(names)
 }
 
 /// Checks the guard, applies the service's migrations and marks the
