@@ -9,10 +9,29 @@
 //! exists without the mark, unless `--allow-existing-keyspace` says the
 //! operator meant it.
 
+use clap::Args;
 use scylla::client::session::Session;
 
 use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::{Replication, migrate};
+
+/// The flags every lab tool takes for the keyspace it writes. The name is
+/// checked as the flags are read, before anything connects or starts.
+#[derive(Debug, Clone, Args)]
+pub struct KeyspaceArgs {
+    /// The keyspace the tool creates and writes (never the service's).
+    #[arg(
+        id = "keyspace",
+        long = "keyspace",
+        value_name = "KEYSPACE",
+        default_value = "dedupd_bench",
+        value_parser = KeyspaceName::parse
+    )]
+    pub name: KeyspaceName,
+    /// Write into a keyspace that no lab tool created.
+    #[arg(long = "allow-existing-keyspace")]
+    pub allow_existing: bool,
+}
 
 /// What `prepare` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,20 +106,23 @@ async fn schema_names(
 /// keyspace as the lab's.
 pub async fn prepare(
     session: &Session,
-    keyspace: &KeyspaceName,
+    keyspace: &KeyspaceArgs,
     replication: &Replication,
-    allow_existing: bool,
 ) -> anyhow::Result<()> {
-    let found = inspect(session, keyspace).await?;
-    may_write(found, allow_existing)
-        .map_err(|refusal| anyhow::anyhow!("keyspace {}: {refusal}", keyspace.as_str()))?;
-    migrate(session, keyspace, replication).await?;
+    let KeyspaceArgs {
+        name,
+        allow_existing,
+    } = keyspace;
+    let found = inspect(session, name).await?;
+    may_write(found, *allow_existing)
+        .map_err(|refusal| anyhow::anyhow!("keyspace {}: {refusal}", name.as_str()))?;
+    migrate(session, name, replication).await?;
     session
         .query_unpaged(
             format!(
                 "CREATE TABLE IF NOT EXISTS {}.lab_marker (tool text PRIMARY KEY) \
                  WITH comment = 'created by dedupd-lab: load and faults are written here'",
-                keyspace.as_str()
+                name.as_str()
             ),
             (),
         )

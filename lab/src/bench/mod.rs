@@ -22,6 +22,7 @@ use scylla::statement::SerialConsistency;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::keyspace::KeyspaceArgs;
 use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
 use dedupd::startup::{AppConfig, Application};
@@ -48,12 +49,8 @@ pub struct BenchArgs {
     /// CQL contact points. Unset: the local node, started if needed.
     #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
-    /// The keyspace the benchmark creates and writes (never the service's).
-    #[arg(long, default_value = "dedupd_bench")]
-    pub keyspace: String,
-    /// Write into a keyspace that no lab tool created.
-    #[arg(long)]
-    pub allow_existing_keyspace: bool,
+    #[command(flatten)]
+    pub keyspace: KeyspaceArgs,
     /// Replication of the benchmark keyspace: `1`, `3`, or `dc1:3`.
     #[arg(long, default_value = "1")]
     pub replication: Replication,
@@ -381,15 +378,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let settings = CqlSettings::local(nodes.clone());
-    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let keyspace = args.keyspace.name.clone();
     let session = Arc::new(wait_for_cql(&settings).await?);
-    crate::keyspace::prepare(
-        &session,
-        &keyspace,
-        &args.replication,
-        args.allow_existing_keyspace,
-    )
-    .await?;
+    crate::keyspace::prepare(&session, &args.keyspace, &args.replication).await?;
     for table in BENCH_TABLES {
         session
             .query_unpaged(table.replace("{ks}", keyspace.as_str()), ())

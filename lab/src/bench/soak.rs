@@ -17,8 +17,8 @@ use super::load::{new_histogram, open_loop};
 use super::scenarios::HttpApi;
 use super::{Server, rss_mib, wait_for_cql};
 use crate::http_client::{HttpClient, Settings};
+use crate::keyspace::KeyspaceArgs;
 use crate::{local_cluster, metrics_text};
-use dedupd::domain::KeyspaceName;
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
 
@@ -27,11 +27,8 @@ pub struct SoakArgs {
     /// CQL contact points. Unset: the local node, started if needed.
     #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
-    #[arg(long, default_value = "dedupd_bench")]
-    pub keyspace: String,
-    /// Write into a keyspace that no lab tool created.
-    #[arg(long)]
-    pub allow_existing_keyspace: bool,
+    #[command(flatten)]
+    pub keyspace: KeyspaceArgs,
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
     /// Steady claims per second.
@@ -108,20 +105,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         None => local_cluster::up(&args.local_cassandra).await?,
     };
     let settings = CqlSettings::local(nodes);
-    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let keyspace = &args.keyspace.name;
     let session = wait_for_cql(&settings).await?;
-    crate::keyspace::prepare(
-        &session,
-        &keyspace,
-        &Replication::Everywhere(1),
-        args.allow_existing_keyspace,
-    )
-    .await?;
+    crate::keyspace::prepare(&session, &args.keyspace, &Replication::Everywhere(1)).await?;
     drop(session);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     // Steady: open loop at a fixed rate, one measurement per window.
-    let server = Server::start(&settings, &keyspace, 4096).await?;
+    let server = Server::start(&settings, keyspace, 4096).await?;
     let api = HttpApi::new(server.base.clone());
     let claim = api.claim_new(
         format!("soak-{run_id}"),
@@ -153,7 +144,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     server.stop().await;
 
     // Overload: far more concurrent clients than database permits.
-    let server = Server::start(&settings, &keyspace, args.overload_permits).await?;
+    let server = Server::start(&settings, keyspace, args.overload_permits).await?;
     let mut overload = overload(&server.base, &args, &run_id).await?;
     let text = server.metrics.render();
     overload.server_mean_accepted_us = server_mean_us(&text, 201);

@@ -28,8 +28,8 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use crate::keyspace::KeyspaceArgs;
 use crate::{local_cluster, metrics_text};
-use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
 pub use history::{Figures, History};
@@ -82,6 +82,8 @@ sequence_advance=after:0.05,sequence_advance=before:0.03,sequence_insert=after:0
 claim_read_serial=before:0.02";
 
 #[derive(Debug, Clone, Args)]
+// The checker's keyspace is its own.
+#[command(mut_arg("keyspace", |keyspace| keyspace.default_value("dedupd_check")))]
 pub struct CheckArgs {
     /// The faults to run, one phase each.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![
@@ -96,11 +98,8 @@ pub struct CheckArgs {
     /// The local-cluster script that stops and starts nodes.
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
-    #[arg(long, default_value = "dedupd_check")]
-    pub keyspace: String,
-    /// Write into a keyspace that no lab tool created.
-    #[arg(long)]
-    pub allow_existing_keyspace: bool,
+    #[command(flatten)]
+    pub keyspace: KeyspaceArgs,
     /// The dedupd binary to run (two processes of it). Unset: `dedupd`
     /// beside this binary, as cargo builds them.
     #[arg(long)]
@@ -377,7 +376,14 @@ async fn run_phase(
             ..wiring.clone()
         };
         instances.push(
-            Instance::spawn(free_port()?, wiring, &args.keyspace, log, BTreeMap::new()).await?,
+            Instance::spawn(
+                free_port()?,
+                wiring,
+                args.keyspace.name.as_str(),
+                log,
+                BTreeMap::new(),
+            )
+            .await?,
         );
     }
     let targets = Targets {
@@ -455,7 +461,7 @@ async fn run_phase(
             let replacement = Instance::spawn(
                 victim.port,
                 victim.wiring.clone(),
-                &args.keyspace,
+                args.keyspace.name.as_str(),
                 victim.log.clone(),
                 counted_before_kill,
             )
@@ -553,15 +559,8 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         "the node faults need three nodes; run `{} up --nodes 3`",
         args.local_cassandra.display()
     );
-    let keyspace = KeyspaceName::parse(&args.keyspace)?;
     let session = connect_session(&CqlSettings::local(nodes.clone())).await?;
-    crate::keyspace::prepare(
-        &session,
-        &keyspace,
-        &args.replication,
-        args.allow_existing_keyspace,
-    )
-    .await?;
+    crate::keyspace::prepare(&session, &args.keyspace, &args.replication).await?;
     drop(session);
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
