@@ -614,14 +614,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "memory (bench process, in-process server included): {rss_after_warmup} MiB after warm-up, {rss_end} MiB at the end\n"
     );
-    for check in &checks {
-        println!(
-            "{} {}: {}",
-            if check.ok { "ok  " } else { "FAIL" },
-            check.name,
-            check.detail
-        );
-    }
+    report::print_checks(&checks);
     let report = BenchReport {
         profile: args.profile,
         sizes: profile,
@@ -651,11 +644,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("\nbench took {:.0} s", started.elapsed().as_secs_f64());
     let gate = args.check || args.profile == ProfileName::Ci;
-    let failed: Vec<&str> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.name.as_str())
-        .collect();
+    let failed = report::failed(&checks);
     if gate && !failed.is_empty() {
         anyhow::bail!("benchmark checks failed: {}", failed.join(", "));
     }

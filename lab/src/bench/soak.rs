@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::load::{new_histogram, open_loop};
+use super::report::{self, Check};
 use super::scenarios::HttpApi;
 use super::{Server, rss_mib, wait_for_cql};
 use crate::http_client::{HttpClient, Settings};
@@ -88,7 +89,7 @@ struct SoakReport {
     p99_drift: f64,
     /// RSS at the end minus after the first window, MiB.
     rss_growth_mib: f64,
-    checks: Vec<super::report::Check>,
+    checks: Vec<Check>,
 }
 
 fn quantile(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
@@ -157,30 +158,25 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let p99_drift = last.p99_us as f64 / first.p99_us.max(1) as f64;
     let rss_growth_mib = last.rss_mib - first.rss_mib;
     let errors: u64 = windows.iter().map(|w| w.errors).sum();
-    let check = |name: &str, ok: bool, detail: String| super::report::Check {
-        name: name.to_owned(),
-        ok,
-        detail,
-    };
     let checks = vec![
-        check(
+        Check::new(
             "steady load had no errors",
             errors == 0,
             format!("{errors} errors"),
         ),
         // Loose bounds: a single slow window on a shared machine must not
         // fail the run; a leak or a queue that grows would.
-        check(
+        Check::new(
             "p99 stayed flat",
             p99_drift <= 3.0,
             format!("last window's p99 is {p99_drift:.2}x the first's (at most 3)"),
         ),
-        check(
+        Check::new(
             "memory stayed flat",
             rss_growth_mib <= 64.0,
             format!("{rss_growth_mib:.1} MiB growth after the first window (at most 64)"),
         ),
-        check(
+        Check::new(
             "overload was refused, not queued",
             overload.refused > 0
                 && overload.refused_without_retry_after == 0
@@ -192,7 +188,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
                 overload.other
             ),
         ),
-        check(
+        Check::new(
             "refusals are fast",
             overload.server_mean_refused_us * 10 <= overload.server_mean_accepted_us,
             format!(
@@ -208,23 +204,11 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         rss_growth_mib,
         checks,
     };
-    for check in &report.checks {
-        println!(
-            "{} {}: {}",
-            if check.ok { "ok  " } else { "FAIL" },
-            check.name,
-            check.detail
-        );
-    }
+    report::print_checks(&report.checks);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.name.as_str())
-        .collect();
+    let failed = report::failed(&report.checks);
     anyhow::ensure!(
         failed.is_empty(),
         "soak checks failed: {}",
