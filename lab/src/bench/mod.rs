@@ -137,6 +137,13 @@ enum Load {
 }
 
 impl Load {
+    /// The profile's open loop, the one latencies are compared under.
+    fn open(profile: &Profile) -> Self {
+        Load::Open {
+            rate_per_s: profile.open_rate_per_s,
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Load::Open { rate_per_s } => format!("open loop {rate_per_s:.0}/s"),
@@ -426,26 +433,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
     peer.stop().await;
 
-    let open = Load::Open {
-        rate_per_s: profile.open_rate_per_s,
-    };
+    let open = Load::open(&profile);
     let closed = Load::Closed {
         workers: profile.closed_workers,
     };
     let claim_body = serde_json::json!({"ttl_secs": 3600});
-    let mut scenarios = vec![
-        Scenario::new(
-            "plain_insert",
-            open,
-            raw.plain_insert(format!("{run_id}-plain")),
-            profile.open_ops_per_round,
-        ),
-        Scenario::new(
-            "lwt_insert",
-            open,
-            raw.lwt_insert(format!("{run_id}-lwt")),
-            profile.open_ops_per_round,
-        ),
+    let mut scenarios = plain_and_lwt_inserts(&raw, &profile, run_id, "", "");
+    scenarios.extend([
         Scenario::new(
             "http_claim",
             open,
@@ -472,7 +466,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ),
             profile.closed_ops_per_round,
         ),
-    ];
+    ]);
     for workers in [1, 4, 16, 64] {
         let load = Load::Closed { workers };
         scenarios.push(Scenario::new(
@@ -651,6 +645,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The floor and what the guarantee costs on it: plain and conditional
+/// inserts of new keys under the profile's open loop. A run on another
+/// cluster setting names its scenarios with `name_suffix` and keeps its keys
+/// apart with `key_suffix`.
+fn plain_and_lwt_inserts(
+    raw: &Arc<RawDriver>,
+    profile: &Profile,
+    run_id: &str,
+    name_suffix: &str,
+    key_suffix: &str,
+) -> Vec<Scenario> {
+    let open = Load::open(profile);
+    vec![
+        Scenario::new(
+            &format!("plain_insert{name_suffix}"),
+            open,
+            raw.plain_insert(format!("{run_id}-plain{key_suffix}")),
+            profile.open_ops_per_round,
+        ),
+        Scenario::new(
+            &format!("lwt_insert{name_suffix}"),
+            open,
+            raw.lwt_insert(format!("{run_id}-lwt{key_suffix}")),
+            profile.open_ops_per_round,
+        ),
+    ]
+}
+
 /// Restarts the local node with Paxos v1, measures plain and LWT inserts
 /// again, and restores v2.
 async fn paxos_v1_scenarios(
@@ -667,23 +689,7 @@ async fn paxos_v1_scenarios(
         let session = Arc::new(wait_for_cql(settings).await?);
         let raw =
             Arc::new(RawDriver::prepare(session, keyspace, SerialConsistency::LocalSerial).await?);
-        let open = Load::Open {
-            rate_per_s: profile.open_rate_per_s,
-        };
-        let mut scenarios = vec![
-            Scenario::new(
-                "plain_insert_paxos_v1",
-                open,
-                raw.plain_insert(format!("{run_id}-plainv1")),
-                profile.open_ops_per_round,
-            ),
-            Scenario::new(
-                "lwt_insert_paxos_v1",
-                open,
-                raw.lwt_insert(format!("{run_id}-lwtv1")),
-                profile.open_ops_per_round,
-            ),
-        ];
+        let mut scenarios = plain_and_lwt_inserts(&raw, profile, run_id, "_paxos_v1", "v1");
         let deadline = Duration::from_secs(profile.slice_deadline_secs);
         for scenario in &mut scenarios {
             let _warmup = scenario.run_slice(profile.warmup_ops, deadline).await;
