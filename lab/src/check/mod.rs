@@ -34,7 +34,7 @@ use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
 pub use history::{Figures, History};
 use wire_faults::{Injected, WireFaults};
-use workload::{Api, ClaimWorkload, Targets, claimant, consumer};
+use workload::{Api, ClaimWorkload, ClientContext, claimant, consumer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -386,12 +386,12 @@ async fn run_phase(
             .await?,
         );
     }
-    let targets = Targets {
+    let context = ClientContext {
+        api: Api::default(),
         bases: Arc::new(instances.iter().map(Instance::base).collect()),
         namespace: format!("check-{run_id}-{phase}"),
+        until: Instant::now() + Duration::from_secs(args.phase_secs),
     };
-    let api = Api::default();
-    let until = Instant::now() + Duration::from_secs(args.phase_secs);
     let workload = Arc::new(ClaimWorkload {
         clients: args.claim_clients,
         window: args.window,
@@ -406,20 +406,16 @@ async fn run_phase(
     let mut clients = Vec::new();
     for client in 0..workload.clients {
         clients.push(tokio::spawn(claimant(
-            api.clone(),
-            targets.clone(),
+            context.clone(),
             workload.clone(),
             client,
-            until,
         )));
     }
     for client in 0..args.sequence_clients {
         clients.push(tokio::spawn(consumer(
-            api.clone(),
-            targets.clone(),
+            context.clone(),
             known.clone(),
             client,
-            until,
         )));
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::history::{
-    ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, TransitionKind,
+    ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, Span, TransitionKind,
     TransitionRecord,
 };
 use crate::http_client::{HttpClient, Settings};
@@ -77,16 +77,31 @@ fn time_of(value: &Value) -> Option<DateTime<Utc>> {
         .map(|time| time.with_timezone(&Utc))
 }
 
-/// Where the clients send requests: the instances' base URLs, tried in turn.
+/// What every client of a phase shares: how it speaks, where it sends, and
+/// when it stops.
 #[derive(Clone)]
-pub struct Targets {
+pub struct ClientContext {
+    pub api: Api,
+    /// The instances' base URLs, tried in turn.
     pub bases: Arc<Vec<String>>,
     pub namespace: String,
+    pub until: Instant,
 }
 
-impl Targets {
-    fn base(&self, turn: u64) -> &str {
-        &self.bases[(turn % self.bases.len() as u64) as usize]
+impl ClientContext {
+    fn running(&self) -> bool {
+        Instant::now() < self.until
+    }
+
+    /// POSTs `body` to `path` in the phase's namespace, on the instance
+    /// whose `turn` it is: the answer, and when it was sent and answered.
+    async fn post(&self, turn: u64, path: &str, body: &Value) -> (Option<Answer>, Span) {
+        let base = &self.bases[(turn % self.bases.len() as u64) as usize];
+        let url = format!("{base}/v1/namespaces/{}/{path}", self.namespace);
+        let sent = Utc::now();
+        let answer = self.api.post(&url, body).await;
+        let answered = Utc::now();
+        (answer, Span { sent, answered })
     }
 }
 
@@ -120,32 +135,23 @@ fn claimant_of_holder(label: &str) -> String {
 /// One claimant: claim a random key; when granted, complete it (7 in 10),
 /// release it (1.5 in 10) or abandon it as a crashed worker would (1.5 in 10).
 pub async fn claimant(
-    api: Api,
-    targets: Targets,
+    context: ClientContext,
     workload: Arc<ClaimWorkload>,
     client: usize,
-    until: Instant,
 ) -> History {
     let mut history = History::default();
     let claimant = format!("c{client}");
     let mut dice = Dice::new(client as u64 + 1);
     let mut turn = client as u64;
     let started = Instant::now();
-    while Instant::now() < until {
+    while context.running() {
         let window_start =
             (started.elapsed().as_millis() / workload.shift_every.as_millis().max(1)) as u64;
         let key = format!("k{}", window_start + dice.below(workload.window));
         turn += 1;
-        let url = format!(
-            "{}/v1/namespaces/{}/claims/{key}",
-            targets.base(turn),
-            targets.namespace
-        );
         let body =
             json!({"lease_secs": workload.lease_secs, "ttl_secs": 3600, "claimant": claimant});
-        let sent = Utc::now();
-        let answer = api.post(&url, &body).await;
-        let answered = Utc::now();
+        let (answer, span) = context.post(turn, &format!("claims/{key}"), &body).await;
         let recorded = match &answer {
             None => ClaimAnswer::NoAnswer,
             Some(answer) => match answer.status {
@@ -177,8 +183,7 @@ pub async fn claimant(
         history.claims.push(ClaimRecord {
             key: key.clone(),
             claimant: claimant.clone(),
-            sent,
-            answered,
+            span,
             answer: recorded,
         });
         let Some(token) = token else {
@@ -201,19 +206,15 @@ pub async fn claimant(
             ),
             TransitionKind::Release => ("release", json!({"token": token})),
         };
-        let url = format!(
-            "{}/v1/namespaces/{}/claims/{key}/{action}",
-            targets.base(turn),
-            targets.namespace
-        );
-        let sent = Utc::now();
-        let status = api.post(&url, &body).await.map(|answer| answer.status);
+        let (answer, span) = context
+            .post(turn, &format!("claims/{key}/{action}"), &body)
+            .await;
         history.transitions.push(TransitionRecord {
             key,
             token,
             kind,
-            sent,
-            status,
+            span,
+            status: answer.map(|answer| answer.status),
         });
     }
     history
@@ -222,11 +223,9 @@ pub async fn claimant(
 /// One consumer of `streams` streams: offers the number after the highest
 /// it knows of, racing the other consumers for it.
 pub async fn consumer(
-    api: Api,
-    targets: Targets,
+    context: ClientContext,
     known: Arc<Vec<AtomicU64>>,
     client: usize,
-    until: Instant,
 ) -> History {
     let mut history = History::default();
     let mut dice = Dice::new(1000 + client as u64);
@@ -236,23 +235,17 @@ pub async fn consumer(
     // offered again, as a real consumer would before acting on the
     // message: with its offerer id, a number it won answers "accepted".
     let mut undecided: Option<(usize, u64)> = None;
-    while Instant::now() < until {
+    while context.running() {
         let (stream_index, seq) = undecided.take().unwrap_or_else(|| {
             let stream_index = dice.below(known.len() as u64) as usize;
             (stream_index, known[stream_index].load(Ordering::SeqCst) + 1)
         });
         let stream = format!("s{stream_index}");
         turn += 1;
-        let url = format!(
-            "{}/v1/namespaces/{}/sequences/{stream}",
-            targets.base(turn),
-            targets.namespace
-        );
-        let sent = Utc::now();
-        let answer = api
-            .post(&url, &json!({"seq": seq, "offerer": offerer}))
+        let body = json!({"seq": seq, "offerer": offerer});
+        let (answer, span) = context
+            .post(turn, &format!("sequences/{stream}"), &body)
             .await;
-        let answered = Utc::now();
         let last = |answer: &Answer| answer.body["last"].as_u64().unwrap_or(0);
         let recorded = match &answer {
             None => SequenceAnswer::NoAnswer,
@@ -287,8 +280,7 @@ pub async fn consumer(
             stream,
             seq,
             offerer: offerer.clone(),
-            sent,
-            answered,
+            span,
             answer: recorded,
         });
         tokio::time::sleep(pause).await;
