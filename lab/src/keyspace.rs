@@ -9,10 +9,29 @@
 //! exists without the mark, unless `--allow-existing-keyspace` says the
 //! operator meant it.
 
+use clap::Args;
 use scylla::client::session::Session;
 
 use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::{Replication, migrate};
+
+/// The flags every lab tool takes for the keyspace it writes. The name is
+/// checked as the flags are read, before anything connects or starts.
+#[derive(Debug, Clone, Args)]
+pub struct KeyspaceArgs {
+    /// The keyspace the tool creates and writes (never the service's).
+    #[arg(
+        id = "keyspace",
+        long = "keyspace",
+        value_name = "KEYSPACE",
+        default_value = "dedupd_bench",
+        value_parser = KeyspaceName::parse
+    )]
+    pub name: KeyspaceName,
+    /// Write into a keyspace that no lab tool created.
+    #[arg(long = "allow-existing-keyspace")]
+    pub allow_existing: bool,
+}
 
 /// What `prepare` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,56 +59,70 @@ pub fn may_write(found: Found, allow_existing: bool) -> Result<(), String> {
 }
 
 async fn inspect(session: &Session, keyspace: &KeyspaceName) -> anyhow::Result<Found> {
-    let tables = session
-        .query_unpaged(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
-            (keyspace.as_str(),),
-        )
-        .await?
-        .into_rows_result()?;
-    let mut any_table = false;
-    for row in tables.rows::<(String,)>()? {
-        let (table,) = row?;
-        if table == "lab_marker" {
-            return Ok(Found::Marked);
-        }
-        any_table = true;
+    let tables = schema_names(
+        session,
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+        keyspace,
+    )
+    .await?;
+    if tables.iter().any(|table| table == "lab_marker") {
+        return Ok(Found::Marked);
     }
-    if any_table {
+    if !tables.is_empty() {
         return Ok(Found::Foreign);
     }
-    let keyspaces = session
-        .query_unpaged(
-            "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
-            (keyspace.as_str(),),
-        )
-        .await?
-        .into_rows_result()?;
-    Ok(if keyspaces.rows_num() == 0 {
+    // No tables: the keyspace may still exist, empty.
+    let keyspaces = schema_names(
+        session,
+        "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = ?",
+        keyspace,
+    )
+    .await?;
+    Ok(if keyspaces.is_empty() {
         Found::Absent
     } else {
         Found::Foreign
     })
 }
 
+/// The names a schema query (one text column, bound to the keyspace) lists.
+async fn schema_names(
+    session: &Session,
+    cql: &str,
+    keyspace: &KeyspaceName,
+) -> anyhow::Result<Vec<String>> {
+    let rows = session
+        .query_unpaged(cql, (keyspace.as_str(),))
+        .await?
+        .into_rows_result()?;
+    let names = rows
+        .rows::<(String,)>()?
+        .map(|row| row.map(|(name,)| name))
+        .collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
 /// Checks the guard, applies the service's migrations and marks the
 /// keyspace as the lab's.
 pub async fn prepare(
     session: &Session,
-    keyspace: &KeyspaceName,
+    keyspace: &KeyspaceArgs,
     replication: &Replication,
-    allow_existing: bool,
 ) -> anyhow::Result<()> {
-    let found = inspect(session, keyspace).await?;
-    may_write(found, allow_existing)
-        .map_err(|refusal| anyhow::anyhow!("keyspace {}: {refusal}", keyspace.as_str()))?;
-    migrate(session, keyspace, replication).await?;
+    let KeyspaceArgs {
+        name,
+        allow_existing,
+    } = keyspace;
+    let found = inspect(session, name).await?;
+    may_write(found, *allow_existing)
+        .map_err(|refusal| anyhow::anyhow!("keyspace {}: {refusal}", name.as_str()))?;
+    migrate(session, name, replication).await?;
     session
         .query_unpaged(
             format!(
                 "CREATE TABLE IF NOT EXISTS {}.lab_marker (tool text PRIMARY KEY) \
                  WITH comment = 'created by dedupd-lab: load and faults are written here'",
-                keyspace.as_str()
+                name.as_str()
             ),
             (),
         )

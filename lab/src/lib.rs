@@ -8,7 +8,10 @@
 //! - `check`: the guarantee under faults, with two real `dedupd serve`
 //!   processes and a history checker;
 //! - `keyspace`: the guard that keeps all three off keyspaces they did not
-//!   create.
+//!   create;
+//! - what they share: `http_client` (how they speak to dedupd),
+//!   `metrics_text` (how they read its metrics), `local_cluster` (the
+//!   local-cluster script), `rng`.
 //!
 //! They take their contact points from `--cql-nodes` or
 //! `DEDUPD_LAB_CQL_NODES`, never the service's `DEDUPD_CQL_NODES`: a shell
@@ -16,4 +19,8 @@
 
 pub mod bench;
 pub mod check;
+pub mod http_client;
 pub mod keyspace;
+pub mod local_cluster;
+pub mod metrics_text;
+pub mod rng;

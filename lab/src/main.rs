@@ -55,4 +55,30 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
         }
     }
+
+    #[test]
+    fn each_tool_has_its_default_keyspace_and_refuses_a_bad_name() {
+        let keyspace = |command: &str| match Cli::parse_from(["dedupd-lab", command]).command {
+            Command::Bench(args) => args.keyspace,
+            Command::Soak(args) => args.keyspace,
+            Command::Check(args) => args.keyspace,
+        };
+        assert_eq!(keyspace("bench").name.as_str(), "dedupd_bench");
+        assert_eq!(keyspace("soak").name.as_str(), "dedupd_bench");
+        assert_eq!(keyspace("check").name.as_str(), "dedupd_check");
+        assert!(!keyspace("check").allow_existing);
+        let named = Cli::parse_from([
+            "dedupd-lab",
+            "check",
+            "--keyspace",
+            "mine",
+            "--allow-existing-keyspace",
+        ]);
+        let Command::Check(args) = named.command else {
+            panic!("not the check command");
+        };
+        assert_eq!(args.keyspace.name.as_str(), "mine");
+        assert!(args.keyspace.allow_existing);
+        assert!(Cli::try_parse_from(["dedupd-lab", "soak", "--keyspace", "no-dashes"]).is_err());
+    }
 }

@@ -24,6 +24,21 @@ pub type OpFuture = Pin<Box<dyn Future<Output = OpResult> + Send>>;
 /// An operation; its argument is the operation's index, for unique keys.
 pub type Operation = Arc<dyn Fn(u64) -> OpFuture + Send + Sync>;
 
+/// The operation that runs `run` on the `index`th key: `key_of(index)`.
+/// `shared` (a driver, a client) is cloned into every call, and the key is
+/// made before the call's future starts, as the load generator asks for it.
+pub fn on_keys<Shared, Fut>(
+    shared: Shared,
+    key_of: impl Fn(u64) -> String + Send + Sync + 'static,
+    run: impl Fn(Shared, String) -> Fut + Send + Sync + 'static,
+) -> Operation
+where
+    Shared: Clone + Send + Sync + 'static,
+    Fut: Future<Output = OpResult> + Send + 'static,
+{
+    Arc::new(move |index| Box::pin(run(shared.clone(), key_of(index))))
+}
+
 /// Latencies in microseconds, up to 60 s, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")

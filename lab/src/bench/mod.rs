@@ -17,12 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use scylla::statement::SerialConsistency;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::keyspace::KeyspaceArgs;
+use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
 use dedupd::startup::{AppConfig, Application};
 use dedupd::store::migrate::Replication;
@@ -48,12 +49,8 @@ pub struct BenchArgs {
     /// CQL contact points. Unset: the local node, started if needed.
     #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
-    /// The keyspace the benchmark creates and writes (never the service's).
-    #[arg(long, default_value = "dedupd_bench")]
-    pub keyspace: String,
-    /// Write into a keyspace that no lab tool created.
-    #[arg(long)]
-    pub allow_existing_keyspace: bool,
+    #[command(flatten)]
+    pub keyspace: KeyspaceArgs,
     /// Replication of the benchmark keyspace: `1`, `3`, or `dc1:3`.
     #[arg(long, default_value = "1")]
     pub replication: Replication,
@@ -140,6 +137,13 @@ enum Load {
 }
 
 impl Load {
+    /// The profile's open loop, the one latencies are compared under.
+    fn open(profile: &Profile) -> Self {
+        Load::Open {
+            rate_per_s: profile.open_rate_per_s,
+        }
+    }
+
     fn describe(self) -> String {
         match self {
             Load::Open { rate_per_s } => format!("open loop {rate_per_s:.0}/s"),
@@ -335,40 +339,9 @@ impl Server {
 /// The completed-claims cache's (hits, misses) so far.
 fn cache_counts(metrics: &dedupd::metrics::Metrics) -> (f64, f64) {
     let text = metrics.render();
-    let value = |result: &str| {
-        let prefix = format!("dedupd_completed_cache_total{{result=\"{result}\"}} ");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(prefix.as_str())?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
-    };
-    (value("hit"), value("miss"))
-}
-
-/// Runs the local-cluster script and returns what it printed last.
-async fn local_script(script: &PathBuf, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(script)
-        .args(args)
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{} {} failed:\n{}",
-        script.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned())
+    let count =
+        |result| metrics_text::value(&text, "dedupd_completed_cache_total", &[("result", result)]);
+    (count("hit"), count("miss"))
 }
 
 async fn query_text(session: &scylla::client::session::Session, cql: &str) -> String {
@@ -408,23 +381,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(nodes) => nodes.clone(),
         None => {
             progress.line("starting (or finding) the local Cassandra node");
-            local_script(&args.local_cassandra, &["up"])
-                .await?
-                .split(',')
-                .map(str::to_owned)
-                .collect()
+            local_cluster::up(&args.local_cassandra).await?
         }
     };
     let settings = CqlSettings::local(nodes.clone());
-    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let keyspace = args.keyspace.name.clone();
     let session = Arc::new(wait_for_cql(&settings).await?);
-    crate::keyspace::prepare(
-        &session,
-        &keyspace,
-        &args.replication,
-        args.allow_existing_keyspace,
-    )
-    .await?;
+    crate::keyspace::prepare(&session, &args.keyspace, &args.replication).await?;
     for table in BENCH_TABLES {
         session
             .query_unpaged(table.replace("{ks}", keyspace.as_str()), ())
@@ -470,26 +433,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await?;
     peer.stop().await;
 
-    let open = Load::Open {
-        rate_per_s: profile.open_rate_per_s,
-    };
+    let open = Load::open(&profile);
     let closed = Load::Closed {
         workers: profile.closed_workers,
     };
     let claim_body = serde_json::json!({"ttl_secs": 3600});
-    let mut scenarios = vec![
-        Scenario::new(
-            "plain_insert",
-            open,
-            raw.plain_insert(format!("{run_id}-plain")),
-            profile.open_ops_per_round,
-        ),
-        Scenario::new(
-            "lwt_insert",
-            open,
-            raw.lwt_insert(format!("{run_id}-lwt")),
-            profile.open_ops_per_round,
-        ),
+    let mut scenarios = plain_and_lwt_inserts(&raw, &profile, run_id, "", "");
+    scenarios.extend([
         Scenario::new(
             "http_claim",
             open,
@@ -516,7 +466,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ),
             profile.closed_ops_per_round,
         ),
-    ];
+    ]);
     for workers in [1, 4, 16, 64] {
         let load = Load::Closed { workers };
         scenarios.push(Scenario::new(
@@ -658,14 +608,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "memory (bench process, in-process server included): {rss_after_warmup} MiB after warm-up, {rss_end} MiB at the end\n"
     );
-    for check in &checks {
-        println!(
-            "{} {}: {}",
-            if check.ok { "ok  " } else { "FAIL" },
-            check.name,
-            check.detail
-        );
-    }
+    report::print_checks(&checks);
     let report = BenchReport {
         profile: args.profile,
         sizes: profile,
@@ -695,15 +638,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("\nbench took {:.0} s", started.elapsed().as_secs_f64());
     let gate = args.check || args.profile == ProfileName::Ci;
-    let failed: Vec<&str> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.name.as_str())
-        .collect();
+    let failed = report::failed(&checks);
     if gate && !failed.is_empty() {
         anyhow::bail!("benchmark checks failed: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The floor and what the guarantee costs on it: plain and conditional
+/// inserts of new keys under the profile's open loop. A run on another
+/// cluster setting names its scenarios with `name_suffix` and keeps its keys
+/// apart with `key_suffix`.
+fn plain_and_lwt_inserts(
+    raw: &Arc<RawDriver>,
+    profile: &Profile,
+    run_id: &str,
+    name_suffix: &str,
+    key_suffix: &str,
+) -> Vec<Scenario> {
+    let open = Load::open(profile);
+    vec![
+        Scenario::new(
+            &format!("plain_insert{name_suffix}"),
+            open,
+            raw.plain_insert(format!("{run_id}-plain{key_suffix}")),
+            profile.open_ops_per_round,
+        ),
+        Scenario::new(
+            &format!("lwt_insert{name_suffix}"),
+            open,
+            raw.lwt_insert(format!("{run_id}-lwt{key_suffix}")),
+            profile.open_ops_per_round,
+        ),
+    ]
 }
 
 /// Restarts the local node with Paxos v1, measures plain and LWT inserts
@@ -717,28 +684,12 @@ async fn paxos_v1_scenarios(
     progress: &Progress,
 ) -> anyhow::Result<Vec<ScenarioReport>> {
     progress.line("restarting the local node with paxos_variant v1");
-    local_script(&args.local_cassandra, &["restart", "--paxos", "v1"]).await?;
+    local_cluster::run(&args.local_cassandra, &["restart", "--paxos", "v1"]).await?;
     let result = async {
         let session = Arc::new(wait_for_cql(settings).await?);
         let raw =
             Arc::new(RawDriver::prepare(session, keyspace, SerialConsistency::LocalSerial).await?);
-        let open = Load::Open {
-            rate_per_s: profile.open_rate_per_s,
-        };
-        let mut scenarios = vec![
-            Scenario::new(
-                "plain_insert_paxos_v1",
-                open,
-                raw.plain_insert(format!("{run_id}-plainv1")),
-                profile.open_ops_per_round,
-            ),
-            Scenario::new(
-                "lwt_insert_paxos_v1",
-                open,
-                raw.lwt_insert(format!("{run_id}-lwtv1")),
-                profile.open_ops_per_round,
-            ),
-        ];
+        let mut scenarios = plain_and_lwt_inserts(&raw, profile, run_id, "_paxos_v1", "v1");
         let deadline = Duration::from_secs(profile.slice_deadline_secs);
         for scenario in &mut scenarios {
             let _warmup = scenario.run_slice(profile.warmup_ops, deadline).await;
@@ -762,6 +713,6 @@ async fn paxos_v1_scenarios(
     }
     .await;
     progress.line("restoring paxos_variant v2");
-    local_script(&args.local_cassandra, &["restart", "--paxos", "v2"]).await?;
+    local_cluster::run(&args.local_cassandra, &["restart", "--paxos", "v2"]).await?;
     result
 }

@@ -4,10 +4,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::policies::retry::FallthroughRetryPolicy;
@@ -17,7 +13,8 @@ use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::Row;
 use uuid::Uuid;
 
-use super::load::Operation;
+use super::load::{OpResult, Operation, on_keys};
+use crate::http_client::{HttpClient, Settings};
 use dedupd::domain::KeyspaceName;
 
 /// The tables the raw-driver scenarios write: a key-value table like the
@@ -111,18 +108,13 @@ impl RawDriver {
 
     /// `INSERT … USING TTL`: no guarantee, the floor.
     pub fn plain_insert(self: &Arc<Self>, prefix: String) -> Operation {
-        let driver = self.clone();
-        Arc::new(move |index| {
-            let driver = driver.clone();
-            let key = format!("{prefix}-{index}");
-            Box::pin(async move {
-                driver
-                    .session
-                    .execute_unpaged(&driver.plain, (key, Uuid::new_v4()))
-                    .await
-                    .map(|_| ())
-                    .map_err(|error| error_kind(&error))
-            })
+        on_keys(self.clone(), numbered(prefix), |driver, key| async move {
+            driver
+                .session
+                .execute_unpaged(&driver.plain, (key, Uuid::new_v4()))
+                .await
+                .map(|_| ())
+                .map_err(|error| error_kind(&error))
         })
     }
 
@@ -135,40 +127,34 @@ impl RawDriver {
         applied(result).ok_or_else(|| "no [applied]".to_owned())
     }
 
+    /// Applied or not, an answer: where refusals are expected.
+    async fn answered(self: Arc<Self>, key: String) -> OpResult {
+        self.insert_if_not_exists(key).await.map(|_| ())
+    }
+
     /// `INSERT … IF NOT EXISTS USING TTL` on a new key: the same LWT a
     /// claim makes. Not applied would mean a key clash: an error here.
     pub fn lwt_insert(self: &Arc<Self>, prefix: String) -> Operation {
-        let driver = self.clone();
-        Arc::new(move |index| {
-            let driver = driver.clone();
-            let key = format!("{prefix}-{index}");
-            Box::pin(async move {
-                match driver.insert_if_not_exists(key).await? {
-                    true => Ok(()),
-                    false => Err("not_applied".into()),
-                }
-            })
+        on_keys(self.clone(), numbered(prefix), |driver, key| async move {
+            match driver.insert_if_not_exists(key).await? {
+                true => Ok(()),
+                false => Err("not_applied".into()),
+            }
         })
     }
 
     /// The same LWT on one key for every call: all callers contend for one
     /// Paxos instance. Applied or not, an answer is a success.
     pub fn lwt_same_key(self: &Arc<Self>, key: String) -> Operation {
-        let driver = self.clone();
-        Arc::new(move |_| {
-            let driver = driver.clone();
-            let key = key.clone();
-            Box::pin(async move { driver.insert_if_not_exists(key).await.map(|_| ()) })
-        })
+        on_keys(self.clone(), move |_| key.clone(), Self::answered)
     }
 
     /// One conditional batch of `rows` rows in one partition: one Paxos round.
     pub fn conditional_batch(self: &Arc<Self>, prefix: String, rows: usize) -> Operation {
-        let driver = self.clone();
-        Arc::new(move |index| {
-            let driver = driver.clone();
-            let partition = format!("{prefix}-{index}");
-            Box::pin(async move {
+        on_keys(
+            self.clone(),
+            numbered(prefix),
+            move |driver, partition| async move {
                 let mut batch = Batch::new(BatchType::Unlogged);
                 let mut values = Vec::with_capacity(rows);
                 for row in 0..rows {
@@ -187,21 +173,20 @@ impl RawDriver {
                     Some(true) => Ok(()),
                     _ => Err("not_applied".into()),
                 }
-            })
-        })
+            },
+        )
     }
 
     /// `rows` separate LWTs on separate partitions, sent at once: what the
     /// batch API does, because conditional batches cannot span partitions.
     pub fn separate_lwts(self: &Arc<Self>, prefix: String, rows: usize) -> Operation {
-        let driver = self.clone();
-        Arc::new(move |index| {
-            let driver = driver.clone();
-            let prefix = prefix.clone();
-            Box::pin(async move {
+        on_keys(
+            self.clone(),
+            numbered(prefix),
+            move |driver, key| async move {
                 let inserts = (0..rows).map(|row| {
                     let driver = driver.clone();
-                    let key = format!("{prefix}-{index}-{row}");
+                    let key = format!("{key}-{row}");
                     async move { driver.insert_if_not_exists(key).await }
                 });
                 for result in futures::future::join_all(inserts).await {
@@ -210,8 +195,8 @@ impl RawDriver {
                     }
                 }
                 Ok(())
-            })
-        })
+            },
+        )
     }
 
     /// What a conditional batch across two partitions gets: shown, not hidden.
@@ -253,13 +238,17 @@ impl RawDriver {
         preloaded: Arc<Vec<String>>,
         prefix: String,
     ) -> Operation {
-        let driver = self.clone();
-        Arc::new(move |index| {
-            let driver = driver.clone();
-            let key = dup_heavy_key(&preloaded, &prefix, index);
-            Box::pin(async move { driver.insert_if_not_exists(key).await.map(|_| ()) })
-        })
+        on_keys(
+            self.clone(),
+            move |index| dup_heavy_key(&preloaded, &prefix, index),
+            Self::answered,
+        )
     }
+}
+
+/// Keys `{prefix}-0`, `{prefix}-1`, …: a new one for every operation.
+fn numbered(prefix: String) -> impl Fn(u64) -> String + Send + Sync + 'static {
+    move |index| format!("{prefix}-{index}")
 }
 
 /// 9 in 10 indexes pick a preloaded key (spread over all of them), 1 in 10
@@ -273,44 +262,30 @@ pub fn dup_heavy_key(preloaded: &[String], prefix: &str, index: u64) -> String {
     preloaded[spread].clone()
 }
 
-/// dedupd's HTTP API, as a lean client sees it: hyper's pooled HTTP/1.1
-/// client, bodies serialized once, URIs built without a URL parser.
+/// dedupd's HTTP API, as a lean client sees it (see `http_client`).
 #[derive(Clone)]
 pub struct HttpApi {
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
     base: String,
 }
 
 impl HttpApi {
     pub fn new(base: String) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         Self {
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(256)
-                .build(connector),
+            http: HttpClient::new(Settings {
+                max_idle_per_host: Some(256),
+                ..Settings::default()
+            }),
             base,
         }
     }
 
     async fn post(&self, path: &str, body: Bytes) -> Result<u16, String> {
-        let request = hyper::Request::post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .map_err(|error| format!("request:{error}"))?;
-        let response = self
-            .client
-            .request(request)
+        self.http
+            .post_json(&format!("{}{path}", self.base), body, None)
             .await
-            .map_err(|error| format!("http:{error}"))?;
-        let status = response.status().as_u16();
-        // Read the body: a real client does, and it is part of the cost.
-        response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| format!("http body:{error}"))?;
-        Ok(status)
+            .map(|reply| reply.status)
+            .map_err(|failure| failure.to_string())
     }
 
     /// A claim of a new key; anything but 201 is an error.
@@ -320,19 +295,12 @@ impl HttpApi {
         prefix: String,
         body: serde_json::Value,
     ) -> Operation {
-        let api = self.clone();
-        let body = Bytes::from(body.to_string());
-        Arc::new(move |index| {
-            let api = api.clone();
-            let body = body.clone();
-            let path = format!("/v1/namespaces/{namespace}/claims/{prefix}-{index}");
-            Box::pin(async move {
-                match api.post(&path, body).await? {
-                    201 => Ok(()),
-                    status => Err(format!("http_{status}")),
-                }
-            })
-        })
+        self.claims(
+            namespace,
+            numbered(prefix),
+            Bytes::from(body.to_string()),
+            &[201],
+        )
     }
 
     /// The duplicate-heavy stream through dedupd: 201 and 409 are answers.
@@ -342,19 +310,32 @@ impl HttpApi {
         preloaded: Arc<Vec<String>>,
         prefix: String,
     ) -> Operation {
-        let api = self.clone();
-        let body = Bytes::from_static(br#"{"complete":true}"#);
-        Arc::new(move |index| {
-            let api = api.clone();
+        self.claims(
+            namespace,
+            move |index| dup_heavy_key(&preloaded, &prefix, index),
+            Bytes::from_static(br#"{"complete":true}"#),
+            &[201, 409],
+        )
+    }
+
+    /// A claim of `key_of(index)` with `body`; a status not in `answers` is
+    /// an error.
+    fn claims(
+        &self,
+        namespace: String,
+        key_of: impl Fn(u64) -> String + Send + Sync + 'static,
+        body: Bytes,
+        answers: &'static [u16],
+    ) -> Operation {
+        let path_of = move |index| format!("/v1/namespaces/{namespace}/claims/{}", key_of(index));
+        on_keys(self.clone(), path_of, move |api, path| {
             let body = body.clone();
-            let key = dup_heavy_key(&preloaded, &prefix, index);
-            let path = format!("/v1/namespaces/{namespace}/claims/{key}");
-            Box::pin(async move {
+            async move {
                 match api.post(&path, body).await? {
-                    201 | 409 => Ok(()),
+                    status if answers.contains(&status) => Ok(()),
                     status => Err(format!("http_{status}")),
                 }
-            })
+            }
         })
     }
 

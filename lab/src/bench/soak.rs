@@ -10,17 +10,16 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::load::{new_histogram, open_loop};
+use super::report::{self, Check};
 use super::scenarios::HttpApi;
-use super::{Server, local_script, rss_mib, wait_for_cql};
-use dedupd::domain::KeyspaceName;
+use super::{Server, rss_mib, wait_for_cql};
+use crate::http_client::{HttpClient, Settings};
+use crate::keyspace::KeyspaceArgs;
+use crate::{local_cluster, metrics_text};
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
 
@@ -29,11 +28,8 @@ pub struct SoakArgs {
     /// CQL contact points. Unset: the local node, started if needed.
     #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
     pub cql_nodes: Option<Vec<String>>,
-    #[arg(long, default_value = "dedupd_bench")]
-    pub keyspace: String,
-    /// Write into a keyspace that no lab tool created.
-    #[arg(long)]
-    pub allow_existing_keyspace: bool,
+    #[command(flatten)]
+    pub keyspace: KeyspaceArgs,
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
     /// Steady claims per second.
@@ -93,7 +89,7 @@ struct SoakReport {
     p99_drift: f64,
     /// RSS at the end minus after the first window, MiB.
     rss_growth_mib: f64,
-    checks: Vec<super::report::Check>,
+    checks: Vec<Check>,
 }
 
 fn quantile(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
@@ -107,27 +103,17 @@ fn quantile(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let nodes = match &args.cql_nodes {
         Some(nodes) => nodes.clone(),
-        None => local_script(&args.local_cassandra, &["up"])
-            .await?
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
+        None => local_cluster::up(&args.local_cassandra).await?,
     };
     let settings = CqlSettings::local(nodes);
-    let keyspace = KeyspaceName::parse(&args.keyspace)?;
+    let keyspace = &args.keyspace.name;
     let session = wait_for_cql(&settings).await?;
-    crate::keyspace::prepare(
-        &session,
-        &keyspace,
-        &Replication::Everywhere(1),
-        args.allow_existing_keyspace,
-    )
-    .await?;
+    crate::keyspace::prepare(&session, &args.keyspace, &Replication::Everywhere(1)).await?;
     drop(session);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     // Steady: open loop at a fixed rate, one measurement per window.
-    let server = Server::start(&settings, &keyspace, 4096).await?;
+    let server = Server::start(&settings, keyspace, 4096).await?;
     let api = HttpApi::new(server.base.clone());
     let claim = api.claim_new(
         format!("soak-{run_id}"),
@@ -159,7 +145,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     server.stop().await;
 
     // Overload: far more concurrent clients than database permits.
-    let server = Server::start(&settings, &keyspace, args.overload_permits).await?;
+    let server = Server::start(&settings, keyspace, args.overload_permits).await?;
     let mut overload = overload(&server.base, &args, &run_id).await?;
     let text = server.metrics.render();
     overload.server_mean_accepted_us = server_mean_us(&text, 201);
@@ -172,30 +158,25 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let p99_drift = last.p99_us as f64 / first.p99_us.max(1) as f64;
     let rss_growth_mib = last.rss_mib - first.rss_mib;
     let errors: u64 = windows.iter().map(|w| w.errors).sum();
-    let check = |name: &str, ok: bool, detail: String| super::report::Check {
-        name: name.to_owned(),
-        ok,
-        detail,
-    };
     let checks = vec![
-        check(
+        Check::new(
             "steady load had no errors",
             errors == 0,
             format!("{errors} errors"),
         ),
         // Loose bounds: a single slow window on a shared machine must not
         // fail the run; a leak or a queue that grows would.
-        check(
+        Check::new(
             "p99 stayed flat",
             p99_drift <= 3.0,
             format!("last window's p99 is {p99_drift:.2}x the first's (at most 3)"),
         ),
-        check(
+        Check::new(
             "memory stayed flat",
             rss_growth_mib <= 64.0,
             format!("{rss_growth_mib:.1} MiB growth after the first window (at most 64)"),
         ),
-        check(
+        Check::new(
             "overload was refused, not queued",
             overload.refused > 0
                 && overload.refused_without_retry_after == 0
@@ -207,7 +188,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
                 overload.other
             ),
         ),
-        check(
+        Check::new(
             "refusals are fast",
             overload.server_mean_refused_us * 10 <= overload.server_mean_accepted_us,
             format!(
@@ -223,23 +204,11 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         rss_growth_mib,
         checks,
     };
-    for check in &report.checks {
-        println!(
-            "{} {}: {}",
-            if check.ok { "ok  " } else { "FAIL" },
-            check.name,
-            check.detail
-        );
-    }
+    report::print_checks(&report.checks);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    let failed: Vec<&str> = report
-        .checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| c.name.as_str())
-        .collect();
+    let failed = report::failed(&report.checks);
     anyhow::ensure!(
         failed.is_empty(),
         "soak checks failed: {}",
@@ -249,10 +218,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
 }
 
 async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<Overload> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client = HttpClient::new(Settings::default());
     let until = Instant::now() + Duration::from_secs(args.overload_secs);
     let body = Bytes::from_static(br#"{"ttl_secs":600,"complete":true}"#);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -267,24 +233,18 @@ async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<O
             let (mut no_retry_after, mut other) = (0u64, 0u64);
             while Instant::now() < until {
                 let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let request = hyper::Request::post(format!("{url_base}{index}"))
-                    .header("content-type", "application/json")
-                    .body(Full::new(body.clone()))
-                    .expect("a request");
+                let url = format!("{url_base}{index}");
                 let sent = Instant::now();
-                let Ok(response) = client.request(request).await else {
+                let Ok(reply) = client.post_json(&url, body.clone(), None).await else {
                     other += 1;
                     continue;
                 };
-                let status = response.status().as_u16();
-                let retry_after = response.headers().contains_key("retry-after");
-                let _ = response.into_body().collect().await;
                 let micros = sent.elapsed().as_micros() as u64;
-                match status {
+                match reply.status {
                     201 => accepted.saturating_record(micros.max(1)),
                     503 => {
                         refused.saturating_record(micros.max(1));
-                        no_retry_after += u64::from(!retry_after);
+                        no_retry_after += u64::from(!reply.retry_after);
                     }
                     _ => other += 1,
                 }
@@ -320,23 +280,22 @@ async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<O
 /// The mean server-side time of single claims answered `status`, from the
 /// OpenMetrics text (the histogram's sum over its count).
 fn server_mean_us(text: &str, status: u16) -> u64 {
-    let labels = format!(
-        "{{method=\"POST\",route=\"/v1/namespaces/{{ns}}/claims/{{key}}\",status=\"{status}\"}}"
-    );
-    let value = |suffix: &str| {
-        let prefix = format!("dedupd_http_request_duration_seconds_{suffix}{labels} ");
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(prefix.as_str())?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or(0.0)
+    let status = status.to_string();
+    let labels = [
+        ("method", "POST"),
+        ("route", "/v1/namespaces/{ns}/claims/{key}"),
+        ("status", status.as_str()),
+    ];
+    let series = |suffix: &str| {
+        metrics_text::value(
+            text,
+            &format!("dedupd_http_request_duration_seconds_{suffix}"),
+            &labels,
+        )
     };
-    let count = value("count");
+    let count = series("count");
     if count == 0.0 {
         return 0;
     }
-    (value("sum") / count * 1e6).round() as u64
+    (series("sum") / count * 1e6).round() as u64
 }

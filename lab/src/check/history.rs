@@ -38,12 +38,28 @@ pub enum ClaimAnswer {
     Unexpected(u16),
 }
 
+/// When a request left and when its answer came (or the client gave up on
+/// it): if it took effect, it did at some instant in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub sent: DateTime<Utc>,
+    pub answered: DateTime<Utc>,
+}
+
+impl Span {
+    /// Whether this request took effect, if at all, before `later` did:
+    /// the one order of two requests a history can be sure of.
+    pub fn precedes(&self, later: &Span) -> bool {
+        self.answered < later.sent
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClaimRecord {
     pub key: String,
     pub claimant: String,
-    pub sent: DateTime<Utc>,
-    pub answered: DateTime<Utc>,
+    #[serde(flatten)]
+    pub span: Span,
     pub answer: ClaimAnswer,
 }
 
@@ -58,7 +74,8 @@ pub struct TransitionRecord {
     pub key: String,
     pub token: String,
     pub kind: TransitionKind,
-    pub sent: DateTime<Utc>,
+    #[serde(flatten)]
+    pub span: Span,
     /// The HTTP status, or `None` when there was no answer.
     pub status: Option<u16>,
 }
@@ -87,8 +104,8 @@ pub struct SequenceRecord {
     /// The consumer's `offerer` id: it retries an offer whose answer it
     /// did not get, and a number it won answers "accepted" again.
     pub offerer: String,
-    pub sent: DateTime<Utc>,
-    pub answered: DateTime<Utc>,
+    #[serde(flatten)]
+    pub span: Span,
     pub answer: SequenceAnswer,
 }
 
@@ -123,8 +140,7 @@ pub struct Figures {
 struct Grant {
     token: String,
     claimant: String,
-    sent: DateTime<Utc>,
-    answered: DateTime<Utc>,
+    span: Span,
     lease_end: Option<DateTime<Utc>>,
 }
 
@@ -263,8 +279,7 @@ impl History {
                     list.push(Grant {
                         token: token.clone(),
                         claimant: record.claimant.clone(),
-                        sent: record.sent,
-                        answered: record.answered,
+                        span: record.span,
                         lease_end: *lease_end,
                     });
                 }
@@ -289,8 +304,8 @@ impl History {
             .iter()
             .filter(|t| t.kind == TransitionKind::Release && !matches!(t.status, Some(404 | 409)))
             .fold(HashMap::new(), |mut first, t| {
-                let entry = first.entry(t.token.as_str()).or_insert(t.sent);
-                *entry = (*entry).min(t.sent);
+                let entry = first.entry(t.token.as_str()).or_insert(t.span.sent);
+                *entry = (*entry).min(t.span.sent);
                 first
             });
         for (key, grants) in self.grants_by_key() {
@@ -298,28 +313,28 @@ impl History {
                 for later in &grants {
                     // Only pairs whose order is certain: the later one was
                     // sent after the earlier one was answered.
-                    if later.token == earlier.token || later.sent <= earlier.answered {
+                    if later.token == earlier.token || !earlier.span.precedes(&later.span) {
                         continue;
                     }
                     if completed.contains(earlier.token.as_str()) {
                         violations.push(format!(
                             "double grant on {key}: {} was granted at {} after {} had completed",
-                            later.token, later.answered, earlier.token
+                            later.token, later.span.answered, earlier.token
                         ));
                         continue;
                     }
                     let released_in_time = released
                         .get(earlier.token.as_str())
-                        .is_some_and(|at| *at <= later.answered);
+                        .is_some_and(|at| *at <= later.span.answered);
                     let lease_passed = earlier
                         .lease_end
-                        .is_some_and(|end| ms(end) <= ms(later.answered) + CLOCK_SLACK_MS);
+                        .is_some_and(|end| ms(end) <= ms(later.span.answered) + CLOCK_SLACK_MS);
                     if !released_in_time && !lease_passed {
                         violations.push(format!(
                             "double grant on {key}: {} (claimant {}) was granted at {} while {} (claimant {}) held it until {:?}",
                             later.token,
                             later.claimant,
-                            later.answered,
+                            later.span.answered,
                             earlier.token,
                             earlier.claimant,
                             earlier.lease_end
@@ -350,8 +365,8 @@ impl History {
             if could_hold {
                 let entry = may_hold
                     .entry((record.key.as_str(), record.claimant.as_str()))
-                    .or_insert(record.sent);
-                *entry = (*entry).min(record.sent);
+                    .or_insert(record.span.sent);
+                *entry = (*entry).min(record.span.sent);
             }
         }
         for record in &self.claims {
@@ -377,12 +392,12 @@ impl History {
             let decided_after_its_lease = |claim: &&ClaimRecord| {
                 claim.key == record.key
                     && &claim.claimant == holder
-                    && claim.sent <= record.answered
-                    && lease_end.is_some_and(|end| claim.answered >= end)
+                    && claim.span.sent <= record.span.answered
+                    && lease_end.is_some_and(|end| claim.span.answered >= end)
             };
             let explained = may_hold
                 .get(&(record.key.as_str(), holder.as_str()))
-                .is_some_and(|first| *first <= record.answered)
+                .is_some_and(|first| *first <= record.span.answered)
                 || self
                     .claims
                     .iter()
@@ -420,7 +435,7 @@ impl History {
                 .filter(|other| {
                     other.stream == refusal.stream
                         && other.answer == SequenceAnswer::Accepted
-                        && other.answered < refusal.sent
+                        && other.span.precedes(&refusal.span)
                 })
                 .map(|other| other.seq)
                 .max();
@@ -461,7 +476,7 @@ impl History {
             last_word
                 .entry((stream, record.seq, record.offerer.as_str()))
                 .and_modify(|latest| {
-                    if record.sent > latest.sent {
+                    if record.span.sent > latest.span.sent {
                         *latest = record;
                     }
                 })
@@ -503,6 +518,45 @@ mod tests {
         DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
     }
 
+    fn span(sent: i64, answered: i64) -> Span {
+        Span {
+            sent: at(sent),
+            answered: at(answered),
+        }
+    }
+
+    fn claims(claims: Vec<ClaimRecord>) -> History {
+        claims_and_transitions(claims, Vec::new())
+    }
+
+    fn claims_and_transitions(
+        claims: Vec<ClaimRecord>,
+        transitions: Vec<TransitionRecord>,
+    ) -> History {
+        History {
+            claims,
+            transitions,
+            ..History::default()
+        }
+    }
+
+    fn offers(sequences: Vec<SequenceRecord>) -> History {
+        History {
+            sequences,
+            ..History::default()
+        }
+    }
+
+    /// A claim of `key` by `claimant`, sent and answered within `span`.
+    fn claim(key: &str, claimant: &str, span: Span, answer: ClaimAnswer) -> ClaimRecord {
+        ClaimRecord {
+            key: key.into(),
+            claimant: claimant.into(),
+            span,
+            answer,
+        }
+    }
+
     fn grant(
         key: &str,
         claimant: &str,
@@ -511,17 +565,28 @@ mod tests {
         answered: i64,
         lease_end: i64,
     ) -> ClaimRecord {
-        ClaimRecord {
-            key: key.into(),
-            claimant: claimant.into(),
-            sent: at(sent),
-            answered: at(answered),
-            answer: ClaimAnswer::Granted {
-                token: token.into(),
-                takeover: false,
-                lease_end: Some(at(lease_end)),
-            },
-        }
+        let granted = ClaimAnswer::Granted {
+            token: token.into(),
+            takeover: false,
+            lease_end: Some(at(lease_end)),
+        };
+        claim(key, claimant, span(sent, answered), granted)
+    }
+
+    /// The grant most tests start from: "a" holds "k" as t1, granted at
+    /// 10 ms, until 2 s.
+    fn a_holds_k() -> ClaimRecord {
+        grant("k", "a", "t1", 0, 10, 2000)
+    }
+
+    /// `claimant` told that `holder` holds `key`, for two more seconds.
+    fn duplicate(key: &str, claimant: &str, holder: &str, answered: i64) -> ClaimRecord {
+        let duplicate = ClaimAnswer::Duplicate {
+            completed: false,
+            holder: Some(holder.into()),
+            lease_end: Some(at(answered) + Duration::seconds(2)),
+        };
+        claim(key, claimant, span(answered - 5, answered), duplicate)
     }
 
     fn transition(
@@ -534,20 +599,25 @@ mod tests {
             key: "k".into(),
             token: token.into(),
             kind,
-            sent: at(sent),
+            span: span(sent, sent + 1),
             status,
+        }
+    }
+
+    /// An offer of `seq` on stream `s`, answered a millisecond after `sent`.
+    fn offer(offerer: &str, seq: u64, sent: i64, answer: SequenceAnswer) -> SequenceRecord {
+        SequenceRecord {
+            stream: "s".into(),
+            seq,
+            offerer: offerer.into(),
+            span: span(sent, sent + 1),
+            answer,
         }
     }
 
     #[test]
     fn a_second_grant_inside_a_live_lease_is_a_double_grant() {
-        let history = History {
-            claims: vec![
-                grant("k", "a", "t1", 0, 10, 2000),
-                grant("k", "b", "t2", 500, 510, 2500),
-            ],
-            ..History::default()
-        };
+        let history = claims(vec![a_holds_k(), grant("k", "b", "t2", 500, 510, 2500)]);
         let violations = history.violations();
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert!(violations[0].starts_with("double grant on k"));
@@ -555,81 +625,52 @@ mod tests {
 
     #[test]
     fn takeover_after_the_lease_and_grant_after_release_are_fine() {
-        let history = History {
-            claims: vec![
-                grant("k", "a", "t1", 0, 10, 2000),
+        let history = claims_and_transitions(
+            vec![
+                a_holds_k(),
                 grant("k", "b", "t2", 1990, 2010, 4000),
                 grant("k", "c", "t3", 3000, 3010, 5000),
             ],
-            transitions: vec![transition("t2", TransitionKind::Release, 2900, None)],
-            ..History::default()
-        };
+            vec![transition("t2", TransitionKind::Release, 2900, None)],
+        );
         assert_eq!(history.violations(), Vec::<String>::new());
     }
 
     #[test]
     fn a_refused_release_does_not_excuse_a_grant() {
-        let history = History {
-            claims: vec![
-                grant("k", "a", "t1", 0, 10, 2000),
-                grant("k", "b", "t2", 500, 510, 2500),
-            ],
-            transitions: vec![transition("t1", TransitionKind::Release, 100, Some(409))],
-            ..History::default()
-        };
+        let history = claims_and_transitions(
+            vec![a_holds_k(), grant("k", "b", "t2", 500, 510, 2500)],
+            vec![transition("t1", TransitionKind::Release, 100, Some(409))],
+        );
         assert_eq!(history.violations().len(), 1);
     }
 
     #[test]
     fn nothing_is_granted_after_a_completion_even_past_the_lease() {
-        let history = History {
-            claims: vec![
-                grant("k", "a", "t1", 0, 10, 2000),
-                grant("k", "b", "t2", 3000, 3010, 5000),
-            ],
-            transitions: vec![transition("t1", TransitionKind::Complete, 100, Some(200))],
-            ..History::default()
-        };
+        let history = claims_and_transitions(
+            vec![a_holds_k(), grant("k", "b", "t2", 3000, 3010, 5000)],
+            vec![transition("t1", TransitionKind::Complete, 100, Some(200))],
+        );
         let violations = history.violations();
         assert!(violations[0].contains("had completed"), "{violations:?}");
     }
 
     #[test]
     fn the_same_token_twice_is_one_grant() {
-        let history = History {
-            claims: vec![
-                grant("k", "a", "t1", 0, 10, 2000),
-                grant("k", "a", "t1", 500, 510, 2000),
-            ],
-            ..History::default()
-        };
+        let history = claims(vec![a_holds_k(), grant("k", "a", "t1", 500, 510, 2000)]);
         assert!(history.violations().is_empty());
         assert_eq!(history.figures().grants, 1);
         assert_eq!(history.figures().reentrant, 1);
-    }
-
-    fn duplicate(key: &str, claimant: &str, holder: &str, answered: i64) -> ClaimRecord {
-        ClaimRecord {
-            key: key.into(),
-            claimant: claimant.into(),
-            sent: at(answered - 5),
-            answered: at(answered),
-            answer: ClaimAnswer::Duplicate {
-                completed: false,
-                holder: Some(holder.into()),
-                lease_end: Some(at(answered) + Duration::seconds(2)),
-            },
-        }
     }
 
     #[test]
     fn a_holder_nobody_granted_is_a_lost_claim() {
         // "a" was answered duplicate for its own winning claim: nobody
         // knows the key is taken by "a".
-        let history = History {
-            claims: vec![duplicate("k", "a", "b", 100), duplicate("k", "c", "a", 200)],
-            ..History::default()
-        };
+        let history = claims(vec![
+            duplicate("k", "a", "b", 100),
+            duplicate("k", "c", "a", 200),
+        ]);
         let violations = history.violations();
         assert!(
             violations.iter().any(|v| v.starts_with("lost claim on k")),
@@ -642,22 +683,18 @@ mod tests {
         // "a"'s claim landed, but deciding it took until after a's lease
         // (ending at 2.1 s) and b's takeover: "held by b" was true at 5 s.
         let mut slow = duplicate("k", "a", "b", 5000);
-        slow.sent = at(0);
-        let takeover = ClaimRecord {
-            key: "k".into(),
-            claimant: "b".into(),
-            sent: at(2500),
-            answered: at(2600),
-            answer: ClaimAnswer::Granted {
+        slow.span.sent = at(0);
+        let takeover = claim(
+            "k",
+            "b",
+            span(2500, 2600),
+            ClaimAnswer::Granted {
                 token: "t-b".into(),
                 takeover: true,
                 lease_end: Some(at(4600)),
             },
-        };
-        let history = History {
-            claims: vec![slow, duplicate("k", "c", "a", 100), takeover],
-            ..History::default()
-        };
+        );
+        let history = claims(vec![slow, duplicate("k", "c", "a", 100), takeover]);
         let violations = history.violations();
         assert!(
             !violations.iter().any(|v| v.starts_with("lost claim on k")),
@@ -667,51 +704,25 @@ mod tests {
 
     #[test]
     fn a_holder_whose_claim_got_no_answer_is_explained() {
-        let no_answer = ClaimRecord {
-            key: "k".into(),
-            claimant: "a".into(),
-            sent: at(0),
-            answered: at(50),
-            answer: ClaimAnswer::NoAnswer,
-        };
-        let history = History {
-            claims: vec![no_answer, duplicate("k", "c", "a", 200)],
-            ..History::default()
-        };
+        let no_answer = claim("k", "a", span(0, 50), ClaimAnswer::NoAnswer);
+        let history = claims(vec![no_answer, duplicate("k", "c", "a", 200)]);
         assert!(history.violations().is_empty());
     }
 
     #[test]
     fn a_duplicate_told_to_the_holder_itself_is_a_violation() {
-        let history = History {
-            claims: vec![
-                grant("k", "a", "t1", 0, 10, 2000),
-                duplicate("k", "a", "a", 100),
-            ],
-            ..History::default()
-        };
+        let history = claims(vec![a_holds_k(), duplicate("k", "a", "a", 100)]);
         assert_eq!(history.violations().len(), 1);
     }
 
     #[test]
     fn a_number_accepted_twice_is_a_violation() {
-        let offer = |seq, answer| SequenceRecord {
-            stream: "s".into(),
-            seq,
-            offerer: "c".into(),
-            sent: at(0),
-            answered: at(1),
-            answer,
-        };
-        let history = History {
-            sequences: vec![
-                offer(1, SequenceAnswer::Accepted),
-                offer(2, SequenceAnswer::Accepted),
-                offer(2, SequenceAnswer::Duplicate { last: 2 }),
-                offer(2, SequenceAnswer::Accepted),
-            ],
-            ..History::default()
-        };
+        let history = offers(vec![
+            offer("c", 1, 0, SequenceAnswer::Accepted),
+            offer("c", 2, 0, SequenceAnswer::Accepted),
+            offer("c", 2, 0, SequenceAnswer::Duplicate { last: 2 }),
+            offer("c", 2, 0, SequenceAnswer::Accepted),
+        ]);
         assert_eq!(
             history.violations(),
             vec!["2 accepted 2 times on stream s".to_owned()]
@@ -720,27 +731,16 @@ mod tests {
 
     #[test]
     fn a_watermark_below_an_acknowledged_acceptance_is_a_violation() {
-        let history = History {
-            sequences: vec![
-                SequenceRecord {
-                    stream: "s".into(),
-                    seq: 5,
-                    offerer: "a".into(),
-                    sent: at(0),
-                    answered: at(10),
-                    answer: SequenceAnswer::Accepted,
-                },
-                SequenceRecord {
-                    stream: "s".into(),
-                    seq: 5,
-                    offerer: "b".into(),
-                    sent: at(20),
-                    answered: at(30),
-                    answer: SequenceAnswer::Duplicate { last: 4 },
-                },
-            ],
-            ..History::default()
-        };
+        let history = offers(vec![
+            SequenceRecord {
+                span: span(0, 10),
+                ..offer("a", 5, 0, SequenceAnswer::Accepted)
+            },
+            SequenceRecord {
+                span: span(20, 30),
+                ..offer("b", 5, 20, SequenceAnswer::Duplicate { last: 4 })
+            },
+        ]);
         assert!(
             history
                 .violations()
@@ -750,14 +750,6 @@ mod tests {
 
     #[test]
     fn a_number_taken_but_refused_to_everyone_is_lost() {
-        let offer = |seq, offerer: &str, sent, answer| SequenceRecord {
-            stream: "s".into(),
-            seq,
-            offerer: offerer.into(),
-            sent: at(sent),
-            answered: at(sent + 1),
-            answer,
-        };
         let is_lost = |history: &History| {
             history
                 .violations()
@@ -765,25 +757,19 @@ mod tests {
                 .any(|v| v.contains("lost number on stream s: 2"))
         };
         // 2 was taken (3 saw last = 2) but its only offer heard "duplicate".
-        let lost = History {
-            sequences: vec![
-                offer(1, "a", 0, SequenceAnswer::Accepted),
-                offer(2, "a", 2, SequenceAnswer::Duplicate { last: 2 }),
-                offer(3, "b", 4, SequenceAnswer::Duplicate { last: 2 }),
-            ],
-            ..History::default()
-        };
+        let lost = offers(vec![
+            offer("a", 1, 0, SequenceAnswer::Accepted),
+            offer("a", 2, 2, SequenceAnswer::Duplicate { last: 2 }),
+            offer("b", 3, 4, SequenceAnswer::Duplicate { last: 2 }),
+        ]);
         assert!(is_lost(&lost));
         // An offer of 2 left unanswered at the end: its acceptance may have
         // gone unheard.
-        let undecided = History {
-            sequences: vec![
-                offer(1, "a", 0, SequenceAnswer::Accepted),
-                offer(2, "b", 2, SequenceAnswer::Duplicate { last: 2 }),
-                offer(2, "a", 4, SequenceAnswer::NoAnswer),
-            ],
-            ..History::default()
-        };
+        let undecided = offers(vec![
+            offer("a", 1, 0, SequenceAnswer::Accepted),
+            offer("b", 2, 2, SequenceAnswer::Duplicate { last: 2 }),
+            offer("a", 2, 4, SequenceAnswer::NoAnswer),
+        ]);
         assert!(
             undecided.violations().is_empty(),
             "{:?}",
@@ -792,29 +778,25 @@ mod tests {
         // Unanswered, then retried by the same offerer and refused: the
         // retry would have heard "accepted" had its first offer won, so
         // someone else's refusal means the number was lost.
-        let retried = History {
-            sequences: vec![
-                offer(1, "a", 0, SequenceAnswer::Accepted),
-                offer(2, "a", 2, SequenceAnswer::NoAnswer),
-                offer(2, "a", 4, SequenceAnswer::Duplicate { last: 2 }),
-            ],
-            ..History::default()
-        };
+        let retried = offers(vec![
+            offer("a", 1, 0, SequenceAnswer::Accepted),
+            offer("a", 2, 2, SequenceAnswer::NoAnswer),
+            offer("a", 2, 4, SequenceAnswer::Duplicate { last: 2 }),
+        ]);
         assert!(is_lost(&retried));
     }
 
     #[test]
     fn a_503_without_retry_after_is_a_violation() {
-        let history = History {
-            claims: vec![ClaimRecord {
-                key: "k".into(),
-                claimant: "a".into(),
-                sent: at(0),
-                answered: at(1),
-                answer: ClaimAnswer::Unavailable { retry_after: false },
-            }],
-            ..History::default()
-        };
+        let unavailable = ClaimAnswer::Unavailable { retry_after: false };
+        let history = claims(vec![claim("k", "a", span(0, 1), unavailable)]);
         assert_eq!(history.violations().len(), 1);
+    }
+
+    #[test]
+    fn only_a_request_answered_before_another_was_sent_precedes_it() {
+        assert!(span(0, 10).precedes(&span(11, 20)));
+        assert!(!span(0, 10).precedes(&span(10, 20)));
+        assert!(!span(0, 10).precedes(&span(5, 20)));
     }
 }

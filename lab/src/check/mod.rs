@@ -28,12 +28,13 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use dedupd::domain::KeyspaceName;
+use crate::keyspace::KeyspaceArgs;
+use crate::{local_cluster, metrics_text};
 use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
 pub use history::{Figures, History};
 use wire_faults::{Injected, WireFaults};
-use workload::{Api, ClaimWorkload, Targets, claimant, consumer};
+use workload::{Api, ClaimWorkload, ClientContext, claimant, consumer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -81,6 +82,8 @@ sequence_advance=after:0.05,sequence_advance=before:0.03,sequence_insert=after:0
 claim_read_serial=before:0.02";
 
 #[derive(Debug, Clone, Args)]
+// The checker's keyspace is its own.
+#[command(mut_arg("keyspace", |keyspace| keyspace.default_value("dedupd_check")))]
 pub struct CheckArgs {
     /// The faults to run, one phase each.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![
@@ -95,11 +98,8 @@ pub struct CheckArgs {
     /// The local-cluster script that stops and starts nodes.
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
-    #[arg(long, default_value = "dedupd_check")]
-    pub keyspace: String,
-    /// Write into a keyspace that no lab tool created.
-    #[arg(long)]
-    pub allow_existing_keyspace: bool,
+    #[command(flatten)]
+    pub keyspace: KeyspaceArgs,
     /// The dedupd binary to run (two processes of it). Unset: `dedupd`
     /// beside this binary, as cargo builds them.
     #[arg(long)]
@@ -256,30 +256,14 @@ impl Instance {
             .get_text(&format!("{}/metrics", self.base()))
             .await
             .unwrap_or_default();
-        let mut counts = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("dedupd_unknown_outcomes_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.split_once("} ") else {
-                continue;
-            };
-            let label = |name: &str| {
-                labels
-                    .split(',')
-                    .find_map(|pair| pair.strip_prefix(&format!("{name}=\"")))
-                    .map(|value| value.trim_end_matches('"').to_owned())
-                    .unwrap_or_default()
-            };
-            let value: f64 = value.trim().parse().unwrap_or(0.0);
-            if value > 0.0 {
-                counts.insert(
-                    format!("{}/{}", label("statement"), label("resolution")),
-                    value,
-                );
-            }
-        }
-        counts
+        metrics_text::samples(&text, "dedupd_unknown_outcomes_total")
+            .filter(|sample| sample.value > 0.0)
+            .map(|sample| {
+                let label = |name| sample.label(name).unwrap_or_default();
+                let name = format!("{}/{}", label("statement"), label("resolution"));
+                (name, sample.value)
+            })
+            .collect()
     }
 
     async fn all_unknown_outcomes(&self) -> BTreeMap<String, f64> {
@@ -320,22 +304,6 @@ pub struct PhaseReport {
     pub beyond_margin: Vec<String>,
     /// What the fault did, with times since the phase start.
     pub events: Vec<String>,
-}
-
-async fn local_script(script: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
-    let output = Command::new(script)
-        .args(args)
-        .output()
-        .await
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "{} {} failed: {}",
-        script.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(())
 }
 
 async fn run_phase(
@@ -408,15 +376,22 @@ async fn run_phase(
             ..wiring.clone()
         };
         instances.push(
-            Instance::spawn(free_port()?, wiring, &args.keyspace, log, BTreeMap::new()).await?,
+            Instance::spawn(
+                free_port()?,
+                wiring,
+                args.keyspace.name.as_str(),
+                log,
+                BTreeMap::new(),
+            )
+            .await?,
         );
     }
-    let targets = Targets {
+    let context = ClientContext {
+        api: Api::default(),
         bases: Arc::new(instances.iter().map(Instance::base).collect()),
         namespace: format!("check-{run_id}-{phase}"),
+        until: Instant::now() + Duration::from_secs(args.phase_secs),
     };
-    let api = Api::default();
-    let until = Instant::now() + Duration::from_secs(args.phase_secs);
     let workload = Arc::new(ClaimWorkload {
         clients: args.claim_clients,
         window: args.window,
@@ -431,20 +406,16 @@ async fn run_phase(
     let mut clients = Vec::new();
     for client in 0..workload.clients {
         clients.push(tokio::spawn(claimant(
-            api.clone(),
-            targets.clone(),
+            context.clone(),
             workload.clone(),
             client,
-            until,
         )));
     }
     for client in 0..args.sequence_clients {
         clients.push(tokio::spawn(consumer(
-            api.clone(),
-            targets.clone(),
+            context.clone(),
             known.clone(),
             client,
-            until,
         )));
     }
 
@@ -458,20 +429,20 @@ async fn run_phase(
         | Fault::ClockSkewBeyond => {}
         Fault::NodeRestart => {
             tokio::time::sleep_until(at(0.2)).await;
-            local_script(script, &["stop-node", "2"]).await?;
+            local_cluster::run(script, &["stop-node", "2"]).await?;
             log(&mut events, "node 2 stopped".into());
             tokio::time::sleep_until(at(0.45)).await;
-            local_script(script, &["start-node", "2"]).await?;
+            local_cluster::run(script, &["start-node", "2"]).await?;
             log(&mut events, "node 2 started".into());
         }
         Fault::TwoNodesDown => {
             tokio::time::sleep_until(at(0.2)).await;
-            local_script(script, &["stop-node", "2"]).await?;
-            local_script(script, &["stop-node", "3"]).await?;
+            local_cluster::run(script, &["stop-node", "2"]).await?;
+            local_cluster::run(script, &["stop-node", "3"]).await?;
             log(&mut events, "nodes 2 and 3 stopped".into());
             tokio::time::sleep_until(at(0.45)).await;
-            local_script(script, &["start-node", "2"]).await?;
-            local_script(script, &["start-node", "3"]).await?;
+            local_cluster::run(script, &["start-node", "2"]).await?;
+            local_cluster::run(script, &["start-node", "3"]).await?;
             log(&mut events, "nodes 2 and 3 started".into());
         }
         Fault::InstanceKill => {
@@ -486,7 +457,7 @@ async fn run_phase(
             let replacement = Instance::spawn(
                 victim.port,
                 victim.wiring.clone(),
-                &args.keyspace,
+                args.keyspace.name.as_str(),
                 victim.log.clone(),
                 counted_before_kill,
             )
@@ -568,18 +539,7 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let nodes = match &args.cql_nodes {
         Some(nodes) => nodes.clone(),
-        None => {
-            let output = Command::new(&args.local_cassandra)
-                .arg("contact-points")
-                .output()
-                .await?;
-            String::from_utf8_lossy(&output.stdout)
-                .trim()
-                .split(',')
-                .filter(|node| !node.is_empty())
-                .map(str::to_owned)
-                .collect()
-        }
+        None => local_cluster::contact_points(&args.local_cassandra).await?,
     };
     anyhow::ensure!(
         !nodes.is_empty(),
@@ -595,15 +555,8 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
         "the node faults need three nodes; run `{} up --nodes 3`",
         args.local_cassandra.display()
     );
-    let keyspace = KeyspaceName::parse(&args.keyspace)?;
     let session = connect_session(&CqlSettings::local(nodes.clone())).await?;
-    crate::keyspace::prepare(
-        &session,
-        &keyspace,
-        &args.replication,
-        args.allow_existing_keyspace,
-    )
-    .await?;
+    crate::keyspace::prepare(&session, &args.keyspace, &args.replication).await?;
     drop(session);
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();

@@ -63,15 +63,110 @@ impl Injected {
     }
 }
 
+/// One kind of fault: the frames it may strike, how often, what it does to
+/// them, and the channel on which the proxy reports every strike (counted
+/// when the phase ends).
+struct Fault<R: Reaction> {
+    frames: fn() -> Condition,
+    probability: f64,
+    reaction: fn() -> R,
+    struck_tx: UnboundedSender<Feedback<R::Incoming>>,
+    struck_rx: UnboundedReceiver<Feedback<R::Incoming>>,
+}
+
 type Feedback<F> = (F, Option<scylla_proxy::TargetShard>);
 
-/// Receivers of the frames each rule acted on: counted at the end.
-struct Counters {
-    answers_lost: UnboundedReceiver<Feedback<ResponseFrame>>,
-    answers_made_cas_timeouts: UnboundedReceiver<Feedback<ResponseFrame>>,
-    requests_lost: UnboundedReceiver<Feedback<scylla_proxy::RequestFrame>>,
-    requests_landed_late: UnboundedReceiver<Feedback<scylla_proxy::RequestFrame>>,
-    connections_dropped: UnboundedReceiver<Feedback<scylla_proxy::RequestFrame>>,
+impl<R: Reaction> Fault<R> {
+    fn new(frames: fn() -> Condition, probability: f64, reaction: fn() -> R) -> Self {
+        let (struck_tx, struck_rx) = unbounded_channel();
+        Self {
+            frames,
+            probability,
+            reaction,
+            struck_tx,
+            struck_rx,
+        }
+    }
+
+    /// The proxy rule (`RequestRule` or `ResponseRule`) that injects it.
+    fn rule<Rule>(&self, rule: fn(Condition, R) -> Rule) -> Rule {
+        rule(
+            (self.frames)().and(Condition::RandomWithProbability(self.probability)),
+            (self.reaction)().with_feedback_when_performed(self.struck_tx.clone()),
+        )
+    }
+
+    /// How many times it struck so far.
+    fn count(&mut self) -> usize {
+        std::iter::from_fn(|| self.struck_rx.try_recv().ok()).count()
+    }
+}
+
+/// The faults the proxy injects, each frame kind in the order its rules
+/// are tried.
+struct Faults {
+    answers_lost: Fault<ResponseReaction>,
+    answers_made_cas_timeouts: Fault<ResponseReaction>,
+    requests_lost: Fault<RequestReaction>,
+    requests_landed_late: Fault<RequestReaction>,
+    connections_dropped: Fault<RequestReaction>,
+}
+
+impl Faults {
+    fn new() -> Self {
+        let execute = || Condition::RequestOpcode(RequestOpcode::Execute);
+        Self {
+            // The write happened (or lost its race), but nobody hears of it:
+            // the driver's request timeout fires, an unknown outcome.
+            answers_lost: Fault::new(lwt_answer, LOSE_ANSWER, ResponseReaction::drop_frame),
+            // What Cassandra answers when Paxos times out after the proposal
+            // may have been accepted: WriteTimeout, write type CAS.
+            answers_made_cas_timeouts: Fault::new(lwt_answer, CAS_TIMEOUT_ANSWER, || {
+                ResponseReaction::transform_frame(Arc::new(into_cas_write_timeout))
+            }),
+            // Lost on the way in: nothing happened, and nobody answers.
+            requests_lost: Fault::new(execute, LOSE_REQUEST, RequestReaction::drop_frame),
+            // Reaches Cassandra after the driver gave up on it: the serial
+            // read that resolves the unknown outcome may miss it, and the
+            // retry may meet it.
+            requests_landed_late: Fault::new(execute, DELAY_REQUEST, || {
+                RequestReaction::delay(LATE_BY)
+            }),
+            // Every request in flight on the connection ends in a broken
+            // connection, some of them applied.
+            connections_dropped: Fault::new(
+                execute,
+                DROP_CONNECTION,
+                RequestReaction::drop_connection,
+            ),
+        }
+    }
+
+    fn request_rules(&self) -> Vec<RequestRule> {
+        [
+            &self.requests_lost,
+            &self.requests_landed_late,
+            &self.connections_dropped,
+        ]
+        .map(|fault| fault.rule(RequestRule))
+        .into()
+    }
+
+    fn response_rules(&self) -> Vec<ResponseRule> {
+        [&self.answers_lost, &self.answers_made_cas_timeouts]
+            .map(|fault| fault.rule(ResponseRule))
+            .into()
+    }
+
+    fn injected(&mut self) -> Injected {
+        Injected {
+            answers_lost: self.answers_lost.count(),
+            answers_made_cas_timeouts: self.answers_made_cas_timeouts.count(),
+            requests_lost: self.requests_lost.count(),
+            requests_landed_late: self.requests_landed_late.count(),
+            connections_dropped: self.connections_dropped.count(),
+        }
+    }
 }
 
 /// Where the proxy listens for each node, and the address map that makes
@@ -154,7 +249,7 @@ const PROXY_FIRST_OCTET: u8 = 21;
 
 pub struct WireFaults {
     proxy: RunningProxy,
-    counters: Counters,
+    faults: Faults,
     pub layout: ProxyLayout,
 }
 
@@ -170,41 +265,19 @@ impl WireFaults {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let layout = ProxyLayout::plan(&nodes, PROXY_FIRST_OCTET)?;
-        let (lost_answer_tx, answers_lost) = unbounded_channel();
-        let (cas_timeout_tx, answers_made_cas_timeouts) = unbounded_channel();
-        let (lost_request_tx, requests_lost) = unbounded_channel();
-        let (late_request_tx, requests_landed_late) = unbounded_channel();
-        let (dropped_connection_tx, connections_dropped) = unbounded_channel();
-        let proxy = layout.proxy(
-            || request_rules(&lost_request_tx, &late_request_tx, &dropped_connection_tx),
-            || response_rules(&lost_answer_tx, &cas_timeout_tx),
-        );
+        let faults = Faults::new();
+        let proxy = layout.proxy(|| faults.request_rules(), || faults.response_rules());
         let proxy = proxy.run().await.context("cannot start the CQL proxy")?;
         Ok(Self {
             proxy,
-            counters: Counters {
-                answers_lost,
-                answers_made_cas_timeouts,
-                requests_lost,
-                requests_landed_late,
-                connections_dropped,
-            },
+            faults,
             layout,
         })
     }
 
     /// Stops the proxy and counts what it did.
     pub async fn finish(mut self) -> anyhow::Result<Injected> {
-        fn drain<T>(receiver: &mut UnboundedReceiver<T>) -> usize {
-            std::iter::from_fn(|| receiver.try_recv().ok()).count()
-        }
-        let injected = Injected {
-            answers_lost: drain(&mut self.counters.answers_lost),
-            answers_made_cas_timeouts: drain(&mut self.counters.answers_made_cas_timeouts),
-            requests_lost: drain(&mut self.counters.requests_lost),
-            requests_landed_late: drain(&mut self.counters.requests_landed_late),
-            connections_dropped: drain(&mut self.counters.connections_dropped),
-        };
+        let injected = self.faults.injected();
         // Worker errors are mostly connections the faults themselves broke.
         if let Err(error) = self.proxy.finish().await {
             tracing::debug!(%error, "the CQL proxy reported an error");
@@ -217,56 +290,6 @@ impl WireFaults {
 pub fn lwt_answer() -> Condition {
     Condition::ResponseOpcode(ResponseOpcode::Result)
         .and(Condition::BodyContainsCaseSensitive(APPLIED_COLUMN.into()))
-}
-
-fn response_rules(
-    lost_answer: &UnboundedSender<Feedback<ResponseFrame>>,
-    cas_timeout: &UnboundedSender<Feedback<ResponseFrame>>,
-) -> Vec<ResponseRule> {
-    vec![
-        // The write happened (or lost its race), but nobody hears of it:
-        // the driver's request timeout fires, an unknown outcome.
-        ResponseRule(
-            lwt_answer().and(Condition::RandomWithProbability(LOSE_ANSWER)),
-            ResponseReaction::drop_frame().with_feedback_when_performed(lost_answer.clone()),
-        ),
-        // What Cassandra answers when Paxos times out after the proposal
-        // may have been accepted: WriteTimeout, write type CAS.
-        ResponseRule(
-            lwt_answer().and(Condition::RandomWithProbability(CAS_TIMEOUT_ANSWER)),
-            ResponseReaction::transform_frame(Arc::new(into_cas_write_timeout))
-                .with_feedback_when_performed(cas_timeout.clone()),
-        ),
-    ]
-}
-
-fn request_rules(
-    lost_request: &UnboundedSender<Feedback<scylla_proxy::RequestFrame>>,
-    late_request: &UnboundedSender<Feedback<scylla_proxy::RequestFrame>>,
-    dropped_connection: &UnboundedSender<Feedback<scylla_proxy::RequestFrame>>,
-) -> Vec<RequestRule> {
-    let execute = || Condition::RequestOpcode(RequestOpcode::Execute);
-    vec![
-        // Lost on the way in: nothing happened, and nobody answers.
-        RequestRule(
-            execute().and(Condition::RandomWithProbability(LOSE_REQUEST)),
-            RequestReaction::drop_frame().with_feedback_when_performed(lost_request.clone()),
-        ),
-        // Reaches Cassandra after the driver gave up on it: the serial read
-        // that resolves the unknown outcome may miss it, and the retry may
-        // meet it.
-        RequestRule(
-            execute().and(Condition::RandomWithProbability(DELAY_REQUEST)),
-            RequestReaction::delay(LATE_BY).with_feedback_when_performed(late_request.clone()),
-        ),
-        // Every request in flight on the connection ends in a broken
-        // connection, some of them applied.
-        RequestRule(
-            execute().and(Condition::RandomWithProbability(DROP_CONNECTION)),
-            RequestReaction::drop_connection()
-                .with_feedback_when_performed(dropped_connection.clone()),
-        ),
-    ]
 }
 
 /// Replaces an LWT's answer with the error Cassandra gives when Paxos

@@ -7,17 +7,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::history::{
-    ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, TransitionKind,
+    ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, Span, TransitionKind,
     TransitionRecord,
 };
+use crate::http_client::{HttpClient, Settings};
+use crate::rng::Dice;
 
 /// How long a client waits for an answer before calling it lost.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -29,18 +27,20 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// The checker's view of the HTTP API: every wait bounded, and any failure
+/// to answer is `None` (the history records it as no answer).
 #[derive(Clone)]
 pub struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
 
 impl Default for Api {
     fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            http: HttpClient::new(Settings {
+                connect_timeout: Some(Duration::from_secs(2)),
+                ..Settings::default()
+            }),
         }
     }
 }
@@ -48,55 +48,25 @@ impl Default for Api {
 impl Api {
     /// POSTs `body` to `url`; `None` when no answer came back.
     pub async fn post(&self, url: &str, body: &Value) -> Option<Answer> {
-        let request = hyper::Request::post(url)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .ok()?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
+        let reply = self
+            .http
+            .post_json(url, Bytes::from(body.to_string()), Some(ANSWER_TIMEOUT))
             .await
-            .ok()?
             .ok()?;
-        let status = response.status().as_u16();
-        let retry_after = response.headers().contains_key("retry-after");
-        let bytes = tokio::time::timeout(ANSWER_TIMEOUT, response.into_body().collect())
-            .await
-            .ok()?
-            .ok()?
-            .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Some(Answer {
-            status,
-            retry_after,
-            body,
+            status: reply.status,
+            retry_after: reply.retry_after,
+            body: serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
         })
     }
 
     pub async fn get_text(&self, url: &str) -> Option<String> {
-        let request = hyper::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .ok()?;
-        let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(request))
+        let reply = self
+            .http
+            .get(url, Some(Duration::from_secs(5)))
             .await
-            .ok()?
             .ok()?;
-        let bytes = response.into_body().collect().await.ok()?.to_bytes();
-        String::from_utf8(bytes.to_vec()).ok()
-    }
-}
-
-/// A small, fast, seedable generator: the workload needs variety, not quality.
-pub struct Dice(u64);
-
-impl Dice {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound.max(1)
+        String::from_utf8(reply.body.to_vec()).ok()
     }
 }
 
@@ -107,16 +77,31 @@ fn time_of(value: &Value) -> Option<DateTime<Utc>> {
         .map(|time| time.with_timezone(&Utc))
 }
 
-/// Where the clients send requests: the instances' base URLs, tried in turn.
+/// What every client of a phase shares: how it speaks, where it sends, and
+/// when it stops.
 #[derive(Clone)]
-pub struct Targets {
+pub struct ClientContext {
+    pub api: Api,
+    /// The instances' base URLs, tried in turn.
     pub bases: Arc<Vec<String>>,
     pub namespace: String,
+    pub until: Instant,
 }
 
-impl Targets {
-    fn base(&self, turn: u64) -> &str {
-        &self.bases[(turn % self.bases.len() as u64) as usize]
+impl ClientContext {
+    fn running(&self) -> bool {
+        Instant::now() < self.until
+    }
+
+    /// POSTs `body` to `path` in the phase's namespace, on the instance
+    /// whose `turn` it is: the answer, and when it was sent and answered.
+    async fn post(&self, turn: u64, path: &str, body: &Value) -> (Option<Answer>, Span) {
+        let base = &self.bases[(turn % self.bases.len() as u64) as usize];
+        let url = format!("{base}/v1/namespaces/{}/{path}", self.namespace);
+        let sent = Utc::now();
+        let answer = self.api.post(&url, body).await;
+        let answered = Utc::now();
+        (answer, Span { sent, answered })
     }
 }
 
@@ -150,32 +135,23 @@ fn claimant_of_holder(label: &str) -> String {
 /// One claimant: claim a random key; when granted, complete it (7 in 10),
 /// release it (1.5 in 10) or abandon it as a crashed worker would (1.5 in 10).
 pub async fn claimant(
-    api: Api,
-    targets: Targets,
+    context: ClientContext,
     workload: Arc<ClaimWorkload>,
     client: usize,
-    until: Instant,
 ) -> History {
     let mut history = History::default();
     let claimant = format!("c{client}");
     let mut dice = Dice::new(client as u64 + 1);
     let mut turn = client as u64;
     let started = Instant::now();
-    while Instant::now() < until {
+    while context.running() {
         let window_start =
             (started.elapsed().as_millis() / workload.shift_every.as_millis().max(1)) as u64;
         let key = format!("k{}", window_start + dice.below(workload.window));
         turn += 1;
-        let url = format!(
-            "{}/v1/namespaces/{}/claims/{key}",
-            targets.base(turn),
-            targets.namespace
-        );
         let body =
             json!({"lease_secs": workload.lease_secs, "ttl_secs": 3600, "claimant": claimant});
-        let sent = Utc::now();
-        let answer = api.post(&url, &body).await;
-        let answered = Utc::now();
+        let (answer, span) = context.post(turn, &format!("claims/{key}"), &body).await;
         let recorded = match &answer {
             None => ClaimAnswer::NoAnswer,
             Some(answer) => match answer.status {
@@ -207,8 +183,7 @@ pub async fn claimant(
         history.claims.push(ClaimRecord {
             key: key.clone(),
             claimant: claimant.clone(),
-            sent,
-            answered,
+            span,
             answer: recorded,
         });
         let Some(token) = token else {
@@ -231,19 +206,15 @@ pub async fn claimant(
             ),
             TransitionKind::Release => ("release", json!({"token": token})),
         };
-        let url = format!(
-            "{}/v1/namespaces/{}/claims/{key}/{action}",
-            targets.base(turn),
-            targets.namespace
-        );
-        let sent = Utc::now();
-        let status = api.post(&url, &body).await.map(|answer| answer.status);
+        let (answer, span) = context
+            .post(turn, &format!("claims/{key}/{action}"), &body)
+            .await;
         history.transitions.push(TransitionRecord {
             key,
             token,
             kind,
-            sent,
-            status,
+            span,
+            status: answer.map(|answer| answer.status),
         });
     }
     history
@@ -252,11 +223,9 @@ pub async fn claimant(
 /// One consumer of `streams` streams: offers the number after the highest
 /// it knows of, racing the other consumers for it.
 pub async fn consumer(
-    api: Api,
-    targets: Targets,
+    context: ClientContext,
     known: Arc<Vec<AtomicU64>>,
     client: usize,
-    until: Instant,
 ) -> History {
     let mut history = History::default();
     let mut dice = Dice::new(1000 + client as u64);
@@ -266,23 +235,17 @@ pub async fn consumer(
     // offered again, as a real consumer would before acting on the
     // message: with its offerer id, a number it won answers "accepted".
     let mut undecided: Option<(usize, u64)> = None;
-    while Instant::now() < until {
+    while context.running() {
         let (stream_index, seq) = undecided.take().unwrap_or_else(|| {
             let stream_index = dice.below(known.len() as u64) as usize;
             (stream_index, known[stream_index].load(Ordering::SeqCst) + 1)
         });
         let stream = format!("s{stream_index}");
         turn += 1;
-        let url = format!(
-            "{}/v1/namespaces/{}/sequences/{stream}",
-            targets.base(turn),
-            targets.namespace
-        );
-        let sent = Utc::now();
-        let answer = api
-            .post(&url, &json!({"seq": seq, "offerer": offerer}))
+        let body = json!({"seq": seq, "offerer": offerer});
+        let (answer, span) = context
+            .post(turn, &format!("sequences/{stream}"), &body)
             .await;
-        let answered = Utc::now();
         let last = |answer: &Answer| answer.body["last"].as_u64().unwrap_or(0);
         let recorded = match &answer {
             None => SequenceAnswer::NoAnswer,
@@ -317,8 +280,7 @@ pub async fn consumer(
             stream,
             seq,
             offerer: offerer.clone(),
-            sent,
-            answered,
+            span,
             answer: recorded,
         });
         tokio::time::sleep(pause).await;
