@@ -13,8 +13,9 @@ use scylla::statement::{Consistency, SerialConsistency};
 use secrecy::SecretString;
 
 use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget};
-use dedupd::config::{FileConfig, Namespaces};
+use dedupd::config::FileConfig;
 use dedupd::domain::KeyspaceName;
+use dedupd::domain::Namespaces;
 use dedupd::http::auth::Auth;
 use dedupd::startup::AppConfig;
 use dedupd::store::CqlSettings;

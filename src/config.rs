@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::domain::{CASSANDRA_MAX_TTL_SECS, Namespace, RetentionPolicy};
+use crate::domain::{CASSANDRA_MAX_TTL_SECS, Namespace, Namespaces, RetentionPolicy};
 use crate::http::auth::AuthFile;
 
 /// The optional TOML file.
@@ -114,29 +114,8 @@ impl PolicyFile {
     }
 }
 
-/// Which namespaces exist and the retention rules of each.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Namespaces {
-    /// No namespace configured: every valid name exists, with these rules.
-    Open(RetentionPolicy),
-    /// Only these exist; any other name is 404.
-    Listed(BTreeMap<Namespace, RetentionPolicy>),
-}
-
-impl Default for Namespaces {
-    fn default() -> Self {
-        Namespaces::Open(RetentionPolicy::default())
-    }
-}
-
+/// Building the domain's `Namespaces` from the file.
 impl Namespaces {
-    pub fn policy(&self, namespace: &Namespace) -> Option<RetentionPolicy> {
-        match self {
-            Namespaces::Open(policy) => Some(*policy),
-            Namespaces::Listed(listed) => listed.get(namespace).copied(),
-        }
-    }
-
     pub fn from_file(file: &FileConfig) -> anyhow::Result<Self> {
         let defaults = file
             .defaults

@@ -9,8 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::claims::{ClaimService, ClaimSettings};
-use crate::config::Namespaces;
 use crate::domain::KeyspaceName;
+use crate::domain::Namespaces;
 use crate::http::auth::Auth;
 use crate::http::{self, AppState, Health, Services};
 use crate::metrics::Metrics;

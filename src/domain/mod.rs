@@ -6,6 +6,7 @@
 
 mod claim;
 mod names;
+mod namespaces;
 mod row;
 mod sequence;
 
@@ -17,6 +18,7 @@ pub use names::{
     ClaimKey, Claimant, Fingerprint, KeyspaceName, Namespace, Offerer, ParseError, Principal,
     StreamName, holder_label,
 };
+pub use namespaces::Namespaces;
 pub use row::{Cas, CasOutcome, ClaimWrite, Refusal, RowView, began_window};
 pub use sequence::{
     AcceptedBy, MAX_SEQUENCE, RECENT_SLOTS, SequenceCas, SequenceNumber, SequenceWrite, StreamRow,

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::answer_body::answer_body;
 use super::claim_answer::{ClaimAnswer, StateDto};
-use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
+use super::claim_options::{ClaimOptions, RawOptions, fingerprint, raw_options_from};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{JsonBody, NamespaceParams, NamespacePath};
 use super::problem_docs::{BodyNotJson, BodyTooLarge, UnknownNamespace};
@@ -63,6 +63,8 @@ pub struct BatchBody {
     #[schema(min_length = 1, max_length = 128)]
     pub claimant: Option<String>,
 }
+
+raw_options_from!(BatchBody);
 
 answer_body! {
     /// One key's result: the fields of the single-claim answer for its status,

@@ -1,8 +1,6 @@
 //! The options a single claim and a batch share on the way in: one parse,
 //! so a key means the same thing with the same options either way.
 
-use super::batch::BatchBody;
-use super::claims::ClaimBody;
 use super::error::{ApiError, ApiResult};
 use crate::claims::ClaimRequest;
 use crate::domain::{
@@ -27,6 +25,7 @@ pub struct RawOptions<'a> {
 
 /// A single claim's body and a batch's name their options alike; one
 /// reading of those fields serves both, so the two cannot drift apart.
+/// Each body's module invokes it, so this module needs neither body.
 macro_rules! raw_options_from {
     ($($body:ty),*) => {$(
         impl<'a> From<&'a $body> for RawOptions<'a> {
@@ -42,7 +41,7 @@ macro_rules! raw_options_from {
     )*};
 }
 
-raw_options_from!(ClaimBody, BatchBody);
+pub(crate) use raw_options_from;
 
 impl ClaimOptions {
     pub fn parse(

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::answer_body::answer_body;
 use super::claim_answer::{AcquiredResponse, ClaimAnswer, DuplicateResponse, StateDto, holder_of};
-use super::claim_options::{ClaimOptions, RawOptions, fingerprint};
+use super::claim_options::{ClaimOptions, RawOptions, fingerprint, raw_options_from};
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
 use super::problem_docs::{
@@ -48,6 +48,8 @@ pub struct ClaimBody {
     #[schema(min_length = 1, max_length = 128)]
     pub claimant: Option<String>,
 }
+
+raw_options_from!(ClaimBody);
 
 /// A token-guarded call: complete, release and extend.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -29,7 +29,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::claims::ClaimService;
-use crate::config::Namespaces;
+use crate::domain::Namespaces;
 use crate::metrics::{HttpLabels, Metrics, method_label};
 use crate::sequences::SequenceService;
 use error::{ApiError, problem_response};

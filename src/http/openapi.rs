@@ -19,6 +19,7 @@ use super::claims::{
 use super::error::{PROBLEM_JSON, Problem};
 use super::health::HealthResponse;
 use super::sequences::{AdvanceBody, AdvanceResponse, SetBody, SkippedRange, StreamView};
+use super::{batch, claims, health, sequences};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,20 +29,12 @@ use super::sequences::{AdvanceBody, AdvanceResponse, SetBody, SkippedRange, Stre
                        inside the retention window exactly one claimant wins.",
         license(name = "Apache-2.0")
     ),
+    // One line per module: its endpoints.
     paths(
-        super::batch::claim_batch,
-        super::claims::claim,
-        super::claims::get,
-        super::claims::complete,
-        super::claims::release,
-        super::claims::extend,
-        super::sequences::advance,
-        super::sequences::set,
-        super::sequences::get,
-        super::sequences::delete,
-        super::health::livez,
-        super::health::readyz,
-        super::health::metrics,
+        batch::claim_batch,
+        claims::claim, claims::get, claims::complete, claims::release, claims::extend,
+        sequences::advance, sequences::set, sequences::get, sequences::delete,
+        health::livez, health::readyz, health::metrics,
     ),
     components(schemas(
         ClaimBody, AcquiredResponse, DuplicateResponse, StateDto, TokenBody, CompleteBody,

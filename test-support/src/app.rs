@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget};
-use dedupd::config::Namespaces;
 use dedupd::domain::KeyspaceName;
+use dedupd::domain::Namespaces;
 use dedupd::http::AppState;
 use dedupd::startup::{AppConfig, Application};
 use dedupd::store::CqlSettings;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use dedupd::config::Namespaces;
+use dedupd::domain::Namespaces;
 use dedupd::domain::{Namespace, RetentionPolicy};
 use reqwest::StatusCode;
 use serde_json::json;
