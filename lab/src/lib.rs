@@ -9,9 +9,11 @@
 //!   processes and a history checker;
 //! - `keyspace`: the guard that keeps all three off keyspaces they did not
 //!   create;
-//! - what they share: `http_client` (how they speak to dedupd),
-//!   `metrics_text` (how they read its metrics), `local_cluster` (the
-//!   local-cluster script), `rng`.
+//! - what they share: `dedupd_process` (the dedupd binary they run, and a
+//!   `dedupd serve` process), `http_client` (how they speak to dedupd),
+//!   `metrics_text` (how they read its metrics), `process` (CPU and memory
+//!   from /proc, pinning with taskset), `local_cluster` (the local-cluster
+//!   script), `rng`.
 //!
 //! They take their contact points from `--cql-nodes` or
 //! `DEDUPD_LAB_CQL_NODES`, never the service's `DEDUPD_CQL_NODES`: a shell
@@ -19,8 +21,10 @@
 
 pub mod bench;
 pub mod check;
+pub mod dedupd_process;
 pub mod http_client;
 pub mod keyspace;
 pub mod local_cluster;
 pub mod metrics_text;
+pub mod process;
 pub mod rng;

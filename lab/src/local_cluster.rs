@@ -44,6 +44,16 @@ pub async fn contact_points(script: &Path) -> anyhow::Result<Vec<String>> {
     Ok(contact_point_list(&String::from_utf8_lossy(&output.stdout)))
 }
 
+/// The process ids of the running nodes.
+pub async fn pids(script: &Path) -> anyhow::Result<Vec<u32>> {
+    let output = Command::new(script).arg("pids").output().await?;
+    anyhow::ensure!(output.status.success(), "{} pids failed", script.display());
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect())
+}
+
 /// `host:port,host:port` as the script prints it.
 fn contact_point_list(printed: &str) -> Vec<String> {
     printed

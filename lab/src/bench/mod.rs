@@ -6,11 +6,16 @@
 //! (started with deploy/local/cassandra when none is named). Scenarios run
 //! interleaved, a slice each per round, so that drift of the machine (other
 //! load, compaction, JIT warm-up) lands on all of them alike.
+//!
+//! Its length is the scenario list and the run that interleaves them; the
+//! load generator, the scenarios' operations and the report are modules
+//! of their own.
 
 mod load;
 mod report;
 mod scenarios;
 pub mod soak;
+mod topology;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,17 +25,18 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use scylla::statement::SerialConsistency;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
+use crate::dedupd_process::{DedupdBin, ServerProcess};
 use crate::keyspace::KeyspaceArgs;
+use crate::process::{self, Pid};
 use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
-use dedupd::startup::{AppConfig, Application};
 use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
 use load::{Measurement, Operation, closed_loop, open_loop};
 use report::{Check, Ratios, ScenarioReport};
 use scenarios::{BENCH_TABLES, HttpApi, RawDriver};
+use topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +57,12 @@ pub struct BenchArgs {
     pub cql_nodes: Option<Vec<String>>,
     #[command(flatten)]
     pub keyspace: KeyspaceArgs,
+    #[command(flatten)]
+    pub dedupd: DedupdBin,
+    /// Skip the second, shared-cores run (the production-shaped run always
+    /// comes first).
+    #[arg(long)]
+    pub no_shared_cores_run: bool,
     /// Replication of the benchmark keyspace: `1`, `3`, or `dc1:3`.
     #[arg(long, default_value = "1")]
     pub replication: Replication,
@@ -161,6 +173,10 @@ struct Scenario {
     next_index: u64,
     /// CPU time this process spent during the measured slices.
     cpu: Duration,
+    /// The dedupd process an HTTP scenario talks to, and the CPU time it
+    /// spent during the measured slices.
+    server: Option<u32>,
+    server_cpu: Duration,
 }
 
 impl Scenario {
@@ -173,23 +189,37 @@ impl Scenario {
             measured: Measurement::default(),
             next_index: 0,
             cpu: Duration::ZERO,
+            server: None,
+            server_cpu: Duration::ZERO,
         }
+    }
+
+    /// Also account the CPU of the dedupd process `server` serves it with.
+    fn served_by(mut self, server: &ServerProcess) -> Self {
+        self.server = Some(server.pid());
+        self
     }
 
     /// Runs a measured slice and adds it, with the CPU it cost, to the totals.
     async fn measure_slice(&mut self, deadline: Duration) {
-        let cpu_before = process_cpu();
+        let server = self.server;
+        let server_cpu = move || server.map(|pid| process::cpu_time(Pid::Of(pid)));
+        let (cpu_before, server_before) = (process::cpu_time(Pid::Own), server_cpu());
         let slice = self.run_slice(self.ops_per_round, deadline).await;
-        self.cpu += process_cpu().saturating_sub(cpu_before);
+        self.cpu += process::cpu_time(Pid::Own).saturating_sub(cpu_before);
+        if let (Some(before), Some(after)) = (server_before, server_cpu()) {
+            self.server_cpu += after.saturating_sub(before);
+        }
         self.measured.merge(&slice);
     }
 
     fn report(&self) -> ScenarioReport {
         let mut report = ScenarioReport::new(&self.name, self.load.describe(), &self.measured);
         let answered = self.measured.count() + self.measured.errors;
+        let per_op = |cpu: Duration| (cpu.as_secs_f64() * 1e6 / answered as f64).round() as u64;
         if answered > 0 {
-            report.process_cpu_us_per_op =
-                Some((self.cpu.as_secs_f64() * 1e6 / answered as f64).round() as u64);
+            report.process_cpu_us_per_op = Some(per_op(self.cpu));
+            report.server_cpu_us_per_op = self.server.map(|_| per_op(self.server_cpu));
         }
         report
     }
@@ -229,48 +259,16 @@ struct BenchReport {
     profile: ProfileName,
     sizes: Profile,
     machine: Machine,
+    /// Where the processes of the figures below ran.
+    topology: Topology,
     scenarios: Vec<ScenarioReport>,
     ratios: Ratios,
     cross_partition_batch_error: String,
     memory: Memory,
+    /// The same comparisons on another topology (shared cores), labelled.
+    other_topologies: Vec<TopologyRun>,
     checks: Vec<Check>,
     duration_secs: f64,
-}
-
-/// CPU time (user + system) this process has used, from /proc: the load
-/// generator, the driver and, for HTTP scenarios, the in-process server.
-fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let Some(after_name) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-    let total_ticks = ticks(11) + ticks(12);
-    // Linux reports them in USER_HZ, which is 100 on every mainstream build.
-    Duration::from_millis(total_ticks * 10)
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
-                kib.trim().parse::<f64>().ok()
-            })
-        })
-        .map(|kib| (kib / 1024.0 * 10.0).round() / 10.0)
-        .unwrap_or(0.0)
 }
 
 struct Progress {
@@ -292,56 +290,12 @@ impl Progress {
     }
 }
 
-/// A dedupd server running in this process.
-struct Server {
-    base: String,
-    metrics: dedupd::metrics::Metrics,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Server {
-    async fn start(
-        settings: &CqlSettings,
-        keyspace: &KeyspaceName,
-        max_in_flight: usize,
-    ) -> anyhow::Result<Self> {
-        let config = AppConfig::builder(settings.clone(), keyspace.clone())
-            .max_in_flight(max_in_flight)
-            .build();
-        let application = Application::build(config).await?;
-        let base = format!("http://{}", application.local_addr()?);
-        let state = application.state();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(application.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        for _ in 0..300 {
-            if state.services.get().is_some() {
-                return Ok(Self {
-                    base,
-                    metrics: state.metrics.clone(),
-                    stop,
-                    task,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!("the in-process dedupd never became ready")
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-}
-
 /// The completed-claims cache's (hits, misses) so far.
-fn cache_counts(metrics: &dedupd::metrics::Metrics) -> (f64, f64) {
-    let text = metrics.render();
+async fn cache_counts(server: &ServerProcess) -> anyhow::Result<(f64, f64)> {
+    let text = server.metrics().await?;
     let count =
         |result| metrics_text::value(&text, "dedupd_completed_cache_total", &[("result", result)]);
-    (count("hit"), count("miss"))
+    Ok((count("hit"), count("miss")))
 }
 
 async fn query_text(session: &scylla::client::session::Session, cql: &str) -> String {
@@ -370,12 +324,50 @@ async fn wait_for_cql(settings: &CqlSettings) -> anyhow::Result<scylla::client::
     ))
 }
 
+/// What the run shares across topologies.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    profile: Profile,
+    progress: Progress,
+    binary: PathBuf,
+    nodes: Vec<String>,
+    raw: Arc<RawDriver>,
+    run_id: String,
+}
+
+/// One topology's figures.
+#[derive(Serialize)]
+struct TopologyRun {
+    topology: Topology,
+    label: String,
+    scenarios: Vec<ScenarioReport>,
+    ratios: Ratios,
+    cross_partition_batch_error: String,
+    /// The measured dedupd process's resident memory.
+    memory: Memory,
+}
+
+/// The scenarios the shared-cores run repeats: the comparisons the
+/// topology changes.
+const SHARED_CORES_SCENARIOS: [&str; 10] = [
+    "lwt_insert",
+    "lwt_claim_row",
+    "lwt_claim_row_c16",
+    "http_claim",
+    "lwt_insert_c16",
+    "http_claim_c16",
+    "cached_duplicate_c16",
+    "dup_heavy_bare_lwt_c16",
+    "dup_heavy_dedupd_c16",
+    "plain_insert",
+];
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let profile = Profile::of(args.profile);
     let progress = Progress {
         terminal: std::io::stderr().is_terminal(),
     };
+    let binary = args.dedupd.resolve()?;
     let uses_local_node = args.cql_nodes.is_none();
     let nodes = match &args.cql_nodes {
         Some(nodes) => nodes.clone(),
@@ -400,226 +392,121 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
     )
     .await;
-
-    // The service under test, in this process, on a free loopback port.
-    let server = Server::start(&settings, &keyspace, 4096).await?;
-    let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let raw = Arc::new(
         RawDriver::prepare(session.clone(), &keyspace, SerialConsistency::LocalSerial).await?,
     );
-    let http = HttpApi::new(server.base.clone());
-    // One namespace per stream of claims, as services would use them: the
-    // read-first policy adapts per namespace.
-    let new_keys_namespace = format!("bench-{run_id}-new");
-    let dup_namespace = format!("bench-{run_id}-dup");
-
-    // Redeliveries need something to be redelivered: completed claims on
-    // one side, existing rows on the other, the same keys for both. The
-    // claims are completed through a second instance, so the measured one
-    // starts with a cold cache, as a replica would whose peers did the work.
-    progress.line(&format!(
-        "preloading {} completed keys for the duplicate-heavy stream",
-        profile.dup_preloaded_keys
-    ));
-    let preloaded: Arc<Vec<String>> = Arc::new(
-        (0..profile.dup_preloaded_keys)
-            .map(|i| format!("{run_id}-dup-{i}"))
-            .collect(),
-    );
-    raw.preload(&preloaded).await?;
-    let peer = Server::start(&settings, &keyspace, 4096).await?;
-    HttpApi::new(peer.base.clone())
-        .preload(&dup_namespace, &preloaded)
-        .await?;
-    peer.stop().await;
-
-    let open = Load::open(&profile);
-    let closed = Load::Closed {
-        workers: profile.closed_workers,
+    let bench = Bench {
+        args: &args,
+        profile: Profile::of(args.profile),
+        progress,
+        binary,
+        nodes: nodes.clone(),
+        raw,
+        run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
     };
-    let claim_body = serde_json::json!({"ttl_secs": 3600});
-    let mut scenarios = plain_and_lwt_inserts(&raw, &profile, run_id, "", "");
-    scenarios.extend([
-        Scenario::new(
-            "http_claim",
-            open,
-            http.claim_new(
-                new_keys_namespace.clone(),
-                format!("{run_id}-http"),
-                claim_body.clone(),
-            ),
-            profile.open_ops_per_round,
-        ),
-        Scenario::new(
-            "lwt_insert_c16",
-            closed,
-            raw.lwt_insert(format!("{run_id}-lwtc")),
-            profile.closed_ops_per_round,
-        ),
-        Scenario::new(
-            "http_claim_c16",
-            closed,
-            http.claim_new(
-                new_keys_namespace.clone(),
-                format!("{run_id}-httpc"),
-                claim_body,
-            ),
-            profile.closed_ops_per_round,
-        ),
-    ]);
-    for workers in [1, 4, 16, 64] {
-        let load = Load::Closed { workers };
-        scenarios.push(Scenario::new(
-            &format!("same_key_c{workers}"),
-            load,
-            raw.lwt_same_key(format!("{run_id}-hot-{workers}")),
-            profile.contention_ops_per_round,
-        ));
-        scenarios.push(Scenario::new(
-            &format!("distinct_keys_c{workers}"),
-            load,
-            raw.lwt_insert(format!("{run_id}-cold-{workers}")),
-            profile.contention_ops_per_round,
-        ));
-    }
-    let rows = profile.batch_rows;
-    let batch_load = Load::Closed { workers: 4 };
-    scenarios.push(Scenario::new(
-        &format!("conditional_batch_{rows}_rows"),
-        batch_load,
-        raw.conditional_batch(format!("{run_id}-batch"), rows),
-        profile.batch_ops_per_round,
-    ));
-    scenarios.push(Scenario::new(
-        &format!("separate_lwts_{rows}_keys"),
-        batch_load,
-        raw.separate_lwts(format!("{run_id}-sep"), rows),
-        profile.batch_ops_per_round,
-    ));
-    scenarios.push(Scenario::new(
-        "dup_heavy_bare_lwt_c16",
-        closed,
-        raw.dup_heavy_bare(preloaded.clone(), format!("{run_id}-dupraw")),
-        profile.dup_ops_per_round,
-    ));
-    scenarios.push(Scenario::new(
-        "dup_heavy_dedupd_c16",
-        closed,
-        http.dup_heavy(
-            dup_namespace.clone(),
-            preloaded.clone(),
-            format!("{run_id}-duphttp"),
-        ),
-        profile.dup_ops_per_round,
-    ));
 
-    if !args.only.is_empty() {
-        scenarios.retain(|scenario| {
-            args.only
-                .iter()
-                .any(|part| scenario.name.contains(part.as_str()))
-        });
+    // Pinning needs the database's processes: only the local cluster's.
+    let mut topologies = Vec::new();
+    match Topology::pinned() {
+        Some(pinned) if uses_local_node => topologies.push(pinned),
+        _ => bench.progress.line(
+            "production-shaped run: skipped (it pins the local node's processes, on 2+ CPUs)",
+        ),
     }
-    let deadline = Duration::from_secs(profile.slice_deadline_secs);
-    for scenario in &mut scenarios {
-        progress.show(&format!("warm-up: {}", scenario.name));
-        // The duplicate-heavy pair warms up over one pass of the preloaded
-        // keys: it is measured in the steady state of a long-running
-        // replica, whose completed-claims cache has seen the stream.
-        let ops = if scenario.name.starts_with("dup_heavy") {
-            profile.dup_preloaded_keys as u64
-        } else {
-            profile.warmup_ops.min(scenario.ops_per_round)
-        };
-        let _discarded = scenario.run_slice(ops, deadline).await;
+    if topologies.is_empty() || !args.no_shared_cores_run {
+        topologies.push(Topology::SharedCores);
     }
-    let rss_after_warmup = rss_mib();
-    // The completed-claims cache's hits and misses during the measured
-    // duplicate-heavy slices: 9 in 10 of those requests are redeliveries of
-    // completed keys, so a working cache hits about 90 % of the time.
-    let (mut cache_hits, mut cache_misses) = (0.0, 0.0);
-    for round in 1..=profile.rounds {
-        for scenario in &mut scenarios {
-            progress.show(&format!(
-                "round {round}/{}: {} ({} ops)",
-                profile.rounds, scenario.name, scenario.ops_per_round
-            ));
-            let before = cache_counts(&server.metrics);
-            scenario.measure_slice(deadline).await;
-            if scenario.name == "dup_heavy_dedupd_c16" {
-                let after = cache_counts(&server.metrics);
-                cache_hits += after.0 - before.0;
-                cache_misses += after.1 - before.1;
-            }
+    let mut runs = Vec::new();
+    for (index, topology) in topologies.into_iter().enumerate() {
+        let only_headline = index > 0;
+        let result = bench.measure(&topology, only_headline).await;
+        if uses_local_node {
+            // Whatever happened, give every process every core back.
+            Topology::SharedCores.apply(&args.local_cassandra).await?;
         }
-        progress.line(&format!("round {round}/{} done", profile.rounds));
+        runs.push(result?);
     }
-    let cross_partition_batch_error = raw.cross_partition_batch_error().await;
-    let cache_lookups = cache_hits + cache_misses;
-    let cache_hit_share =
-        (cache_lookups > 0.0).then(|| (cache_hits / cache_lookups * 1000.0).round() / 1000.0);
-    let mut reports: Vec<ScenarioReport> = scenarios.iter().map(Scenario::report).collect();
+    let Bench {
+        profile,
+        progress,
+        raw,
+        run_id,
+        ..
+    } = bench;
 
     let paxos_v1_wanted = args.only.is_empty()
         || args
             .only
             .iter()
             .any(|part| "lwt_insert_paxos_v1".contains(part.as_str()));
-    let rss_end = rss_mib();
     // The restart would make this process's sessions log their lost
     // connections: close them first.
-    server.stop().await;
     drop(raw);
     drop(session);
     if profile.paxos_v1 && paxos_v1_wanted {
         if uses_local_node {
-            reports.extend(
-                paxos_v1_scenarios(&args, &settings, &keyspace, &profile, run_id, &progress)
-                    .await?,
-            );
+            let v1 = paxos_v1_scenarios(&args, &settings, &keyspace, &profile, &run_id, &progress)
+                .await?;
+            let main = &mut runs[0];
+            main.scenarios.extend(v1);
+            let cache_share = main.ratios.completed_cache_hit_share;
+            main.ratios = Ratios::compute(&main.scenarios);
+            main.ratios.completed_cache_hit_share = cache_share;
         } else {
             progress.line(
                 "paxos v1: skipped (only the local node can be restarted with another variant)",
             );
         }
     }
-    let mut ratios = Ratios::compute(&reports);
-    ratios.completed_cache_hit_share = cache_hit_share;
-    let checks = report::checks(&reports, &ratios);
-    let table = report::markdown_table(&reports);
-    let ratio_table = report::markdown_ratios(&ratios);
+    let main = runs.remove(0);
+    let checks = report::checks(&main.scenarios, &main.ratios);
     let machine = Machine {
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores: process::cpu_count(&process::online_cpus()),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         database_version,
         paxos_variant,
         nodes,
         replication: format!("{:?}", args.replication),
     };
+    let mut markdown = String::new();
+    for run in std::iter::once(&main).chain(&runs) {
+        let table = report::markdown_table(&run.scenarios);
+        let ratio_table = report::markdown_ratios(&run.ratios);
+        println!(
+            "\n## dedupd bench ({:?} profile) on {} cores, database {} (paxos {}), {}\n\n{}\n\n{table}\n{ratio_table}",
+            args.profile,
+            machine.cores,
+            machine.database_version,
+            machine.paxos_variant,
+            machine.replication,
+            run.label,
+        );
+        println!(
+            "dedupd's memory (RSS of the served process): {} MiB after warm-up, {} MiB at the end\n",
+            run.memory.rss_after_warmup_mib, run.memory.rss_end_mib
+        );
+        markdown.push_str(&format!("### {}\n\n{table}\n{ratio_table}\n", run.label));
+    }
     println!(
-        "\n## dedupd bench ({:?} profile) on {} cores, database {} (paxos {}), {}\n\n{table}\n{ratio_table}",
-        args.profile,
-        machine.cores,
-        machine.database_version,
-        machine.paxos_variant,
-        machine.replication
-    );
-    println!("conditional batch across two partitions: {cross_partition_batch_error}\n");
-    println!(
-        "memory (bench process, in-process server included): {rss_after_warmup} MiB after warm-up, {rss_end} MiB at the end\n"
+        "conditional batch across two partitions: {}\n",
+        main.cross_partition_batch_error
     );
     report::print_checks(&checks);
+    let title = format!(
+        "dedupd bench: latency percentiles ({:?} profile, {} cores, database {}, {})",
+        args.profile, machine.cores, machine.database_version, main.label
+    );
+    let svg = report::svg_chart(&main.scenarios, &title);
     let report = BenchReport {
         profile: args.profile,
         sizes: profile,
         machine,
-        scenarios: reports.clone(),
-        ratios,
-        cross_partition_batch_error,
-        memory: Memory {
-            rss_after_warmup_mib: rss_after_warmup,
-            rss_end_mib: rss_end,
-        },
+        topology: main.topology.clone(),
+        scenarios: main.scenarios,
+        ratios: main.ratios,
+        cross_partition_batch_error: main.cross_partition_batch_error,
+        memory: main.memory,
+        other_topologies: runs,
         checks: checks.clone(),
         duration_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };
@@ -627,14 +514,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     if let Some(path) = &args.markdown {
-        std::fs::write(path, format!("{table}\n{ratio_table}"))?;
+        std::fs::write(path, markdown)?;
     }
     if let Some(path) = &args.svg {
-        let title = format!(
-            "dedupd bench: latency percentiles ({:?} profile, {} cores, database {})",
-            args.profile, report.machine.cores, report.machine.database_version
-        );
-        std::fs::write(path, report::svg_chart(&reports, &title))?;
+        std::fs::write(path, svg)?;
     }
     println!("\nbench took {:.0} s", started.elapsed().as_secs_f64());
     let gate = args.check || args.profile == ProfileName::Ci;
@@ -644,6 +527,247 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+impl Bench<'_> {
+    /// Every scenario (or, with `only_headline`, those the topology
+    /// changes) under `topology`, against a `dedupd serve` process started
+    /// for it.
+    async fn measure(
+        &self,
+        topology: &Topology,
+        only_headline: bool,
+    ) -> anyhow::Result<TopologyRun> {
+        let (args, profile, progress) = (self.args, &self.profile, &self.progress);
+        let label = topology.label();
+        progress.line(&format!("run: {label}"));
+        if args.cql_nodes.is_none() {
+            topology.apply(&args.local_cassandra).await?;
+        }
+        let keyspace = &args.keyspace.name;
+        let server = ServerProcess::spawn(&self.binary, &self.nodes, keyspace, 4096).await?;
+        // Keys of each topology's run stay apart from the other's.
+        let tag = match topology {
+            Topology::Pinned { .. } => format!("{}p", self.run_id),
+            Topology::SharedCores => format!("{}s", self.run_id),
+        };
+        let run_id = tag.as_str();
+        let raw = &self.raw;
+        let http = HttpApi::new(server.base.clone());
+        // One namespace per stream of claims, as services would use them:
+        // the read-first policy adapts per namespace.
+        let new_keys_namespace = format!("bench-{run_id}-new");
+        let dup_namespace = format!("bench-{run_id}-dup");
+        let cached_namespace = format!("bench-{run_id}-cached");
+
+        // Redeliveries need something to be redelivered: completed claims
+        // on one side, existing rows on the other, the same keys for both.
+        // The claims are completed through a second instance, so the
+        // measured one starts with a cold cache, as a replica would whose
+        // peers did the work.
+        progress.line(&format!(
+            "preloading {} completed keys for the duplicate-heavy stream",
+            profile.dup_preloaded_keys
+        ));
+        let preloaded: Arc<Vec<String>> = Arc::new(
+            (0..profile.dup_preloaded_keys)
+                .map(|i| format!("{run_id}-dup-{i}"))
+                .collect(),
+        );
+        raw.preload(&preloaded).await?;
+        let peer = ServerProcess::spawn(&self.binary, &self.nodes, keyspace, 4096).await?;
+        HttpApi::new(peer.base.clone())
+            .preload(&dup_namespace, &preloaded)
+            .await?;
+        peer.stop().await;
+        // Redeliveries the measured instance has seen completed: its cache
+        // answers every one of them (dedupd's own cost of a duplicate).
+        let cached: Arc<Vec<String>> = Arc::new(
+            (0..CACHED_KEYS)
+                .map(|i| format!("{run_id}-cached-{i}"))
+                .collect(),
+        );
+        http.preload(&cached_namespace, &cached).await?;
+
+        let open = Load::open(profile);
+        let closed = Load::Closed {
+            workers: profile.closed_workers,
+        };
+        let claim_body = serde_json::json!({"ttl_secs": 3600});
+        let raw_claims_namespace = format!("bench-{run_id}-raw");
+        let mut scenarios = plain_and_lwt_inserts(raw, profile, run_id, "", "");
+        scenarios.extend([
+            Scenario::new(
+                "lwt_claim_row",
+                open,
+                raw.claim_row_lwt(raw_claims_namespace.clone(), format!("{run_id}-rawc")),
+                profile.open_ops_per_round,
+            ),
+            Scenario::new(
+                "lwt_claim_row_c16",
+                closed,
+                raw.claim_row_lwt(raw_claims_namespace.clone(), format!("{run_id}-rawcc")),
+                profile.closed_ops_per_round,
+            ),
+            Scenario::new(
+                "http_claim",
+                open,
+                http.claim_new(
+                    new_keys_namespace.clone(),
+                    format!("{run_id}-http"),
+                    claim_body.clone(),
+                ),
+                profile.open_ops_per_round,
+            )
+            .served_by(&server),
+            Scenario::new(
+                "lwt_insert_c16",
+                closed,
+                raw.lwt_insert(format!("{run_id}-lwtc")),
+                profile.closed_ops_per_round,
+            ),
+            Scenario::new(
+                "http_claim_c16",
+                closed,
+                http.claim_new(
+                    new_keys_namespace.clone(),
+                    format!("{run_id}-httpc"),
+                    claim_body,
+                ),
+                profile.closed_ops_per_round,
+            )
+            .served_by(&server),
+            Scenario::new(
+                "cached_duplicate_c16",
+                closed,
+                http.redeliveries(cached_namespace.clone(), cached.clone()),
+                profile.dup_ops_per_round,
+            )
+            .served_by(&server),
+        ]);
+        for workers in [1, 4, 16, 64] {
+            let load = Load::Closed { workers };
+            scenarios.push(Scenario::new(
+                &format!("same_key_c{workers}"),
+                load,
+                raw.lwt_same_key(format!("{run_id}-hot-{workers}")),
+                profile.contention_ops_per_round,
+            ));
+            scenarios.push(Scenario::new(
+                &format!("distinct_keys_c{workers}"),
+                load,
+                raw.lwt_insert(format!("{run_id}-cold-{workers}")),
+                profile.contention_ops_per_round,
+            ));
+        }
+        let rows = profile.batch_rows;
+        let batch_load = Load::Closed { workers: 4 };
+        scenarios.push(Scenario::new(
+            &format!("conditional_batch_{rows}_rows"),
+            batch_load,
+            raw.conditional_batch(format!("{run_id}-batch"), rows),
+            profile.batch_ops_per_round,
+        ));
+        scenarios.push(Scenario::new(
+            &format!("separate_lwts_{rows}_keys"),
+            batch_load,
+            raw.separate_lwts(format!("{run_id}-sep"), rows),
+            profile.batch_ops_per_round,
+        ));
+        scenarios.push(Scenario::new(
+            "dup_heavy_bare_lwt_c16",
+            closed,
+            raw.dup_heavy_bare(preloaded.clone(), format!("{run_id}-dupraw")),
+            profile.dup_ops_per_round,
+        ));
+        scenarios.push(
+            Scenario::new(
+                "dup_heavy_dedupd_c16",
+                closed,
+                http.dup_heavy(
+                    dup_namespace.clone(),
+                    preloaded.clone(),
+                    format!("{run_id}-duphttp"),
+                ),
+                profile.dup_ops_per_round,
+            )
+            .served_by(&server),
+        );
+        if only_headline {
+            scenarios.retain(|scenario| SHARED_CORES_SCENARIOS.contains(&scenario.name.as_str()));
+        }
+        if !args.only.is_empty() {
+            scenarios.retain(|scenario| {
+                args.only
+                    .iter()
+                    .any(|part| scenario.name.contains(part.as_str()))
+            });
+        }
+        let deadline = Duration::from_secs(profile.slice_deadline_secs);
+        for scenario in &mut scenarios {
+            progress.show(&format!("warm-up: {}", scenario.name));
+            // The duplicate-heavy pair warms up over one pass of the
+            // preloaded keys: it is measured in the steady state of a
+            // long-running replica, whose completed-claims cache has seen
+            // the stream.
+            let ops = if scenario.name.starts_with("dup_heavy") {
+                profile.dup_preloaded_keys as u64
+            } else {
+                profile.warmup_ops.min(scenario.ops_per_round)
+            };
+            let _discarded = scenario.run_slice(ops, deadline).await;
+        }
+        let rss_after_warmup = server.rss_mib();
+        // The completed-claims cache's hits and misses during the measured
+        // duplicate-heavy slices: 9 in 10 of those requests are
+        // redeliveries of completed keys, so a working cache hits about
+        // 90 % of the time.
+        let (mut cache_hits, mut cache_misses) = (0.0, 0.0);
+        for round in 1..=profile.rounds {
+            for scenario in &mut scenarios {
+                progress.show(&format!(
+                    "round {round}/{}: {} ({} ops)",
+                    profile.rounds, scenario.name, scenario.ops_per_round
+                ));
+                let counted = scenario.name == "dup_heavy_dedupd_c16";
+                let before = if counted {
+                    cache_counts(&server).await?
+                } else {
+                    (0.0, 0.0)
+                };
+                scenario.measure_slice(deadline).await;
+                if counted {
+                    let after = cache_counts(&server).await?;
+                    cache_hits += after.0 - before.0;
+                    cache_misses += after.1 - before.1;
+                }
+            }
+            progress.line(&format!("round {round}/{} done", profile.rounds));
+        }
+        let cross_partition_batch_error = raw.cross_partition_batch_error().await;
+        let cache_lookups = cache_hits + cache_misses;
+        let reports: Vec<ScenarioReport> = scenarios.iter().map(Scenario::report).collect();
+        let mut ratios = Ratios::compute(&reports);
+        ratios.completed_cache_hit_share =
+            (cache_lookups > 0.0).then(|| (cache_hits / cache_lookups * 1000.0).round() / 1000.0);
+        let memory = Memory {
+            rss_after_warmup_mib: rss_after_warmup,
+            rss_end_mib: server.rss_mib(),
+        };
+        server.stop().await;
+        Ok(TopologyRun {
+            topology: topology.clone(),
+            label,
+            scenarios: reports,
+            ratios,
+            cross_partition_batch_error,
+            memory,
+        })
+    }
+}
+
+/// Completed keys the measured instance redelivers in
+/// `cached_duplicate_c16`: few enough to stay in its cache.
+const CACHED_KEYS: usize = 1000;
 
 /// The floor and what the guarantee costs on it: plain and conditional
 /// inserts of new keys under the profile's open loop. A run on another

@@ -60,6 +60,7 @@ pub struct RawDriver {
     plain: PreparedStatement,
     lwt: PreparedStatement,
     row_lwt: PreparedStatement,
+    claim_lwt: PreparedStatement,
 }
 
 impl RawDriver {
@@ -98,11 +99,24 @@ impl RawDriver {
                 ))
                 .await?,
         );
+        // The row a claim of a new key writes, in the service's own table,
+        // with the columns it binds (the absent ones unset): the baseline
+        // for what the HTTP service adds on top of its one LWT.
+        let claim_lwt = lwt_setup(
+            session
+                .prepare(format!(
+                    "INSERT INTO {ks}.claims (namespace, key, owner, state, window, claimed_at, \
+                     expires_at, lease_expires_at) VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?) \
+                     IF NOT EXISTS USING TTL 3600"
+                ))
+                .await?,
+        );
         Ok(Self {
             session,
             plain,
             lwt,
             row_lwt,
+            claim_lwt,
         })
     }
 
@@ -139,6 +153,37 @@ impl RawDriver {
             match driver.insert_if_not_exists(key).await? {
                 true => Ok(()),
                 false => Err("not_applied".into()),
+            }
+        })
+    }
+
+    /// The LWT a claim of a new key makes, on the claims table, through the
+    /// raw driver: `http_claim` minus the service.
+    pub fn claim_row_lwt(self: &Arc<Self>, namespace: String, prefix: String) -> Operation {
+        let namespace = Arc::new(namespace);
+        on_keys(self.clone(), numbered(prefix), move |driver, key| {
+            let namespace = namespace.clone();
+            async move {
+                let now = chrono::Utc::now();
+                let values = (
+                    namespace.as_str(),
+                    key,
+                    Uuid::new_v4(),
+                    Uuid::new_v4(),
+                    now,
+                    now + chrono::Duration::hours(1),
+                    now + chrono::Duration::seconds(30),
+                );
+                let result = driver
+                    .session
+                    .execute_unpaged(&driver.claim_lwt, values)
+                    .await
+                    .map_err(|error| error_kind(&error))?;
+                match applied(result) {
+                    Some(true) => Ok(()),
+                    Some(false) => Err("not_applied".into()),
+                    None => Err("no [applied]".into()),
+                }
             }
         })
     }
@@ -315,6 +360,16 @@ impl HttpApi {
             move |index| dup_heavy_key(&preloaded, &prefix, index),
             Bytes::from_static(br#"{"complete":true}"#),
             &[201, 409],
+        )
+    }
+
+    /// Redeliveries of completed keys, in turn: every answer is 409.
+    pub fn redeliveries(&self, namespace: String, completed: Arc<Vec<String>>) -> Operation {
+        self.claims(
+            namespace,
+            move |index| completed[(index % completed.len() as u64) as usize].clone(),
+            Bytes::from_static(br#"{"complete":true}"#),
+            &[409],
         )
     }
 

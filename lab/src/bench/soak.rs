@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use super::load::{new_histogram, open_loop};
 use super::report::{self, Check};
 use super::scenarios::HttpApi;
-use super::{Server, rss_mib, wait_for_cql};
+use super::wait_for_cql;
+use crate::dedupd_process::{DedupdBin, ServerProcess};
 use crate::http_client::{HttpClient, Settings};
 use crate::keyspace::KeyspaceArgs;
 use crate::{local_cluster, metrics_text};
@@ -30,6 +31,8 @@ pub struct SoakArgs {
     pub cql_nodes: Option<Vec<String>>,
     #[command(flatten)]
     pub keyspace: KeyspaceArgs,
+    #[command(flatten)]
+    pub dedupd: DedupdBin,
     #[arg(long, default_value = "deploy/local/cassandra")]
     pub local_cassandra: PathBuf,
     /// Steady claims per second.
@@ -113,7 +116,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     // Steady: open loop at a fixed rate, one measurement per window.
-    let server = Server::start(&settings, keyspace, 4096).await?;
+    let binary = args.dedupd.resolve()?;
+    let nodes = &settings.nodes;
+    let server = ServerProcess::spawn(&binary, nodes, keyspace, 4096).await?;
     let api = HttpApi::new(server.base.clone());
     let claim = api.claim_new(
         format!("soak-{run_id}"),
@@ -130,7 +135,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             errors: measured.errors,
             p50_us: quantile(&measured.latency, 0.5),
             p99_us: quantile(&measured.latency, 0.99),
-            rss_mib: rss_mib(),
+            rss_mib: server.rss_mib(),
         };
         eprintln!(
             "window {index}: {} claims, {} errors, p50 {:.2} ms, p99 {:.2} ms, rss {} MiB",
@@ -145,9 +150,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     server.stop().await;
 
     // Overload: far more concurrent clients than database permits.
-    let server = Server::start(&settings, keyspace, args.overload_permits).await?;
+    let server = ServerProcess::spawn(&binary, nodes, keyspace, args.overload_permits).await?;
     let mut overload = overload(&server.base, &args, &run_id).await?;
-    let text = server.metrics.render();
+    let text = server.metrics().await?;
     overload.server_mean_accepted_us = server_mean_us(&text, 201);
     overload.server_mean_refused_us = server_mean_us(&text, 503);
     server.stop().await;

@@ -5,6 +5,10 @@
 //! checks are Jepsen-style: an operation took effect at some instant
 //! between its send and its answer, so a check only calls a history wrong
 //! when no ordering of those instants could explain it.
+//!
+//! Its length is one check per property, each with its tests: they read
+//! the same records, and kept together they read as the list of what the
+//! guarantee promises.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -10,6 +10,10 @@
 //! checked (see history.rs): no key granted twice while a grant was live, no
 //! claim lost to a false "duplicate", no sequence number accepted twice, no
 //! 5xx but a 503 with Retry-After.
+//!
+//! Its length is the phases' orchestration: each fault's setup and
+//! teardown (nodes, processes, the proxy, faketime) in one match, so a
+//! reader sees every phase's wiring side by side.
 
 mod history;
 pub mod wire_faults;
@@ -28,6 +32,7 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use crate::dedupd_process::{DedupdBin, free_port};
 use crate::keyspace::KeyspaceArgs;
 use crate::{local_cluster, metrics_text};
 use dedupd::store::migrate::Replication;
@@ -100,10 +105,10 @@ pub struct CheckArgs {
     pub local_cassandra: PathBuf,
     #[command(flatten)]
     pub keyspace: KeyspaceArgs,
-    /// The dedupd binary to run (two processes of it). Unset: `dedupd`
-    /// beside this binary, as cargo builds them.
-    #[arg(long)]
-    pub dedupd_bin: Option<PathBuf>,
+    /// The dedupd binary it runs two processes of (built with
+    /// `--features failpoints` for the CAS-timeout phase).
+    #[command(flatten)]
+    pub dedupd: DedupdBin,
     #[arg(long, default_value = "3")]
     pub replication: Replication,
     /// Length of each phase.
@@ -149,27 +154,6 @@ struct Wiring {
     env: Vec<(&'static str, String)>,
     /// Run under faketime with the clock this far ahead (0: the real one).
     clock_ahead_ms: u64,
-}
-
-/// `--dedupd-bin`, or the `dedupd` that cargo built beside this binary.
-fn dedupd_binary(args: &CheckArgs) -> anyhow::Result<PathBuf> {
-    let binary = match &args.dedupd_bin {
-        Some(binary) => binary.clone(),
-        None => std::env::current_exe()?.with_file_name("dedupd"),
-    };
-    anyhow::ensure!(
-        binary.is_file(),
-        "no dedupd binary at {}: build it (cargo build --release --features failpoints) \
-         or name it with --dedupd-bin",
-        binary.display()
-    );
-    Ok(binary)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Instance {
@@ -320,7 +304,7 @@ async fn run_phase(
     };
     let phase = format!("{fault:?}").to_lowercase();
     let mut wiring = Wiring {
-        binary: dedupd_binary(args)?,
+        binary: args.dedupd.resolve()?,
         nodes: nodes.to_vec(),
         env: Vec::new(),
         clock_ahead_ms: 0,

@@ -1,0 +1,170 @@
+//! Running the real service: the `dedupd` binary the lab measures and
+//! attacks, found beside `dedupd-lab` or named with `--dedupd-bin`, and a
+//! `dedupd serve` process the benchmark and the soak drive.
+//!
+//! The benchmark measures a separate process, as production runs one: its
+//! CPU and memory are then its own (read from /proc/<pid>), and it competes
+//! with the load generator for cores the way a real client and server do.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::process::{Child, Command};
+
+use crate::http_client::{HttpClient, Settings};
+use crate::process::{self, Pid};
+use dedupd::domain::KeyspaceName;
+
+/// Which dedupd binary to run.
+#[derive(Debug, Clone, Args)]
+pub struct DedupdBin {
+    /// The dedupd binary to run. Unset: `dedupd` beside this binary, as
+    /// cargo builds them.
+    #[arg(long = "dedupd-bin", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
+impl DedupdBin {
+    /// The binary, which must exist.
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        let binary = match &self.path {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe()?.with_file_name("dedupd"),
+        };
+        anyhow::ensure!(
+            binary.is_file(),
+            "no dedupd binary at {}: build it (cargo build --release -p dedupd) or name it \
+             with --dedupd-bin",
+            binary.display()
+        );
+        Ok(binary)
+    }
+}
+
+/// A free loopback port (bound and released: another process could take
+/// it in between, which on a quiet test machine does not happen).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A `dedupd serve` process on a free loopback port.
+pub struct ServerProcess {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pid: u32,
+    child: Child,
+    http: HttpClient,
+}
+
+impl ServerProcess {
+    /// Starts `binary serve` over `nodes` and waits (bounded) until it is
+    /// ready. Its environment is this one without any `DEDUPD_*` variable:
+    /// what it runs with is what the flags here say, nothing inherited.
+    pub async fn spawn(
+        binary: &Path,
+        nodes: &[String],
+        keyspace: &KeyspaceName,
+        max_in_flight: usize,
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let log = std::env::temp_dir().join(format!("dedupd-lab-serve-{port}.log"));
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("cannot write {}", log.display()))?;
+        let mut command = Command::new(binary);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DEDUPD_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--cql-nodes", &nodes.join(",")])
+            .args(["--keyspace", keyspace.as_str()])
+            .args(["--max-in-flight", &max_in_flight.to_string()])
+            .env("DEDUPD_SHUTDOWN_DELAY_SECS", "0")
+            .env("RUST_LOG", "warn,scylla=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {} serve", binary.display()))?;
+        let pid = child.id().context("dedupd serve exited at once")?;
+        let mut server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            pid,
+            child,
+            http: HttpClient::new(Settings::default()),
+        };
+        server
+            .wait_ready()
+            .await
+            .with_context(|| format!("dedupd serve did not get ready; see {}", log.display()))?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.base);
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("it exited with {status}");
+            }
+            let answer = self.http.get(&url, Some(Duration::from_secs(2))).await;
+            if answer.is_ok_and(|reply| reply.status == 200) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("not ready within 30 s")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// CPU time the server has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        process::cpu_time(Pid::Of(self.pid))
+    }
+
+    pub fn rss_mib(&self) -> f64 {
+        process::rss_mib(Pid::Of(self.pid))
+    }
+
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let reply = self
+            .http
+            .get(
+                &format!("{}/metrics", self.base),
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .map_err(|failure| anyhow::anyhow!("GET /metrics: {failure}"))?;
+        anyhow::ensure!(reply.status == 200, "GET /metrics: HTTP {}", reply.status);
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    /// Stops it the way Kubernetes does (SIGTERM, then SIGKILL after 10 s).
+    pub async fn stop(mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .is_ok_and(|status| status.success());
+        if terminated
+            && tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        let _ = self.child.kill().await;
+    }
+}

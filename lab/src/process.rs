@@ -1,0 +1,149 @@
+//! What /proc says of a process (its CPU time and resident memory), and
+//! pinning processes to CPUs with `taskset`: how the benchmark measures
+//! dedupd's own cost and keeps the database off the cores it measures on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// A process to read: this one, or another by pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pid {
+    Own,
+    Of(u32),
+}
+
+impl Pid {
+    fn proc_file(self, file: &str) -> PathBuf {
+        match self {
+            Pid::Own => Path::new("/proc/self").join(file),
+            Pid::Of(pid) => Path::new("/proc").join(pid.to_string()).join(file),
+        }
+    }
+}
+
+/// CPU time (user + system) the process has used so far, all its threads;
+/// zero when /proc cannot tell (not Linux, or the process is gone).
+pub fn cpu_time(pid: Pid) -> Duration {
+    std::fs::read_to_string(pid.proc_file("stat"))
+        .ok()
+        .and_then(|stat| cpu_ticks(&stat))
+        // Linux reports them in USER_HZ, which is 100 on every mainstream build.
+        .map(|ticks| Duration::from_millis(ticks * 10))
+        .unwrap_or(Duration::ZERO)
+}
+
+/// utime + stime from a /proc/<pid>/stat line.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces; utime and stime are fields 14 and 15 of stat, so 12 and
+    // 13 after the name.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Resident memory in MiB (one decimal), 0 when /proc cannot tell.
+pub fn rss_mib(pid: Pid) -> f64 {
+    std::fs::read_to_string(pid.proc_file("status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
+                kib.trim().parse::<f64>().ok()
+            })
+        })
+        .map(|kib| (kib / 1024.0 * 10.0).round() / 10.0)
+        .unwrap_or(0.0)
+}
+
+/// The CPUs this machine has online, as taskset lists them (`0-3`). Not
+/// `available_parallelism`: that is this process's own mask, which pinning
+/// narrows.
+pub fn online_cpus() -> String {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|list| list.trim().to_owned())
+        .ok()
+        .filter(|list| !list.is_empty())
+        .unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cpu_range(0, cpus - 1)
+        })
+}
+
+/// How many CPUs a taskset list names (`0-3,6` → 5).
+pub fn cpu_count(list: &str) -> usize {
+    list.split(',')
+        .filter_map(|part| match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (
+                    first.trim().parse::<usize>().ok()?,
+                    last.trim().parse::<usize>().ok()?,
+                );
+                Some(last.saturating_sub(first) + 1)
+            }
+            None => part.trim().parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
+}
+
+/// `first-last`, or one number when they are the same.
+pub fn cpu_range(first: usize, last: usize) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
+    }
+}
+
+/// Pins every thread of `pid` to `cpus`. Threads started later inherit
+/// the mask of the thread that starts them, so a JVM or a tokio runtime
+/// stays where it was put.
+pub async fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new("taskset")
+        .args(["--all-tasks", "--cpu-list", "--pid", cpus, &pid.to_string()])
+        .output()
+        .await
+        .context("cannot run taskset (util-linux)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "taskset could not pin pid {pid} to CPUs {cpus}: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (dedupd (a b)) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks(stat), Some(325));
+        assert_eq!(cpu_ticks("4242 (truncated) S 1"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_memory() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(spin.elapsed());
+        }
+        assert!(cpu_time(Pid::Own) > Duration::ZERO);
+        assert!(rss_mib(Pid::Own) > 0.0);
+        assert_eq!(cpu_time(Pid::Of(u32::MAX)), Duration::ZERO);
+    }
+
+    #[test]
+    fn cpu_lists_read_as_taskset_writes_them() {
+        assert_eq!(cpu_range(0, 0), "0");
+        assert_eq!(cpu_range(1, 3), "1-3");
+        assert_eq!(cpu_count("0-3,6"), 5);
+        assert_eq!(cpu_count("0"), 1);
+        assert!(cpu_count(&online_cpus()) >= 1);
+    }
+}
