@@ -7,6 +7,7 @@
 //! - `bench::soak`: steady load, then overload;
 //! - `check`: the guarantee under faults, with two real `dedupd serve`
 //!   processes and a history checker;
+//! - `target`: the flags that aim all three (cluster, keyspace, binary);
 //! - `keyspace`: the guard that keeps all three off keyspaces they did not
 //!   create;
 //! - what they share: `dedupd_process` (the dedupd binary they run, and a
@@ -28,3 +29,4 @@ pub mod local_cluster;
 pub mod metrics_text;
 pub mod process;
 pub mod rng;
+pub mod target;

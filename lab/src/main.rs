@@ -59,9 +59,9 @@ mod tests {
     #[test]
     fn each_tool_has_its_default_keyspace_and_refuses_a_bad_name() {
         let keyspace = |command: &str| match Cli::parse_from(["dedupd-lab", command]).command {
-            Command::Bench(args) => args.keyspace,
-            Command::Soak(args) => args.keyspace,
-            Command::Check(args) => args.keyspace,
+            Command::Bench(args) => args.target.keyspace,
+            Command::Soak(args) => args.target.keyspace,
+            Command::Check(args) => args.target.keyspace,
         };
         assert_eq!(keyspace("bench").name.as_str(), "dedupd_bench");
         assert_eq!(keyspace("soak").name.as_str(), "dedupd_bench");
@@ -77,8 +77,8 @@ mod tests {
         let Command::Check(args) = named.command else {
             panic!("not the check command");
         };
-        assert_eq!(args.keyspace.name.as_str(), "mine");
-        assert!(args.keyspace.allow_existing);
+        assert_eq!(args.target.keyspace.name.as_str(), "mine");
+        assert!(args.target.keyspace.allow_existing);
         assert!(Cli::try_parse_from(["dedupd-lab", "soak", "--keyspace", "no-dashes"]).is_err());
     }
 }

@@ -26,9 +26,9 @@ use clap::{Args, ValueEnum};
 use scylla::statement::SerialConsistency;
 use serde::Serialize;
 
-use crate::dedupd_process::{DedupdBin, ServerProcess};
-use crate::keyspace::KeyspaceArgs;
+use crate::dedupd_process::ServerProcess;
 use crate::process::{self, Pid};
+use crate::target::Target;
 use crate::{local_cluster, metrics_text};
 use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::Replication;
@@ -52,13 +52,8 @@ pub struct BenchArgs {
     /// How much to run.
     #[arg(long, value_enum, default_value = "full")]
     pub profile: ProfileName,
-    /// CQL contact points. Unset: the local node, started if needed.
-    #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
-    pub cql_nodes: Option<Vec<String>>,
     #[command(flatten)]
-    pub keyspace: KeyspaceArgs,
-    #[command(flatten)]
-    pub dedupd: DedupdBin,
+    pub target: Target,
     /// Skip the second, shared-cores run (the production-shaped run always
     /// comes first).
     #[arg(long)]
@@ -75,10 +70,6 @@ pub struct BenchArgs {
     /// Write the latency chart (SVG) here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
-    /// The local-cluster script, used to start the node and, in the full
-    /// profile, to restart it with Paxos v1.
-    #[arg(long, default_value = "deploy/local/cassandra")]
-    pub local_cassandra: PathBuf,
     /// Exit non-zero when a check fails (always on in the ci profile).
     #[arg(long)]
     pub check: bool,
@@ -367,19 +358,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let progress = Progress {
         terminal: std::io::stderr().is_terminal(),
     };
-    let binary = args.dedupd.resolve()?;
-    let uses_local_node = args.cql_nodes.is_none();
-    let nodes = match &args.cql_nodes {
+    let binary = args.target.dedupd.resolve()?;
+    let uses_local_node = args.target.cql_nodes.is_none();
+    let nodes = match &args.target.cql_nodes {
         Some(nodes) => nodes.clone(),
         None => {
             progress.line("starting (or finding) the local Cassandra node");
-            local_cluster::up(&args.local_cassandra).await?
+            local_cluster::up(&args.target.local_cassandra).await?
         }
     };
     let settings = CqlSettings::local(nodes.clone());
-    let keyspace = args.keyspace.name.clone();
+    let keyspace = args.target.keyspace.name.clone();
     let session = Arc::new(wait_for_cql(&settings).await?);
-    crate::keyspace::prepare(&session, &args.keyspace, &args.replication).await?;
+    crate::keyspace::prepare(&session, &args.target.keyspace, &args.replication).await?;
     for table in BENCH_TABLES {
         session
             .query_unpaged(table.replace("{ks}", keyspace.as_str()), ())
@@ -422,7 +413,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let result = bench.measure(&topology, only_headline).await;
         if uses_local_node {
             // Whatever happened, give every process every core back.
-            Topology::SharedCores.apply(&args.local_cassandra).await?;
+            Topology::SharedCores
+                .apply(&args.target.local_cassandra)
+                .await?;
         }
         runs.push(result?);
     }
@@ -540,10 +533,10 @@ impl Bench<'_> {
         let (args, profile, progress) = (self.args, &self.profile, &self.progress);
         let label = topology.label();
         progress.line(&format!("run: {label}"));
-        if args.cql_nodes.is_none() {
-            topology.apply(&args.local_cassandra).await?;
+        if args.target.cql_nodes.is_none() {
+            topology.apply(&args.target.local_cassandra).await?;
         }
-        let keyspace = &args.keyspace.name;
+        let keyspace = &args.target.keyspace.name;
         let server = ServerProcess::spawn(&self.binary, &self.nodes, keyspace, 4096).await?;
         // Keys of each topology's run stay apart from the other's.
         let tag = match topology {
@@ -808,7 +801,7 @@ async fn paxos_v1_scenarios(
     progress: &Progress,
 ) -> anyhow::Result<Vec<ScenarioReport>> {
     progress.line("restarting the local node with paxos_variant v1");
-    local_cluster::run(&args.local_cassandra, &["restart", "--paxos", "v1"]).await?;
+    local_cluster::run(&args.target.local_cassandra, &["restart", "--paxos", "v1"]).await?;
     let result = async {
         let session = Arc::new(wait_for_cql(settings).await?);
         let raw =
@@ -837,6 +830,6 @@ async fn paxos_v1_scenarios(
     }
     .await;
     progress.line("restoring paxos_variant v2");
-    local_cluster::run(&args.local_cassandra, &["restart", "--paxos", "v2"]).await?;
+    local_cluster::run(&args.target.local_cassandra, &["restart", "--paxos", "v2"]).await?;
     result
 }

@@ -17,24 +17,17 @@ use super::load::{new_histogram, open_loop};
 use super::report::{self, Check};
 use super::scenarios::HttpApi;
 use super::wait_for_cql;
-use crate::dedupd_process::{DedupdBin, ServerProcess};
+use crate::dedupd_process::ServerProcess;
 use crate::http_client::{HttpClient, Settings};
-use crate::keyspace::KeyspaceArgs;
+use crate::target::Target;
 use crate::{local_cluster, metrics_text};
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
 
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
-    /// CQL contact points. Unset: the local node, started if needed.
-    #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
-    pub cql_nodes: Option<Vec<String>>,
     #[command(flatten)]
-    pub keyspace: KeyspaceArgs,
-    #[command(flatten)]
-    pub dedupd: DedupdBin,
-    #[arg(long, default_value = "deploy/local/cassandra")]
-    pub local_cassandra: PathBuf,
+    pub target: Target,
     /// Steady claims per second.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
@@ -104,19 +97,19 @@ fn quantile(histogram: &hdrhistogram::Histogram<u64>, q: f64) -> u64 {
 }
 
 pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
-    let nodes = match &args.cql_nodes {
+    let nodes = match &args.target.cql_nodes {
         Some(nodes) => nodes.clone(),
-        None => local_cluster::up(&args.local_cassandra).await?,
+        None => local_cluster::up(&args.target.local_cassandra).await?,
     };
     let settings = CqlSettings::local(nodes);
-    let keyspace = &args.keyspace.name;
+    let keyspace = &args.target.keyspace.name;
     let session = wait_for_cql(&settings).await?;
-    crate::keyspace::prepare(&session, &args.keyspace, &Replication::Everywhere(1)).await?;
+    crate::keyspace::prepare(&session, &args.target.keyspace, &Replication::Everywhere(1)).await?;
     drop(session);
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     // Steady: open loop at a fixed rate, one measurement per window.
-    let binary = args.dedupd.resolve()?;
+    let binary = args.target.dedupd.resolve()?;
     let nodes = &settings.nodes;
     let server = ServerProcess::spawn(&binary, nodes, keyspace, 4096).await?;
     let api = HttpApi::new(server.base.clone());

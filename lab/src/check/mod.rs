@@ -32,8 +32,8 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::dedupd_process::{DedupdBin, free_port};
-use crate::keyspace::KeyspaceArgs;
+use crate::dedupd_process::free_port;
+use crate::target::Target;
 use crate::{local_cluster, metrics_text};
 use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
@@ -96,19 +96,8 @@ pub struct CheckArgs {
         Fault::WireFaults, Fault::ClockSkew, Fault::ClockSkewBeyond,
     ])]
     pub faults: Vec<Fault>,
-    /// CQL contact points. Unset: the local cluster's (which must run
-    /// three nodes for the node faults).
-    #[arg(long, env = "DEDUPD_LAB_CQL_NODES", value_delimiter = ',')]
-    pub cql_nodes: Option<Vec<String>>,
-    /// The local-cluster script that stops and starts nodes.
-    #[arg(long, default_value = "deploy/local/cassandra")]
-    pub local_cassandra: PathBuf,
     #[command(flatten)]
-    pub keyspace: KeyspaceArgs,
-    /// The dedupd binary it runs two processes of (built with
-    /// `--features failpoints` for the CAS-timeout phase).
-    #[command(flatten)]
-    pub dedupd: DedupdBin,
+    pub target: Target,
     #[arg(long, default_value = "3")]
     pub replication: Replication,
     /// Length of each phase.
@@ -304,7 +293,7 @@ async fn run_phase(
     };
     let phase = format!("{fault:?}").to_lowercase();
     let mut wiring = Wiring {
-        binary: args.dedupd.resolve()?,
+        binary: args.target.dedupd.resolve()?,
         nodes: nodes.to_vec(),
         env: Vec::new(),
         clock_ahead_ms: 0,
@@ -363,7 +352,7 @@ async fn run_phase(
             Instance::spawn(
                 free_port()?,
                 wiring,
-                args.keyspace.name.as_str(),
+                args.target.keyspace.name.as_str(),
                 log,
                 BTreeMap::new(),
             )
@@ -404,7 +393,7 @@ async fn run_phase(
     }
 
     let at = |fraction: f64| started + Duration::from_secs_f64(args.phase_secs as f64 * fraction);
-    let script = &args.local_cassandra;
+    let script = &args.target.local_cassandra;
     match fault {
         Fault::Steady
         | Fault::CasTimeouts
@@ -441,7 +430,7 @@ async fn run_phase(
             let replacement = Instance::spawn(
                 victim.port,
                 victim.wiring.clone(),
-                args.keyspace.name.as_str(),
+                args.target.keyspace.name.as_str(),
                 victim.log.clone(),
                 counted_before_kill,
             )
@@ -521,14 +510,14 @@ async fn run_phase(
 
 pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let nodes = match &args.cql_nodes {
+    let nodes = match &args.target.cql_nodes {
         Some(nodes) => nodes.clone(),
-        None => local_cluster::contact_points(&args.local_cassandra).await?,
+        None => local_cluster::contact_points(&args.target.local_cassandra).await?,
     };
     anyhow::ensure!(
         !nodes.is_empty(),
         "no Cassandra to check against: run `{} up --nodes 3` or set DEDUPD_LAB_CQL_NODES",
-        args.local_cassandra.display()
+        args.target.local_cassandra.display()
     );
     let node_faults = args
         .faults
@@ -537,10 +526,10 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         !node_faults || nodes.len() >= 3,
         "the node faults need three nodes; run `{} up --nodes 3`",
-        args.local_cassandra.display()
+        args.target.local_cassandra.display()
     );
     let session = connect_session(&CqlSettings::local(nodes.clone())).await?;
-    crate::keyspace::prepare(&session, &args.keyspace, &args.replication).await?;
+    crate::keyspace::prepare(&session, &args.target.keyspace, &args.replication).await?;
     drop(session);
 
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
