@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -19,12 +18,11 @@ use uuid::Uuid;
 
 use tokio::time::Instant;
 
-use super::AppState;
 use super::answer_body::answer_body;
 use super::claim_answer::{ClaimAnswer, StateDto};
 use super::claim_options::{ClaimOptions, RawOptions, fingerprint, raw_options_from};
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{JsonBody, NamespaceParams, NamespacePath};
+use super::extract::{NamespaceParams, NamespacePath, WithBody};
 use super::problem_docs::{BodyNotJson, BodyTooLarge, UnknownNamespace};
 use crate::claims::RetryBudget;
 use crate::domain::ClaimKey;
@@ -183,12 +181,8 @@ fn outcome_of(error: &ApiError) -> &'static str {
 }
 
 /// Claim many message ids at once (not atomic: one result per key).
-#[utoipa::path(
-    post,
-    path = "/v1/namespaces/{ns}/claims",
-    tag = "claims",
-    params(NamespaceParams),
-    request_body(content = BatchBody, content_type = "application/json"),
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/claims", tag = "claims",
+    params(NamespaceParams), request_body = BatchBody,
     responses(
         (status = 200, description = "One result per key, in request order. NOT atomic: each key is its own lightweight transaction, because conditional batches cannot span partitions", body = BatchResponse),
         (status = 400, description = "Invalid request: no keys, more than 1000, a key twice, an invalid key or option", body = Problem, content_type = "application/problem+json"),
@@ -196,11 +190,8 @@ fn outcome_of(error: &ApiError) -> &'static str {
         UnknownNamespace, BodyTooLarge, BodyNotJson,
     )
 )]
-pub async fn claim_batch(
-    State(state): State<AppState>,
-    path: NamespacePath,
-    JsonBody(body): JsonBody<BatchBody>,
-) -> ApiResult<Response> {
+pub async fn claim_batch(call: WithBody<NamespacePath, BatchBody>) -> ApiResult<Response> {
+    let WithBody { state, path, body } = call;
     if body.claims.is_empty() || body.claims.len() > MAX_BATCH_KEYS {
         return Err(ApiError::InvalidRequest(format!(
             "a batch holds 1 to {MAX_BATCH_KEYS} claims, got {}",

@@ -1,10 +1,11 @@
 //! The claim endpoints: `POST …/claims/{key}` and its transitions.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -13,12 +14,13 @@ use super::answer_body::answer_body;
 use super::claim_answer::{AcquiredResponse, ClaimAnswer, DuplicateResponse, StateDto, holder_of};
 use super::claim_options::{ClaimOptions, RawOptions, fingerprint, raw_options_from};
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ClaimPath, ClaimPathParams, JsonBody, OptionalJsonBody};
+use super::extract::{ClaimPath, ClaimPathParams, OptionalJsonBody, WithBody};
 use super::problem_docs::{
-    BodyNotJson, BodyTooLarge, InvalidRequest, NoLiveClaim, NotDecided, UnknownNamespace,
+    BodyNotJson, BodyOrResultTooLarge, BodyTooLarge, InvalidRequest, NoLiveClaim, NotDecided,
+    UnknownNamespace,
 };
 use crate::claims::{ClaimService, DecideError, TransitionOutcome};
-use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
+use crate::domain::{ClaimKey, ClaimRecord, ClaimToken, LeaseRequest, Namespace, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -118,10 +120,6 @@ pub struct ClaimView {
     pub holder: Option<String>,
 }
 
-fn parse_token(raw: &str) -> ApiResult<ClaimToken> {
-    ClaimToken::parse(raw).map_err(ApiError::invalid_request)
-}
-
 /// The 404 of every call on a claim's key: a transition and a read alike.
 fn no_live_claim() -> ApiError {
     ApiError::NotFound("no live claim for this key (never claimed, released, or expired)".into())
@@ -132,10 +130,7 @@ fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
 }
 
 /// Claim a message id.
-#[utoipa::path(
-    post,
-    path = "/v1/namespaces/{ns}/claims/{key}",
-    tag = "claims",
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/claims/{key}", tag = "claims",
     params(ClaimPathParams),
     request_body(content = Option<ClaimBody>, content_type = "application/json", description = "Optional"),
     responses(
@@ -208,116 +203,138 @@ fn transition_response(outcome: TransitionOutcome, done: &'static str) -> ApiRes
     })
 }
 
-/// What complete, release and extend share once their input is valid: the
-/// services and a permit, then the call, answered by its outcome.
-async fn transition(
-    state: &AppState,
-    done: &'static str,
-    call: impl AsyncFnOnce(&ClaimService) -> Result<TransitionOutcome, DecideError>,
-) -> ApiResult<Response> {
-    let (services, _permit) = state.admitted()?;
-    let outcome = call(services.claims.as_ref()).await?;
-    transition_response(outcome, done)
+/// A body that carries the owner token: what complete, release and extend
+/// are guarded by.
+pub trait GuardedBody: DeserializeOwned {
+    fn token(&self) -> &str;
+}
+
+macro_rules! guarded_bodies {
+    ($($body:ty),*) => {$(
+        impl GuardedBody for $body {
+            fn token(&self) -> &str {
+                &self.token
+            }
+        }
+    )*};
+}
+
+guarded_bodies!(TokenBody, CompleteBody, ExtendBody);
+
+/// What a token-guarded call extracts: the claim's path, then its body,
+/// whose owner token is parsed before anything else is looked at.
+pub struct TokenCall<B> {
+    state: AppState,
+    path: ClaimPath,
+    token: ClaimToken,
+    body: B,
+}
+
+impl<B: GuardedBody> FromRequest<AppState> for TokenCall<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let WithBody { state, path, body } =
+            WithBody::<ClaimPath, B>::from_request(request, state).await?;
+        let token = ClaimToken::parse(body.token()).map_err(ApiError::invalid_request)?;
+        Ok(Self {
+            state,
+            path,
+            token,
+            body,
+        })
+    }
+}
+
+impl<B> TokenCall<B> {
+    /// What complete, release and extend share once their input is valid:
+    /// the services and a permit, then the call, answered by its outcome.
+    async fn transition(
+        &self,
+        done: &'static str,
+        call: impl AsyncFnOnce(
+            &ClaimService,
+            &Namespace,
+            &ClaimKey,
+        ) -> Result<TransitionOutcome, DecideError>,
+    ) -> ApiResult<Response> {
+        let (services, _permit) = self.state.admitted()?;
+        let outcome = call(
+            services.claims.as_ref(),
+            &self.path.namespace,
+            &self.path.key,
+        )
+        .await?;
+        transition_response(outcome, done)
+    }
+}
+
+/// The answers complete, release and extend share: the claim as it now is,
+/// or why the token may not do what it asked.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum TransitionAnswers {
+    #[response(
+        status = 200,
+        description = "Done: `completed` (also when completed before by this token), `released` or `extended`"
+    )]
+    Done(TransitionResponse),
+    #[response(
+        status = 409,
+        description = "`not_owner`: the token does not own the claim; `already_completed`: a completed claim cannot be released or extended"
+    )]
+    Refused(TransitionResponse),
 }
 
 /// Complete a claim, storing its result.
-#[utoipa::path(
-    post,
-    path = "/v1/namespaces/{ns}/claims/{key}/complete",
-    tag = "claims",
-    params(ClaimPathParams),
-    request_body(content = CompleteBody, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Completed (also when completed before by this token)", body = TransitionResponse),
-        (status = 409, description = "not_owner: the token no longer owns the claim", body = TransitionResponse),
-        (status = 413, description = "Body or result too large", body = Problem, content_type = "application/problem+json"),
-        InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided,
-    )
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/claims/{key}/complete", tag = "claims",
+    params(ClaimPathParams), request_body = CompleteBody,
+    responses(TransitionAnswers, BodyOrResultTooLarge, InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided)
 )]
-pub async fn complete(
-    State(state): State<AppState>,
-    path: ClaimPath,
-    JsonBody(body): JsonBody<CompleteBody>,
-) -> ApiResult<Response> {
-    let token = parse_token(&body.token)?;
-    let result = body
+pub async fn complete(call: TokenCall<CompleteBody>) -> ApiResult<Response> {
+    let result = call
+        .body
         .result
         .as_ref()
         .map(StoredResult::from_json)
         .transpose()
         .map_err(|error| ApiError::PayloadTooLarge(error.to_string()))?;
-    transition(&state, "completed", async |claims| {
-        claims
-            .complete(&path.namespace, &path.key, token, result)
-            .await
+    call.transition("completed", async |claims, namespace, key| {
+        claims.complete(namespace, key, call.token, result).await
     })
     .await
 }
 
 /// Release an in-progress claim so the key can be claimed again at once.
-#[utoipa::path(
-    post,
-    path = "/v1/namespaces/{ns}/claims/{key}/release",
-    tag = "claims",
-    params(ClaimPathParams),
-    request_body(content = TokenBody, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Released", body = TransitionResponse),
-        (status = 409, description = "not_owner, or already_completed (a completed claim cannot be released)", body = TransitionResponse),
-        InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided,
-    )
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/claims/{key}/release", tag = "claims",
+    params(ClaimPathParams), request_body = TokenBody,
+    responses(TransitionAnswers, InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided)
 )]
-pub async fn release(
-    State(state): State<AppState>,
-    path: ClaimPath,
-    JsonBody(body): JsonBody<TokenBody>,
-) -> ApiResult<Response> {
-    let token = parse_token(&body.token)?;
-    transition(&state, "released", async |claims| {
-        claims.release(&path.namespace, &path.key, token).await
+pub async fn release(call: TokenCall<TokenBody>) -> ApiResult<Response> {
+    call.transition("released", async |claims, namespace, key| {
+        claims.release(namespace, key, call.token).await
     })
     .await
 }
 
 /// Extend the lease of an in-progress claim.
-#[utoipa::path(
-    post,
-    path = "/v1/namespaces/{ns}/claims/{key}/extend",
-    tag = "claims",
-    params(ClaimPathParams),
-    request_body(content = ExtendBody, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Extended", body = TransitionResponse),
-        (status = 409, description = "not_owner or already_completed", body = TransitionResponse),
-        InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided,
-    )
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/claims/{key}/extend", tag = "claims",
+    params(ClaimPathParams), request_body = ExtendBody,
+    responses(TransitionAnswers, InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided)
 )]
-pub async fn extend(
-    State(state): State<AppState>,
-    path: ClaimPath,
-    JsonBody(body): JsonBody<ExtendBody>,
-) -> ApiResult<Response> {
-    let token = parse_token(&body.token)?;
-    let lease =
-        LeaseRequest::parse(&path.policy, body.lease_secs).map_err(ApiError::invalid_request)?;
-    transition(&state, "extended", async |claims| {
-        claims
-            .extend(&path.namespace, &path.key, token, lease)
-            .await
+pub async fn extend(call: TokenCall<ExtendBody>) -> ApiResult<Response> {
+    let lease = LeaseRequest::parse(&call.path.policy, call.body.lease_secs)
+        .map_err(ApiError::invalid_request)?;
+    call.transition("extended", async |claims, namespace, key| {
+        claims.extend(namespace, key, call.token, lease).await
     })
     .await
 }
 
 /// Read a claim's state and times (never its token).
-#[utoipa::path(
-    get,
-    path = "/v1/namespaces/{ns}/claims/{key}",
-    tag = "claims",
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/claims/{key}", tag = "claims",
     params(ClaimPathParams),
-    responses(
-        (status = 200, description = "The claim", body = ClaimView),
-        InvalidRequest, NoLiveClaim, NotDecided,
-    )
+    responses((status = 200, description = "The claim", body = ClaimView), InvalidRequest, NoLiveClaim, NotDecided)
 )]
 pub async fn get(State(state): State<AppState>, path: ClaimPath) -> ApiResult<Response> {
     let (services, _permit) = state.admitted()?;

@@ -288,6 +288,35 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A call on one resource with a required JSON body: the path first (the
+/// namespace, then its key or stream: 400, 404, 403), then the body, so a
+/// bad path is reported before a bad body.
+pub struct WithBody<P, B> {
+    pub state: AppState,
+    pub path: P,
+    pub body: B,
+}
+
+impl<P, B> FromRequest<AppState> for WithBody<P, B>
+where
+    P: FromRequestParts<AppState, Rejection = ApiError> + Send,
+    B: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let path = P::from_request_parts(&mut parts, state).await?;
+        let JsonBody(body) =
+            JsonBody::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(Self {
+            state: state.clone(),
+            path,
+            body,
+        })
+    }
+}
+
 /// A JSON body that may be absent, empty or `null`, which read as
 /// `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);

@@ -26,6 +26,7 @@ problem_answers! {
     NoLiveClaim: 404, "No live claim";
     NoSuchStream: 404, "No such stream";
     BodyTooLarge: 413, "Body too large";
+    BodyOrResultTooLarge: 413, "Body or result too large";
     BodyNotJson: 415, "Body not JSON";
     NotDecided: 503, "Not decided: retry";
 }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, StreamPath, StreamPathParams};
+use super::extract::{StreamPath, StreamPathParams, WithBody};
 use super::problem_docs::{
     BodyNotJson, InvalidRequest, NoSuchStream, NotDecided, UnknownNamespace,
 };
@@ -83,23 +83,16 @@ fn no_such_stream(path: &StreamPath) -> ApiError {
 }
 
 /// Offer a message's sequence number.
-#[utoipa::path(
-    post,
-    path = "/v1/namespaces/{ns}/sequences/{stream}",
-    tag = "sequences",
-    params(StreamPathParams),
-    request_body(content = AdvanceBody, content_type = "application/json"),
+#[utoipa::path(post, path = "/v1/namespaces/{ns}/sequences/{stream}", tag = "sequences",
+    params(StreamPathParams), request_body = AdvanceBody,
     responses(
         (status = 200, description = "Accepted: the watermark moved", body = AdvanceResponse),
         (status = 409, description = "duplicate (at or below the watermark) or gap (numbers missing: redeliver from `expected`)", body = AdvanceResponse),
         InvalidRequest, UnknownNamespace, BodyNotJson, NotDecided,
     )
 )]
-pub async fn advance(
-    State(state): State<AppState>,
-    path: StreamPath,
-    JsonBody(body): JsonBody<AdvanceBody>,
-) -> ApiResult<Response> {
+pub async fn advance(call: WithBody<StreamPath, AdvanceBody>) -> ApiResult<Response> {
+    let WithBody { state, path, body } = call;
     let seq = SequenceNumber::parse(body.seq).map_err(ApiError::invalid_request)?;
     let offerer = body
         .offerer
@@ -151,24 +144,14 @@ pub async fn advance(
 }
 
 /// Set a stream's watermark (streams numbered elsewhere, operator resets).
-#[utoipa::path(
-    put,
-    path = "/v1/namespaces/{ns}/sequences/{stream}",
-    tag = "sequences",
-    params(StreamPathParams),
-    request_body(content = SetBody, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Set", body = StreamView),
-        InvalidRequest, UnknownNamespace, BodyNotJson, NotDecided,
-    )
+#[utoipa::path(put, path = "/v1/namespaces/{ns}/sequences/{stream}", tag = "sequences",
+    params(StreamPathParams), request_body = SetBody,
+    responses((status = 200, description = "Set", body = StreamView), InvalidRequest, UnknownNamespace, BodyNotJson, NotDecided)
 )]
-pub async fn set(
-    State(state): State<AppState>,
-    path: StreamPath,
-    JsonBody(body): JsonBody<SetBody>,
-) -> ApiResult<Response> {
-    let last = WatermarkValue::parse(body.last).map_err(ApiError::invalid_request)?;
-    let (services, _permit) = state.admitted()?;
+pub async fn set(call: WithBody<StreamPath, SetBody>) -> ApiResult<Response> {
+    let last = WatermarkValue::parse(call.body.last).map_err(ApiError::invalid_request)?;
+    let path = &call.path;
+    let (services, _permit) = call.state.admitted()?;
     let sequences = &services.sequences;
     sequences.set(&path.namespace, &path.stream, last).await?;
     let view = sequences.get(&path.namespace, &path.stream).await?;
@@ -180,15 +163,9 @@ pub async fn set(
 }
 
 /// Read a stream's watermark.
-#[utoipa::path(
-    get,
-    path = "/v1/namespaces/{ns}/sequences/{stream}",
-    tag = "sequences",
+#[utoipa::path(get, path = "/v1/namespaces/{ns}/sequences/{stream}", tag = "sequences",
     params(StreamPathParams),
-    responses(
-        (status = 200, description = "The watermark", body = StreamView),
-        InvalidRequest, NoSuchStream, NotDecided,
-    )
+    responses((status = 200, description = "The watermark", body = StreamView), InvalidRequest, NoSuchStream, NotDecided)
 )]
 pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
     let (services, _permit) = state.admitted()?;
@@ -204,15 +181,9 @@ pub async fn get(State(state): State<AppState>, path: StreamPath) -> ApiResult<R
 }
 
 /// Delete a stream: its next number starts from `last = 0` again.
-#[utoipa::path(
-    delete,
-    path = "/v1/namespaces/{ns}/sequences/{stream}",
-    tag = "sequences",
+#[utoipa::path(delete, path = "/v1/namespaces/{ns}/sequences/{stream}", tag = "sequences",
     params(StreamPathParams),
-    responses(
-        (status = 204, description = "Deleted"),
-        InvalidRequest, NoSuchStream, NotDecided,
-    )
+    responses((status = 204, description = "Deleted"), InvalidRequest, NoSuchStream, NotDecided)
 )]
 pub async fn delete(State(state): State<AppState>, path: StreamPath) -> ApiResult<Response> {
     let (services, _permit) = state.admitted()?;
