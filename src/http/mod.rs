@@ -131,9 +131,21 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
 }
 
+/// What the edge middleware needs: where to count, and how long a request
+/// may take.
+#[derive(Clone)]
+struct Edge {
+    metrics: Metrics,
+    request_timeout: Duration,
+}
+
 /// Counts and times every request by its route template (never the raw
-/// path, which holds keys and would explode the label set).
-async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+/// path, which holds keys and would explode the label set), and answers 503
+/// problem+json when a request outlives `request_timeout`: a backstop, as
+/// the claim service's own deadline, shorter than this, normally answers
+/// first. One middleware rather than two: each layer is a boxed future and
+/// a state clone on every request.
+async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method().as_str());
     let route = request
@@ -141,24 +153,8 @@ async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    let labels = HttpLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    metrics.http_requests.get_or_create(&labels).inc();
-    metrics
-        .http_latency
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
-}
-
-/// Answers 503 problem+json when a request outlives `limit`. A backstop: the
-/// claim service's own deadline, shorter than this, normally answers first.
-async fn enforce_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
+    let limit = edge.request_timeout;
+    let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => problem_response(&ApiError::Unavailable {
             detail: format!(
@@ -167,7 +163,19 @@ async fn enforce_deadline(State(limit): State<Duration>, request: Request, next:
             ),
             retry_after_secs: 1,
         }),
-    }
+    };
+    let labels = HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    let metrics = &edge.metrics;
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics
+        .http_latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -210,19 +218,17 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone());
-    api.layer(middleware::from_fn_with_state(
-        state.metrics.clone(),
-        track_http,
-    ))
-    .layer(middleware::from_fn_with_state(
+    let edge_state = Edge {
+        metrics: state.metrics.clone(),
         request_timeout,
-        enforce_deadline,
-    ))
-    .layer(CatchPanicLayer::custom(panic_response))
-    // 503s for overload and undecided outcomes are answers, not failures of
-    // the server: at ERROR level they would flood the logs exactly when the
-    // service is busiest. Internal errors are logged where they happen.
-    .layer(
-        TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
-    )
+    };
+    api.layer(middleware::from_fn_with_state(edge_state, edge))
+        .layer(CatchPanicLayer::custom(panic_response))
+        // 503s for overload and undecided outcomes are answers, not failures of
+        // the server: at ERROR level they would flood the logs exactly when the
+        // service is busiest. Internal errors are logged where they happen.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
 }
