@@ -166,7 +166,7 @@ fn open_loop(out: &Path) -> anyhow::Result<()> {
         }
     }
     let subtitle = format!(
-        "{} s per rate; knee: p99 over {bound:.0} ms or under 90 % served; {CAVEAT}",
+        "{} s per rate; knee: p99 > {bound:.0} ms or < 90 % served; {CAVEAT}",
         reports[0].secs_per_point
     );
     write(
@@ -175,7 +175,7 @@ fn open_loop(out: &Path) -> anyhow::Result<()> {
         &Chart {
             title: "p99 latency against offered load (open loop, new keys)".into(),
             subtitle: subtitle.clone(),
-            x: Axis::linear("offered claims per second"),
+            x: Axis::log2("offered claims per second"),
             y: Axis::log2("p99 latency (ms)"),
             series: p99,
             markers: Vec::new(),
@@ -187,7 +187,7 @@ fn open_loop(out: &Path) -> anyhow::Result<()> {
         &Chart {
             title: "Median latency against offered load (open loop, new keys)".into(),
             subtitle,
-            x: Axis::linear("offered claims per second"),
+            x: Axis::log2("offered claims per second"),
             y: Axis::log2("p50 latency (ms)"),
             series: p50,
             markers: Vec::new(),
