@@ -29,4 +29,5 @@ pub mod local_cluster;
 pub mod metrics_text;
 pub mod process;
 pub mod rng;
+pub mod scale;
 pub mod target;

@@ -19,6 +19,8 @@ enum Command {
     Soak(dedupd_lab::bench::soak::SoakArgs),
     /// Check the guarantee under faults (needs a 3-node local cluster).
     Check(dedupd_lab::check::CheckArgs),
+    /// How cost grows as work grows: sweeps and their charts (docs/lwt.md).
+    Scale(dedupd_lab::scale::ScaleArgs),
 }
 
 #[tokio::main]
@@ -30,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => dedupd_lab::bench::run(args).await,
         Command::Soak(args) => dedupd_lab::bench::soak::run(args).await,
         Command::Check(args) => dedupd_lab::check::run(args).await,
+        Command::Scale(args) => dedupd_lab::scale::run(args).await,
     }
 }
 
@@ -62,6 +65,7 @@ mod tests {
             Command::Bench(args) => args.target.keyspace,
             Command::Soak(args) => args.target.keyspace,
             Command::Check(args) => args.target.keyspace,
+            Command::Scale(_) => unreachable!("scale's keyspaces are tested in scale"),
         };
         assert_eq!(keyspace("bench").name.as_str(), "dedupd_bench");
         assert_eq!(keyspace("soak").name.as_str(), "dedupd_bench");

@@ -11,9 +11,9 @@
 //! load generator, the scenarios' operations and the report are modules
 //! of their own.
 
-mod load;
+pub mod load;
 mod report;
-mod scenarios;
+pub mod scenarios;
 pub mod soak;
 mod topology;
 

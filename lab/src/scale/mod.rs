@@ -1,0 +1,283 @@
+//! `dedupd-lab scale`: how cost grows as work grows.
+//!
+//! - `concurrency`: closed loop at 1 to 256 clients, the raw claim LWT and
+//!   an HTTP claim, each a new key: throughput and latency per point;
+//! - `open-loop`: offered rates rising until the knee (p99 past a bound or
+//!   less than 90 % served);
+//! - `cache-rss`: a `dedupd serve`'s RSS against the completed claims its
+//!   cache holds, up to the configured capacity and beyond;
+//! - `storage`: disk, rows and tombstones of the claims table and the Paxos
+//!   state over a run of short-TTL claims, then after TTL, gc_grace and a
+//!   compaction;
+//! - `charts`: the SVGs again from the JSON already in `--out`.
+//!
+//! Each sweep writes its JSON (every point) into `--out`, named after the
+//! sweep and the cluster's size, and redraws every chart from every JSON
+//! there, so that one-node and three-node runs share their charts.
+//! The load generator and the operations are the bench's.
+
+mod cache_rss;
+mod charts;
+pub mod points;
+mod storage;
+pub mod svg;
+mod throughput;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use scylla::client::session::Session;
+use serde::Serialize;
+
+use crate::bench::scenarios::BENCH_TABLES;
+use crate::target::Target;
+use crate::{local_cluster, process};
+use dedupd::store::migrate::Replication;
+use dedupd::store::{CqlSettings, connect_session};
+
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    #[command(subcommand)]
+    pub sweep: Sweep,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Sweep {
+    /// Throughput and latency against closed-loop clients (1 to 256).
+    Concurrency(ConcurrencyArgs),
+    /// Latency against offered load, rising until the knee.
+    OpenLoop(OpenLoopArgs),
+    /// dedupd's RSS against the completed claims it has cached.
+    CacheRss(CacheRssArgs),
+    /// Disk, rows and tombstones over a run of short-TTL claims.
+    Storage(storage::StorageArgs),
+    /// Redraw the SVGs from the JSON in `--out`.
+    Charts(OutArgs),
+}
+
+/// Where the results go.
+#[derive(Debug, Clone, Args)]
+pub struct OutArgs {
+    /// The directory for the JSON and the SVGs.
+    #[arg(long, default_value = "docs/scale")]
+    pub out: PathBuf,
+}
+
+/// What the load sweeps share: the target, the replication, the output.
+#[derive(Debug, Clone, Args)]
+#[command(mut_arg("keyspace", |keyspace| keyspace.default_value("dedupd_scale")))]
+pub struct Common {
+    #[command(flatten)]
+    pub target: Target,
+    /// Replication of the lab keyspace: `1`, `3`, or `dc1:3`.
+    #[arg(long, default_value = "1")]
+    pub replication: Replication,
+    #[command(flatten)]
+    pub out: OutArgs,
+    /// Seconds each point runs (keep it short on a shared machine).
+    #[arg(long, default_value_t = 3.0)]
+    pub secs_per_point: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConcurrencyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The largest client count; the sweep doubles from 1 up to it.
+    #[arg(long, default_value_t = 256)]
+    pub max_clients: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OpenLoopArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The first offered rate (requests per second).
+    #[arg(long, default_value_t = 50.0)]
+    pub start_rate: f64,
+    /// Each next rate is this many times the last.
+    #[arg(long, default_value_t = 1.5)]
+    pub factor: f64,
+    /// Never offer more than this.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub max_rate: f64,
+    /// The knee: p99 above this (ms), or less than 90 % served, at two
+    /// rates in a row (the sweep stops there).
+    #[arg(long, default_value_t = 100.0)]
+    pub p99_bound_ms: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CacheRssArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The completed-claims cache of the measured dedupd (MiB).
+    #[arg(long, default_value_t = 8)]
+    pub cache_mib: u64,
+    /// Completed claims added per step.
+    #[arg(long, default_value_t = 10_000)]
+    pub step_claims: usize,
+    /// Steps (the last ones go past the cache's capacity).
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Skip the same run with the cache off (the baseline).
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+/// Where a sweep ran.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub database_version: String,
+    pub paxos_variant: String,
+    pub nodes: Vec<String>,
+    pub replication: String,
+    pub note: String,
+}
+
+/// A connected session on a prepared lab keyspace.
+pub struct Prepared {
+    pub session: Arc<Session>,
+    pub nodes: Vec<String>,
+    pub machine: Machine,
+    pub run_id: String,
+}
+
+/// The label of a cluster's size in file names and legends.
+pub fn size_label(nodes: usize) -> String {
+    if nodes == 1 {
+        "1node".into()
+    } else {
+        format!("{nodes}node")
+    }
+}
+
+async fn wait_for_cql(settings: &CqlSettings) -> anyhow::Result<Session> {
+    let mut last_error = None;
+    for _ in 0..60 {
+        match connect_session(settings).await {
+            Ok(session) => return Ok(session),
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(anyhow::anyhow!(
+        "the database did not answer: {last_error:?}"
+    ))
+}
+
+pub async fn query_text(session: &Session, cql: &str) -> String {
+    let Ok(result) = session.query_unpaged(cql, ()).await else {
+        return "unknown".into();
+    };
+    result
+        .into_rows_result()
+        .ok()
+        .and_then(|rows| rows.maybe_first_row::<(Option<String>,)>().ok().flatten())
+        .and_then(|(value,)| value)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Connects, passes the keyspace guard, applies the migrations and the
+/// bench tables (the raw driver prepares statements on them).
+pub async fn prepare(target: &Target, replication: &Replication) -> anyhow::Result<Prepared> {
+    let nodes = match &target.cql_nodes {
+        Some(nodes) => nodes.clone(),
+        None => local_cluster::up(&target.local_cassandra).await?,
+    };
+    let session = Arc::new(wait_for_cql(&CqlSettings::local(nodes.clone())).await?);
+    crate::keyspace::prepare(&session, &target.keyspace, replication).await?;
+    let keyspace = target.keyspace.name.as_str();
+    for table in BENCH_TABLES {
+        session
+            .query_unpaged(table.replace("{ks}", keyspace), ())
+            .await?;
+    }
+    session.await_schema_agreement().await?;
+    let machine = Machine {
+        cores: process::cpu_count(&process::online_cpus()),
+        database_version: query_text(&session, "SELECT release_version FROM system.local").await,
+        paxos_variant: query_text(
+            &session,
+            "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
+        )
+        .await,
+        nodes: nodes.clone(),
+        replication: format!("{replication:?}"),
+        note: "a shared 2-core machine (database nodes, dedupd and the load generator \
+               on the same cores, beside other work): read the shapes, not the values"
+            .into(),
+    };
+    Ok(Prepared {
+        session,
+        nodes,
+        machine,
+        run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+    })
+}
+
+/// Writes `report` as `<out>/<name>.json` and redraws every chart.
+pub fn write_json(out: &Path, name: &str, report: &impl Serialize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let path = out.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")?;
+    eprintln!("wrote {}", path.display());
+    charts::render_all(out)
+}
+
+/// Rounds to `digits` decimals, for readable JSON.
+pub fn round(value: f64, digits: i32) -> f64 {
+    let factor = 10f64.powi(digits);
+    (value * factor).round() / factor
+}
+
+pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
+    match args.sweep {
+        Sweep::Concurrency(args) => throughput::concurrency(args).await,
+        Sweep::OpenLoop(args) => throughput::open(args).await,
+        Sweep::CacheRss(args) => cache_rss::run(args).await,
+        Sweep::Storage(args) => storage::run(args).await,
+        Sweep::Charts(args) => charts::render_all(&args.out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        sweep: Sweep,
+    }
+
+    #[test]
+    fn each_sweep_parses_with_its_own_keyspace() {
+        let keyspace = |args: &[&str]| match Cli::parse_from(args).sweep {
+            Sweep::Concurrency(args) => args.common.target.keyspace.name,
+            Sweep::OpenLoop(args) => args.common.target.keyspace.name,
+            Sweep::CacheRss(args) => args.common.target.keyspace.name,
+            Sweep::Storage(args) => args.target.keyspace.name,
+            Sweep::Charts(_) => unreachable!(),
+        };
+        assert_eq!(keyspace(&["s", "concurrency"]).as_str(), "dedupd_scale");
+        assert_eq!(
+            keyspace(&["s", "open-loop", "--p99-bound-ms", "50"]).as_str(),
+            "dedupd_scale"
+        );
+        assert_eq!(
+            keyspace(&["s", "cache-rss", "--cache-mib", "4"]).as_str(),
+            "dedupd_scale"
+        );
+        assert_eq!(
+            keyspace(&["s", "storage", "--ttl-secs", "30"]).as_str(),
+            "dedupd_scale_ttl"
+        );
+        assert!(Cli::try_parse_from(["s", "charts", "--out", "x"]).is_ok());
+        assert!(Cli::try_parse_from(["s", "storage", "--keyspace", "bad-name"]).is_err());
+    }
+}
