@@ -734,8 +734,12 @@ impl Bench<'_> {
                 Topology::SharedCores => None,
             };
             let plan = Plan {
-                redis: alternatives::names::REDIS.iter().any(|name| args.wants(name)),
-                postgres: alternatives::names::POSTGRES.iter().any(|name| args.wants(name)),
+                redis: alternatives::names::REDIS
+                    .iter()
+                    .any(|name| args.wants(name)),
+                postgres: alternatives::names::POSTGRES
+                    .iter()
+                    .any(|name| args.wants(name)),
                 cpus: database_cpus,
                 connections: profile.closed_workers,
                 dup_namespace: &dup_namespace,

@@ -513,7 +513,11 @@ mod tests {
             .into_iter()
             .map(|check| check.name)
             .collect();
-        assert!(!names.iter().any(|name| name.contains("redis") && !name.starts_with("scenario ")));
+        assert!(
+            !names
+                .iter()
+                .any(|name| name.contains("redis") && !name.starts_with("scenario "))
+        );
         assert!(names.contains(&"scenario dup_heavy_redis_c16 ran".to_owned()));
     }
 

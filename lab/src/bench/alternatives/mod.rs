@@ -328,7 +328,13 @@ pub fn goals(ratios: &Ratios) -> Vec<Goal> {
         ratio: ratio.to_owned(),
         value,
         goal: format!("{} {bound}", if at_least { ">=" } else { "<=" }),
-        met: value.map(|value| if at_least { value >= bound } else { value <= bound }),
+        met: value.map(|value| {
+            if at_least {
+                value >= bound
+            } else {
+                value <= bound
+            }
+        }),
     };
     vec![
         goal(
@@ -723,7 +729,9 @@ pub fn markdown(
             Some(false) => "not met",
             None => "not measured",
         };
-        let value = goal.value.map_or("n/a".into(), |value| format!("{value:.3}"));
+        let value = goal
+            .value
+            .map_or("n/a".into(), |value| format!("{value:.3}"));
         let _ = writeln!(
             text,
             "- {} = {value} (goal {}: {verdict}; reported, not gated)",
@@ -762,8 +770,15 @@ mod tests {
     #[test]
     fn cassandra_says_what_periodic_sync_and_one_replica_risk() {
         let durability = cassandra("periodic", Some(1)).durability();
-        assert!(durability.summary.contains("every 10000ms"), "{durability:?}");
-        assert!(durability.summary.contains("power loss can lose its last 10000ms"));
+        assert!(
+            durability.summary.contains("every 10000ms"),
+            "{durability:?}"
+        );
+        assert!(
+            durability
+                .summary
+                .contains("power loss can lose its last 10000ms")
+        );
         assert!(durability.summary.contains("replication factor 1"));
         assert!(durability.linearizable.starts_with("yes"));
         assert!(durability.linearizable.contains("LOCAL_SERIAL"));
@@ -790,12 +805,20 @@ mod tests {
         let off = settings.durability(false);
         assert!(off.summary.contains("last 3 × 200ms"));
         assert_eq!(off.settings["synchronous_commit"], "off");
-        assert!(off.scenarios.contains(&names::POSTGRES_ASYNC_CLAIM.to_owned()));
+        assert!(
+            off.scenarios
+                .contains(&names::POSTGRES_ASYNC_CLAIM.to_owned())
+        );
         let unsafe_settings = PostgresSettings {
             fsync: "off".into(),
             ..settings
         };
-        assert!(unsafe_settings.durability(true).summary.contains("nothing is crash-safe"));
+        assert!(
+            unsafe_settings
+                .durability(true)
+                .summary
+                .contains("nothing is crash-safe")
+        );
     }
 
     #[test]
@@ -822,7 +845,11 @@ mod tests {
         assert_eq!(goals[0].goal, ">= 0.5");
         assert_eq!(goals[1].met, Some(true));
         assert_eq!(goals[1].goal, "<= 1.5");
-        assert!(goals(&Ratios::default()).iter().all(|goal| goal.met.is_none()));
+        assert!(
+            goals(&Ratios::default())
+                .iter()
+                .all(|goal| goal.met.is_none())
+        );
     }
 
     #[test]

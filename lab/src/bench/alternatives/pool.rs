@@ -24,7 +24,11 @@ impl<C> Pool<C> {
 
     /// A connection of its own until the lease is dropped.
     pub async fn lease(&self) -> Lease<'_, C> {
-        let permit = self.free.acquire().await.expect("the pool's semaphore is never closed");
+        let permit = self
+            .free
+            .acquire()
+            .await
+            .expect("the pool's semaphore is never closed");
         let connection = self
             .idle
             .lock()

@@ -31,7 +31,10 @@ const CLAIM: &str = "INSERT INTO idempotency (ns, key, token, expires_at) \
 /// on the PATH.
 pub fn bindir() -> Result<PathBuf, String> {
     let has_tools = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Ok(output) = std::process::Command::new("pg_config").arg("--bindir").output() {
+    if let Ok(output) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+    {
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         if output.status.success() && has_tools(&dir) {
             return Ok(dir);
@@ -243,7 +246,12 @@ impl PostgresClaims {
         }))
     }
 
-    pub async fn claim(&self, namespace: &str, key: &str, ttl_secs: f64) -> Result<Claimed, String> {
+    pub async fn claim(
+        &self,
+        namespace: &str,
+        key: &str,
+        ttl_secs: f64,
+    ) -> Result<Claimed, String> {
         let lease = self.pool.lease().await;
         let (client, claim) = &*lease;
         let token = Uuid::new_v4();
@@ -293,7 +301,9 @@ pub async fn prepare(client: &Client, namespace: &str, keys: &[String]) -> anyho
 /// A setting as the server reports it (`SHOW`).
 pub async fn show(client: &Client, name: &str) -> String {
     match client.query_one(&format!("SHOW {name}"), &[]).await {
-        Ok(row) => row.try_get::<_, String>(0).unwrap_or_else(|_| "unknown".into()),
+        Ok(row) => row
+            .try_get::<_, String>(0)
+            .unwrap_or_else(|_| "unknown".into()),
         Err(_) => "unknown".into(),
     }
 }

@@ -140,7 +140,10 @@ pub fn claimed(reply: Reply) -> Result<Claimed, String> {
     match reply {
         Reply::Simple(ok) if ok == "OK" => Ok(Claimed::Acquired),
         Reply::Nil => Ok(Claimed::Duplicate),
-        Reply::Error(error) => Err(format!("redis:{}", error.chars().take(30).collect::<String>())),
+        Reply::Error(error) => Err(format!(
+            "redis:{}",
+            error.chars().take(30).collect::<String>()
+        )),
         other => Err(format!("redis_unexpected:{other:?}")),
     }
 }
@@ -226,9 +229,11 @@ impl RedisServer {
         }
         let mut text = Vec::new();
         let mut chunk = [0_u8; 512];
-        while let Ok(Ok(read)) =
-            tokio::time::timeout(Duration::from_millis(500), connection.stream.read(&mut chunk))
-                .await
+        while let Ok(Ok(read)) = tokio::time::timeout(
+            Duration::from_millis(500),
+            connection.stream.read(&mut chunk),
+        )
+        .await
         {
             if read == 0 {
                 break;
@@ -343,7 +348,10 @@ mod tests {
     fn config_get_values_are_read_from_the_array() {
         let reply = b"*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n";
         assert_eq!(config_value(reply), Some("no".into()));
-        assert_eq!(config_value(b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n"), Some(String::new()));
+        assert_eq!(
+            config_value(b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n"),
+            Some(String::new())
+        );
         assert_eq!(config_value(b"*2\r\n$4\r\nsave\r\n$0\r\n"), None);
     }
 }
