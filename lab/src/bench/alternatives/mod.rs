@@ -840,11 +840,11 @@ mod tests {
             dedupd_over_postgres_new_key_p50: Some(1.2),
             ..Ratios::default()
         };
-        let goals = goals(&ratios);
-        assert_eq!(goals[0].met, Some(false));
-        assert_eq!(goals[0].goal, ">= 0.5");
-        assert_eq!(goals[1].met, Some(true));
-        assert_eq!(goals[1].goal, "<= 1.5");
+        let reported = goals(&ratios);
+        assert_eq!(reported[0].met, Some(false));
+        assert_eq!(reported[0].goal, ">= 0.5");
+        assert_eq!(reported[1].met, Some(true));
+        assert_eq!(reported[1].goal, "<= 1.5");
         assert!(
             goals(&Ratios::default())
                 .iter()
