@@ -1,22 +1,27 @@
 //! `dedupd-lab bench`: what the guarantee costs, measured side by side in one
 //! run against one cluster.
 //!
-//! It starts what it measures: a dedupd server in-process on a free
-//! loopback port, over the Cassandra in DEDUPD_LAB_CQL_NODES or the local node
-//! (started with deploy/local/cassandra when none is named). Scenarios run
-//! interleaved, a slice each per round, so that drift of the machine (other
-//! load, compaction, JIT warm-up) lands on all of them alike.
+//! It starts what it measures: a `dedupd serve` process of its own on a free
+//! loopback port (see `dedupd_process`), over the Cassandra in
+//! DEDUPD_LAB_CQL_NODES or the local node (started with
+//! deploy/local/cassandra when none is named), and, to compare with what
+//! users would pick instead, a private Redis and PostgreSQL (see
+//! `alternatives`). Scenarios run interleaved, a slice each per round, so
+//! that drift of the machine (other load, compaction, JIT warm-up) lands
+//! on all of them alike.
 //!
 //! Its length is the scenario list and the run that interleaves them; the
-//! load generator, the scenarios' operations and the report are modules
-//! of their own.
+//! load generator, the scenarios' operations, the alternatives and the
+//! report are modules of their own.
 
+mod alternatives;
 pub mod load;
 mod report;
 pub mod scenarios;
 pub mod soak;
 mod topology;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +35,7 @@ use crate::dedupd_process::ServerProcess;
 use crate::process::{self, Pid};
 use crate::target::Target;
 use crate::{local_cluster, metrics_text};
+use alternatives::{Alternatives, AlternativesReport, CassandraSettings, Durability, Plan};
 use dedupd::domain::KeyspaceName;
 use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
@@ -258,6 +264,12 @@ struct BenchReport {
     memory: Memory,
     /// The same comparisons on another topology (shared cores), labelled.
     other_topologies: Vec<TopologyRun>,
+    /// What an acknowledged claim is worth on each system measured, keyed
+    /// `cassandra`, `postgres_synchronous_commit_on`, `…_off`, `redis`.
+    durability: BTreeMap<String, Durability>,
+    /// Redis and PostgreSQL beside dedupd: where they ran, what was
+    /// skipped and why, the goals of the comparison.
+    alternatives: Option<AlternativesReport>,
     checks: Vec<Check>,
     duration_secs: f64,
 }
@@ -336,6 +348,9 @@ struct TopologyRun {
     cross_partition_batch_error: String,
     /// The measured dedupd process's resident memory.
     memory: Memory,
+    /// Measured in the first run only (the headline topology).
+    #[serde(skip)]
+    alternatives: Option<AlternativesReport>,
 }
 
 /// The scenarios the shared-cores run repeats: the comparisons the
@@ -383,6 +398,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
     )
     .await;
+    let cassandra_durability = cassandra_settings(&session, &keyspace, nodes.len())
+        .await
+        .durability();
     let raw = Arc::new(
         RawDriver::prepare(session.clone(), &keyspace, SerialConsistency::LocalSerial).await?,
     );
@@ -451,8 +469,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let main = runs.remove(0);
-    let checks = report::checks(&main.scenarios, &main.ratios);
+    let mut main = runs.remove(0);
+    let mut alternatives = main.alternatives.take();
+    let mut checks = report::checks(&main.scenarios, &main.ratios);
+    let mut durability = BTreeMap::from([("cassandra".to_owned(), cassandra_durability.clone())]);
+    if let Some(alternatives) = &mut alternatives {
+        alternatives.goals = alternatives::goals(&main.ratios);
+        durability.extend(alternatives.durability.clone());
+        // Binaries that are there but a server that does not start is a
+        // broken scenario; missing binaries are a loud skip, not a failure.
+        for failure in &alternatives.failed_to_start {
+            checks.push(Check::new("alternative started", false, failure.clone()));
+        }
+    }
     let machine = Machine {
         cores: process::cpu_count(&process::online_cpus()),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
@@ -462,9 +491,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         replication: format!("{:?}", args.replication),
     };
     let mut markdown = String::new();
-    for run in std::iter::once(&main).chain(&runs) {
+    for (index, run) in std::iter::once(&main).chain(&runs).enumerate() {
         let table = report::markdown_table(&run.scenarios);
-        let ratio_table = report::markdown_ratios(&run.ratios);
+        let mut ratio_table = report::markdown_ratios(&run.ratios);
+        if let (0, Some(alternatives)) = (index, &alternatives) {
+            ratio_table.push('\n');
+            ratio_table.push_str(&alternatives::markdown(
+                &run.scenarios,
+                &cassandra_durability,
+                alternatives,
+            ));
+        }
         println!(
             "\n## dedupd bench ({:?} profile) on {} cores, database {} (paxos {}), {}\n\n{}\n\n{table}\n{ratio_table}",
             args.profile,
@@ -500,6 +537,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         cross_partition_batch_error: main.cross_partition_batch_error,
         memory: main.memory,
         other_topologies: runs,
+        durability,
+        alternatives,
         checks: checks.clone(),
         duration_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };
@@ -685,16 +724,45 @@ impl Bench<'_> {
             )
             .served_by(&server),
         );
+        // What users would pick instead, in the headline run only: on the
+        // database CPUs of a pinned topology, as the Cassandra node.
+        let alternatives = if only_headline {
+            None
+        } else {
+            let database_cpus = match topology {
+                Topology::Pinned { database_cpus, .. } => Some(database_cpus.as_str()),
+                Topology::SharedCores => None,
+            };
+            let plan = Plan {
+                redis: alternatives::names::REDIS
+                    .iter()
+                    .any(|name| args.wants(name)),
+                postgres: alternatives::names::POSTGRES
+                    .iter()
+                    .any(|name| args.wants(name)),
+                cpus: database_cpus,
+                connections: profile.closed_workers,
+                dup_namespace: &dup_namespace,
+                preloaded: &preloaded,
+            };
+            if plan.redis || plan.postgres {
+                progress.line("starting the alternatives (a private Redis and PostgreSQL)");
+            }
+            let started = Alternatives::start(&plan).await;
+            scenarios.extend(alternative_scenarios(
+                &started,
+                profile,
+                run_id,
+                &new_keys_namespace,
+                &dup_namespace,
+                &preloaded,
+            ));
+            Some(started)
+        };
         if only_headline {
             scenarios.retain(|scenario| SHARED_CORES_SCENARIOS.contains(&scenario.name.as_str()));
         }
-        if !args.only.is_empty() {
-            scenarios.retain(|scenario| {
-                args.only
-                    .iter()
-                    .any(|part| scenario.name.contains(part.as_str()))
-            });
-        }
+        scenarios.retain(|scenario| args.wants(&scenario.name));
         let deadline = Duration::from_secs(profile.slice_deadline_secs);
         for scenario in &mut scenarios {
             progress.show(&format!("warm-up: {}", scenario.name));
@@ -747,6 +815,10 @@ impl Bench<'_> {
             rss_end_mib: server.rss_mib(),
         };
         server.stop().await;
+        let alternatives = match alternatives {
+            Some(started) => Some(started.stop().await),
+            None => None,
+        };
         Ok(TopologyRun {
             topology: topology.clone(),
             label,
@@ -754,8 +826,179 @@ impl Bench<'_> {
             ratios,
             cross_partition_batch_error,
             memory,
+            alternatives,
         })
     }
+}
+
+impl BenchArgs {
+    /// Whether `--only` (if given) admits the scenario `name`.
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|part| name.contains(part.as_str()))
+    }
+}
+
+/// Redis and PostgreSQL on the streams dedupd is measured on, at the same
+/// loads: new keys under the profile's open loop (`redis_claim`,
+/// `postgres_claim`, beside `http_claim`) and closed loop (`…_c16`, beside
+/// `http_claim_c16`), and the duplicate-heavy stream (`dup_heavy_…_c16`,
+/// beside `dup_heavy_dedupd_c16`, over the same preloaded keys). Systems
+/// that did not start have none.
+fn alternative_scenarios(
+    alternatives: &Alternatives,
+    profile: &Profile,
+    run_id: &str,
+    new_keys_namespace: &str,
+    dup_namespace: &str,
+    preloaded: &Arc<Vec<String>>,
+) -> Vec<Scenario> {
+    use alternatives::names;
+    let open = Load::open(profile);
+    let closed = Load::Closed {
+        workers: profile.closed_workers,
+    };
+    let (new_ops, closed_ops, dup_ops) = (
+        profile.open_ops_per_round,
+        profile.closed_ops_per_round,
+        profile.dup_ops_per_round,
+    );
+    let ns = new_keys_namespace;
+    let candidates = [
+        (
+            names::REDIS_CLAIM,
+            open,
+            alternatives.redis_new_keys(ns, &format!("{run_id}-redis")),
+            new_ops,
+        ),
+        (
+            names::REDIS_CLAIM_C16,
+            closed,
+            alternatives.redis_new_keys(ns, &format!("{run_id}-redisc")),
+            closed_ops,
+        ),
+        (
+            names::REDIS_DUP_HEAVY,
+            closed,
+            alternatives.redis_dup_heavy(
+                dup_namespace,
+                preloaded.clone(),
+                &format!("{run_id}-dupredis"),
+            ),
+            dup_ops,
+        ),
+        (
+            names::POSTGRES_CLAIM,
+            open,
+            alternatives.postgres_new_keys(true, ns, &format!("{run_id}-pg")),
+            new_ops,
+        ),
+        (
+            names::POSTGRES_CLAIM_C16,
+            closed,
+            alternatives.postgres_new_keys(true, ns, &format!("{run_id}-pgc")),
+            closed_ops,
+        ),
+        (
+            names::POSTGRES_DUP_HEAVY,
+            closed,
+            alternatives.postgres_dup_heavy(
+                dup_namespace,
+                preloaded.clone(),
+                &format!("{run_id}-duppg"),
+            ),
+            dup_ops,
+        ),
+        (
+            names::POSTGRES_ASYNC_CLAIM,
+            open,
+            alternatives.postgres_new_keys(false, ns, &format!("{run_id}-pga")),
+            new_ops,
+        ),
+        (
+            names::POSTGRES_ASYNC_CLAIM_C16,
+            closed,
+            alternatives.postgres_new_keys(false, ns, &format!("{run_id}-pgac")),
+            closed_ops,
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(name, load, operation, ops)| {
+            operation.map(|operation| Scenario::new(name, load, operation, ops))
+        })
+        .collect()
+}
+
+/// The settings dedupd's durability rests on, as the cluster reports them.
+async fn cassandra_settings(
+    session: &scylla::client::session::Session,
+    keyspace: &KeyspaceName,
+    nodes: usize,
+) -> CassandraSettings {
+    let mut period = setting(session, "commitlog_sync_period").await;
+    if period == "unknown" {
+        // Cassandra 4.0 names it with its unit.
+        period = setting(session, "commitlog_sync_period_in_ms").await;
+    }
+    let replication = keyspace_replication(session, keyspace).await;
+    CassandraSettings {
+        commitlog_sync: setting(session, "commitlog_sync").await,
+        commitlog_sync_period: period,
+        commitlog_sync_group_window: setting(session, "commitlog_sync_group_window").await,
+        replication_factor: replication.as_ref().and_then(replication_factor),
+        replication: replication.map_or_else(|| "unknown".into(), |map| describe_replication(&map)),
+        nodes,
+        // As the bench's raw LWTs and the dedupd process it starts set them.
+        consistency: "LOCAL_QUORUM".into(),
+        serial_consistency: "LOCAL_SERIAL".into(),
+    }
+}
+
+/// A node setting (`system_views.settings`), "unknown" when it has none.
+async fn setting(session: &scylla::client::session::Session, name: &str) -> String {
+    let cql = format!("SELECT value FROM system_views.settings WHERE name = '{name}'");
+    query_text(session, &cql).await
+}
+
+async fn keyspace_replication(
+    session: &scylla::client::session::Session,
+    keyspace: &KeyspaceName,
+) -> Option<BTreeMap<String, String>> {
+    let result = session
+        .query_unpaged(
+            "SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = ?",
+            (keyspace.as_str(),),
+        )
+        .await
+        .ok()?;
+    let rows = result.into_rows_result().ok()?;
+    let (map,) = rows
+        .maybe_first_row::<(std::collections::HashMap<String, String>,)>()
+        .ok()??;
+    Some(map.into_iter().collect())
+}
+
+/// `SimpleStrategy replication_factor=1`, `NetworkTopologyStrategy dc1=3`.
+fn describe_replication(map: &BTreeMap<String, String>) -> String {
+    let class = map
+        .get("class")
+        .map(|class| class.rsplit('.').next().unwrap_or(class).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let factors: Vec<String> = map
+        .iter()
+        .filter(|(name, _)| name.as_str() != "class")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    format!("{class} {}", factors.join(" "))
+}
+
+/// The replicas a claim is written to: the replication factor, or the
+/// largest data center's.
+fn replication_factor(map: &BTreeMap<String, String>) -> Option<u32> {
+    map.iter()
+        .filter(|(name, _)| name.as_str() != "class")
+        .filter_map(|(_, value)| value.parse().ok())
+        .max()
 }
 
 /// Completed keys the measured instance redelivers in

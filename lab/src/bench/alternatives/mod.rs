@@ -1,0 +1,877 @@
+//! What users would pick instead of dedupd, measured in the same run by
+//! the same load generator at the same concurrency on the same streams:
+//! Redis (`SET key token NX PX ttl`, no persistence) and PostgreSQL
+//! (`INSERT … ON CONFLICT DO NOTHING RETURNING` on an idempotency table,
+//! `synchronous_commit` on, and off as a second, labelled scenario).
+//!
+//! Both are Debian's packages, started here as private servers on free
+//! loopback ports in temporary directories and stopped here (also on an
+//! error: their guards stop them when dropped). In the production-shaped
+//! topology they run on the database CPU, as the Cassandra node does, so
+//! that each store gets the core Cassandra gets. A system whose binaries
+//! are missing is skipped, and the report says so and why.
+//!
+//! The figures differ in what an acknowledged claim is worth, and the
+//! report states it beside them ([`Durability`]): that difference is the
+//! point of the comparison.
+
+mod pool;
+pub mod postgres;
+pub mod redis;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::load::{Operation, on_keys};
+use super::report::{Ratios, ScenarioReport};
+use super::scenarios::dup_heavy_key;
+use postgres::{PostgresClaims, PostgresServer};
+use redis::{RedisClaims, RedisServer};
+
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    Acquired,
+    Duplicate,
+}
+
+/// The claims' time to live, as the HTTP scenarios ask for it.
+pub const TTL_SECS: u64 = 3600;
+
+/// The alternatives' scenarios, beside the dedupd scenarios they are
+/// compared with (same load, same stream).
+pub mod names {
+    /// New keys, the profile's open loop: as `http_claim`.
+    pub const REDIS_CLAIM: &str = "redis_claim";
+    /// New keys, closed loop: as `http_claim_c16`.
+    pub const REDIS_CLAIM_C16: &str = "redis_claim_c16";
+    /// The duplicate-heavy stream: as `dup_heavy_dedupd_c16`.
+    pub const REDIS_DUP_HEAVY: &str = "dup_heavy_redis_c16";
+    pub const POSTGRES_CLAIM: &str = "postgres_claim";
+    pub const POSTGRES_CLAIM_C16: &str = "postgres_claim_c16";
+    pub const POSTGRES_DUP_HEAVY: &str = "dup_heavy_postgres_c16";
+    /// The same with `synchronous_commit = off` on their sessions.
+    pub const POSTGRES_ASYNC_CLAIM: &str = "postgres_claim_async_commit";
+    pub const POSTGRES_ASYNC_CLAIM_C16: &str = "postgres_claim_c16_async_commit";
+
+    pub const REDIS: [&str; 3] = [REDIS_CLAIM, REDIS_CLAIM_C16, REDIS_DUP_HEAVY];
+    pub const POSTGRES: [&str; 5] = [
+        POSTGRES_CLAIM,
+        POSTGRES_CLAIM_C16,
+        POSTGRES_DUP_HEAVY,
+        POSTGRES_ASYNC_CLAIM,
+        POSTGRES_ASYNC_CLAIM_C16,
+    ];
+}
+
+/// `name` on the PATH, if there.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A new, empty directory of this process's own under the temp dir.
+pub fn private_dir(kind: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "dedupd-lab-{kind}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// `program`, under `taskset --cpu-list cpus` when given: the process and
+/// everything it starts stay on those CPUs.
+pub fn on_cpus(cpus: Option<&str>, program: &Path) -> std::process::Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = std::process::Command::new("taskset");
+            command.args(["--cpu-list", cpus]).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// The CPUs a process may run on, as /proc says (`Cpus_allowed_list`).
+fn cpus_allowed(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("Cpus_allowed_list:")
+                    .map(|cpus| cpus.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// What an acknowledged claim is worth on one system, beside its figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Durability {
+    /// The system, in words.
+    pub system: String,
+    /// The scenarios that measured it.
+    pub scenarios: Vec<String>,
+    /// The settings the statement rests on, as the system reported them.
+    pub settings: BTreeMap<String, String>,
+    /// Whether two claimants of one key can never both win, in every
+    /// failure the system's setup survives.
+    pub linearizable: String,
+    /// What an acknowledged claim survives, in words.
+    pub summary: String,
+}
+
+fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+/// The Cassandra settings dedupd's durability rests on.
+#[derive(Debug, Clone)]
+pub struct CassandraSettings {
+    pub commitlog_sync: String,
+    pub commitlog_sync_period: String,
+    pub commitlog_sync_group_window: String,
+    /// The bench keyspace's replication, as the schema holds it.
+    pub replication: String,
+    pub replication_factor: Option<u32>,
+    pub nodes: usize,
+    pub consistency: String,
+    pub serial_consistency: String,
+}
+
+impl CassandraSettings {
+    pub fn durability(&self) -> Durability {
+        let flush = match self.commitlog_sync.as_str() {
+            "periodic" => format!(
+                "acknowledged once in the commit log, which is flushed to disk every {} \
+                 (commitlog_sync periodic): a node's crash loses nothing the OS holds, its \
+                 power loss can lose its last {} of writes",
+                self.commitlog_sync_period, self.commitlog_sync_period
+            ),
+            "batch" => "flushed to the commit log on disk before it is acknowledged \
+                        (commitlog_sync batch)"
+                .to_owned(),
+            "group" => format!(
+                "flushed to the commit log on disk, in groups every {}, before it is \
+                 acknowledged (commitlog_sync group)",
+                self.commitlog_sync_group_window
+            ),
+            other => format!("commitlog_sync {other}"),
+        };
+        let copies = match self.replication_factor {
+            Some(1) => format!(
+                "replication factor 1 on {} node(s): one copy, no replica, so that loss is \
+                 final (this run's setup; production runs 3 replicas)",
+                self.nodes
+            ),
+            Some(rf) => format!(
+                "replication factor {rf}, written at {}: on a majority of replicas before \
+                 the answer, so a claim survives the loss of a minority of them",
+                self.consistency
+            ),
+            None => format!("replication {}", self.replication),
+        };
+        Durability {
+            system: "dedupd on Cassandra (lightweight transactions)".into(),
+            scenarios: [
+                "http_claim",
+                "http_claim_c16",
+                "dup_heavy_dedupd_c16",
+                "lwt_claim_row",
+                "lwt_claim_row_c16",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            settings: settings(&[
+                ("commitlog_sync", &self.commitlog_sync),
+                ("commitlog_sync_period", &self.commitlog_sync_period),
+                ("replication", &self.replication),
+                ("consistency", &self.consistency),
+                ("serial_consistency", &self.serial_consistency),
+            ]),
+            linearizable: format!(
+                "yes: a Paxos round at {} decides each claim, across node failures \
+                 (a majority of replicas must agree)",
+                self.serial_consistency
+            ),
+            summary: format!("{flush}; {copies}"),
+        }
+    }
+}
+
+/// PostgreSQL's settings as the server reported them.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    pub version: String,
+    pub fsync: String,
+    pub wal_sync_method: String,
+    pub wal_writer_delay: String,
+}
+
+impl PostgresSettings {
+    pub fn durability(&self, synchronous_commit: bool) -> Durability {
+        let fsync_off = self.fsync != "on";
+        let commit = if synchronous_commit {
+            format!(
+                "each commit waits for its WAL record's flush to the local disk \
+                 (synchronous_commit on, fsync {}, wal_sync_method {}): an acknowledged claim \
+                 survives a crash or a power loss",
+                self.fsync, self.wal_sync_method
+            )
+        } else {
+            format!(
+                "a commit is acknowledged before its WAL flush (synchronous_commit off; the WAL \
+                 writer flushes every {}): a crash can lose the last 3 × {} of acknowledged \
+                 claims (the database stays consistent)",
+                self.wal_writer_delay, self.wal_writer_delay
+            )
+        };
+        let caveat = if fsync_off {
+            "; fsync is off: nothing is crash-safe"
+        } else {
+            ""
+        };
+        let mode = if synchronous_commit { "on" } else { "off" };
+        let scenarios: &[&str] = if synchronous_commit {
+            &[
+                names::POSTGRES_CLAIM,
+                names::POSTGRES_CLAIM_C16,
+                names::POSTGRES_DUP_HEAVY,
+            ]
+        } else {
+            &[names::POSTGRES_ASYNC_CLAIM, names::POSTGRES_ASYNC_CLAIM_C16]
+        };
+        Durability {
+            system: format!("PostgreSQL {}, synchronous_commit {mode}", self.version),
+            scenarios: scenarios.iter().map(|name| (*name).to_owned()).collect(),
+            settings: settings(&[
+                ("synchronous_commit", mode),
+                ("fsync", &self.fsync),
+                ("wal_sync_method", &self.wal_sync_method),
+                ("wal_writer_delay", &self.wal_writer_delay),
+                ("replicas", "none (single node)"),
+            ]),
+            linearizable: "on the one node (its primary key decides); no failover to be \
+                           linearizable across"
+                .into(),
+            summary: format!(
+                "{commit}{caveat}; a single node with no replica: losing its disk loses every \
+                 claim, and its outage stops claims"
+            ),
+        }
+    }
+}
+
+/// Redis's settings as the server reported them.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub version: String,
+    pub save: String,
+    pub appendonly: String,
+}
+
+impl RedisSettings {
+    pub fn durability(&self) -> Durability {
+        let persistence = if self.save.is_empty() && self.appendonly == "no" {
+            "no persistence (save '', appendonly no): claims live in memory only, and a \
+             restart of redis-server loses every one (redeliveries then pass as new)"
+                .to_owned()
+        } else {
+            format!(
+                "persistence save '{}', appendonly {}",
+                self.save, self.appendonly
+            )
+        };
+        Durability {
+            system: format!("Redis {}, no persistence", self.version),
+            scenarios: names::REDIS.map(str::to_owned).to_vec(),
+            settings: settings(&[
+                ("save", &self.save),
+                ("appendonly", &self.appendonly),
+                ("replicas", "none (single node)"),
+            ]),
+            linearizable: "on the one node only: replication, if added, is asynchronous, so a \
+                           failover can lose acknowledged claims and let a second claimant win"
+                .into(),
+            summary: format!("{persistence}; a single node with no replica"),
+        }
+    }
+}
+
+/// A ratio's goal, reported (never gated: CI gates only on broken
+/// scenarios for these).
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    pub ratio: String,
+    pub value: Option<f64>,
+    /// `>= 0.5`
+    pub goal: String,
+    /// None when the run did not measure it.
+    pub met: Option<bool>,
+}
+
+/// The goals of the comparison with the alternatives.
+pub fn goals(ratios: &Ratios) -> Vec<Goal> {
+    let goal = |ratio: &str, value: Option<f64>, at_least: bool, bound: f64| Goal {
+        ratio: ratio.to_owned(),
+        value,
+        goal: format!("{} {bound}", if at_least { ">=" } else { "<=" }),
+        met: value.map(|value| {
+            if at_least {
+                value >= bound
+            } else {
+                value <= bound
+            }
+        }),
+    };
+    vec![
+        goal(
+            "dedupd_over_redis_dup_heavy_throughput",
+            ratios.dedupd_over_redis_dup_heavy_throughput,
+            true,
+            0.5,
+        ),
+        goal(
+            "dedupd_over_postgres_new_key_p50",
+            ratios.dedupd_over_postgres_new_key_p50,
+            false,
+            1.5,
+        ),
+    ]
+}
+
+/// The alternatives' part of the report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlternativesReport {
+    /// Where each server ran, as /proc says.
+    pub placement: Vec<String>,
+    /// Systems not measured because their binaries are missing, and why.
+    pub skipped: Vec<String>,
+    /// Systems whose binaries are there but that did not start: broken.
+    pub failed_to_start: Vec<String>,
+    /// Keyed `redis`, `postgres_synchronous_commit_on`, `…_off`.
+    pub durability: BTreeMap<String, Durability>,
+    pub goals: Vec<Goal>,
+}
+
+/// What the alternatives' scenarios need: where they answer, and the
+/// preloaded duplicate-heavy keys already claimed on each.
+pub struct Alternatives {
+    redis: Option<(RedisServer, Arc<RedisClaims>)>,
+    postgres: Option<PostgresSide>,
+    pub report: AlternativesReport,
+}
+
+struct PostgresSide {
+    server: PostgresServer,
+    synchronous: Arc<PostgresClaims>,
+    asynchronous: Arc<PostgresClaims>,
+}
+
+/// Which alternatives to start, where, and what to preload.
+pub struct Plan<'a> {
+    pub redis: bool,
+    pub postgres: bool,
+    /// The database CPUs of a pinned topology (None: this process's own).
+    pub cpus: Option<&'a str>,
+    /// Connections per system: the closed loops' workers.
+    pub connections: usize,
+    /// The duplicate-heavy stream's namespace and its preloaded keys.
+    pub dup_namespace: &'a str,
+    pub preloaded: &'a [String],
+}
+
+impl Alternatives {
+    /// Starts what `plan` asks for. Never fails: a system that is missing
+    /// or does not start is recorded as such and left out.
+    pub async fn start(plan: &Plan<'_>) -> Self {
+        let mut alternatives = Self {
+            redis: None,
+            postgres: None,
+            report: AlternativesReport::default(),
+        };
+        let placement = match plan.cpus {
+            Some(cpus) => format!("pinned to CPU {cpus}, as the Cassandra node"),
+            None => "on every CPU, as the Cassandra node".to_owned(),
+        };
+        if plan.redis {
+            match redis::binary() {
+                None => alternatives.report.skipped.push(
+                    "Redis: no redis-server on the PATH (install Debian's redis-server)".into(),
+                ),
+                Some(binary) => match start_redis(&binary, plan).await {
+                    Ok((server, claims, settings)) => {
+                        alternatives.report.placement.push(format!(
+                            "redis-server {} (pid {}) {placement}: allowed CPUs {}",
+                            settings.version,
+                            server.pid,
+                            cpus_allowed(server.pid)
+                        ));
+                        alternatives
+                            .report
+                            .durability
+                            .insert("redis".into(), settings.durability());
+                        alternatives.redis = Some((server, claims));
+                    }
+                    Err(error) => alternatives
+                        .report
+                        .failed_to_start
+                        .push(format!("Redis ({}): {error:#}", binary.display())),
+                },
+            }
+        }
+        if plan.postgres {
+            match postgres::bindir() {
+                Err(why) => alternatives
+                    .report
+                    .skipped
+                    .push(format!("PostgreSQL: {why}")),
+                Ok(bindir) => match start_postgres(&bindir, plan).await {
+                    Ok((side, settings)) => {
+                        alternatives.report.placement.push(format!(
+                            "postgres {} (postmaster pid {} and the backends it forks) \
+                             {placement}: allowed CPUs {}",
+                            settings.version,
+                            side.server.postmaster_pid,
+                            cpus_allowed(side.server.postmaster_pid)
+                        ));
+                        for synchronous in [true, false] {
+                            let key = format!(
+                                "postgres_synchronous_commit_{}",
+                                if synchronous { "on" } else { "off" }
+                            );
+                            alternatives
+                                .report
+                                .durability
+                                .insert(key, settings.durability(synchronous));
+                        }
+                        alternatives.postgres = Some(side);
+                    }
+                    Err(error) => alternatives
+                        .report
+                        .failed_to_start
+                        .push(format!("PostgreSQL ({}): {error:#}", bindir.display())),
+                },
+            }
+        }
+        alternatives
+    }
+
+    /// Redis claims of new keys `{prefix}-{index}`.
+    pub fn redis_new_keys(&self, namespace: &str, prefix: &str) -> Option<Operation> {
+        let (_, claims) = self.redis.as_ref()?;
+        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
+        Some(on_keys(
+            claims.clone(),
+            move |index| format!("{prefix}-{index}"),
+            move |claims, key| {
+                let namespace = namespace.clone();
+                async move { new_key(claims.claim(&namespace, &key, TTL_SECS * 1000).await) }
+            },
+        ))
+    }
+
+    /// Redis on the duplicate-heavy stream: acquired and duplicate are
+    /// both answers.
+    pub fn redis_dup_heavy(
+        &self,
+        namespace: &str,
+        preloaded: Arc<Vec<String>>,
+        prefix: &str,
+    ) -> Option<Operation> {
+        let (_, claims) = self.redis.as_ref()?;
+        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
+        Some(on_keys(
+            claims.clone(),
+            move |index| dup_heavy_key(&preloaded, &prefix, index),
+            move |claims, key| {
+                let namespace = namespace.clone();
+                async move {
+                    claims
+                        .claim(&namespace, &key, TTL_SECS * 1000)
+                        .await
+                        .map(|_| ())
+                }
+            },
+        ))
+    }
+
+    fn postgres_claims(&self, synchronous_commit: bool) -> Option<Arc<PostgresClaims>> {
+        let side = self.postgres.as_ref()?;
+        Some(if synchronous_commit {
+            side.synchronous.clone()
+        } else {
+            side.asynchronous.clone()
+        })
+    }
+
+    /// PostgreSQL claims of new keys `{prefix}-{index}`.
+    pub fn postgres_new_keys(
+        &self,
+        synchronous_commit: bool,
+        namespace: &str,
+        prefix: &str,
+    ) -> Option<Operation> {
+        let claims = self.postgres_claims(synchronous_commit)?;
+        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
+        Some(on_keys(
+            claims,
+            move |index| format!("{prefix}-{index}"),
+            move |claims, key| {
+                let namespace = namespace.clone();
+                async move { new_key(claims.claim(&namespace, &key, TTL_SECS as f64).await) }
+            },
+        ))
+    }
+
+    /// PostgreSQL on the duplicate-heavy stream (synchronous commit).
+    pub fn postgres_dup_heavy(
+        &self,
+        namespace: &str,
+        preloaded: Arc<Vec<String>>,
+        prefix: &str,
+    ) -> Option<Operation> {
+        let claims = self.postgres_claims(true)?;
+        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
+        Some(on_keys(
+            claims,
+            move |index| dup_heavy_key(&preloaded, &prefix, index),
+            move |claims, key| {
+                let namespace = namespace.clone();
+                async move {
+                    claims
+                        .claim(&namespace, &key, TTL_SECS as f64)
+                        .await
+                        .map(|_| ())
+                }
+            },
+        ))
+    }
+
+    /// Stops the servers and hands back the report.
+    pub async fn stop(self) -> AlternativesReport {
+        if let Some((server, claims)) = self.redis {
+            drop(claims);
+            server.stop().await;
+        }
+        if let Some(side) = self.postgres {
+            drop((side.synchronous, side.asynchronous));
+            side.server.stop().await;
+        }
+        self.report
+    }
+}
+
+/// A new key must be acquired: a duplicate would be a key clash.
+fn new_key(claimed: Result<Claimed, String>) -> Result<(), String> {
+    match claimed? {
+        Claimed::Acquired => Ok(()),
+        Claimed::Duplicate => Err("not_acquired".into()),
+    }
+}
+
+async fn start_redis(
+    binary: &Path,
+    plan: &Plan<'_>,
+) -> anyhow::Result<(RedisServer, Arc<RedisClaims>, RedisSettings)> {
+    let server = RedisServer::start(binary, plan.cpus).await?;
+    let settings = RedisSettings {
+        version: server_version(binary).await,
+        save: server.config("save").await,
+        appendonly: server.config("appendonly").await,
+    };
+    let claims = RedisClaims::connect(server.port, plan.connections).await?;
+    for chunk in plan.preloaded.chunks(plan.connections.max(1)) {
+        let claimed = chunk
+            .iter()
+            .map(|key| claims.claim(plan.dup_namespace, key, TTL_SECS * 1000));
+        for result in futures::future::join_all(claimed).await {
+            result.map_err(|error| anyhow::anyhow!("preloading Redis failed: {error}"))?;
+        }
+    }
+    Ok((server, claims, settings))
+}
+
+/// `redis-server --version`'s `v=7.0.15`.
+async fn server_version(binary: &Path) -> String {
+    let output = tokio::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .await;
+    output
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("v=").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn start_postgres(
+    bindir: &Path,
+    plan: &Plan<'_>,
+) -> anyhow::Result<(PostgresSide, PostgresSettings)> {
+    let server = PostgresServer::start(bindir, plan.cpus).await?;
+    let setup = postgres::connect(server.port).await?;
+    postgres::prepare(&setup, plan.dup_namespace, plan.preloaded).await?;
+    let settings = PostgresSettings {
+        version: postgres::show(&setup, "server_version").await,
+        fsync: postgres::show(&setup, "fsync").await,
+        wal_sync_method: postgres::show(&setup, "wal_sync_method").await,
+        wal_writer_delay: postgres::show(&setup, "wal_writer_delay").await,
+    };
+    anyhow::ensure!(
+        postgres::show(&setup, "synchronous_commit").await == "on",
+        "the private PostgreSQL does not default to synchronous_commit = on"
+    );
+    drop(setup);
+    let synchronous = PostgresClaims::connect(server.port, plan.connections, true).await?;
+    let asynchronous = PostgresClaims::connect(server.port, plan.connections, false).await?;
+    Ok((
+        PostgresSide {
+            server,
+            synchronous,
+            asynchronous,
+        },
+        settings,
+    ))
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.2}", micros as f64 / 1000.0)
+}
+
+/// The systems side by side: dedupd's figures and the alternatives', each
+/// beside what it promises; then the goals, and what was not measured.
+pub fn markdown(
+    scenarios: &[ScenarioReport],
+    cassandra: &Durability,
+    report: &AlternativesReport,
+) -> String {
+    let find = |name: &str| scenarios.iter().find(|s| s.name == name);
+    let p50 = |name: &str| find(name).map_or("n/a".into(), |s| ms(s.p50_us));
+    let p99 = |name: &str| find(name).map_or("n/a".into(), |s| ms(s.p99_us));
+    let tput = |name: Option<&str>| {
+        name.and_then(find)
+            .map_or("n/a".into(), |s| format!("{:.0}", s.throughput_per_s))
+    };
+    // (durability, new keys open loop, new keys c16, duplicate-heavy c16)
+    let rows: [(Option<&Durability>, &str, &str, Option<&str>); 4] = [
+        (
+            Some(cassandra),
+            "http_claim",
+            "http_claim_c16",
+            Some("dup_heavy_dedupd_c16"),
+        ),
+        (
+            report.durability.get("postgres_synchronous_commit_on"),
+            names::POSTGRES_CLAIM,
+            names::POSTGRES_CLAIM_C16,
+            Some(names::POSTGRES_DUP_HEAVY),
+        ),
+        (
+            report.durability.get("postgres_synchronous_commit_off"),
+            names::POSTGRES_ASYNC_CLAIM,
+            names::POSTGRES_ASYNC_CLAIM_C16,
+            None,
+        ),
+        (
+            report.durability.get("redis"),
+            names::REDIS_CLAIM,
+            names::REDIS_CLAIM_C16,
+            Some(names::REDIS_DUP_HEAVY),
+        ),
+    ];
+    let mut text = String::from(
+        "What users would pick instead, in the same run (same load generator, same \
+         concurrency, same streams), each beside what an acknowledged claim is worth on it:\n\n\
+         | system | scenarios | new-key p50 ms (open loop) | new-key p99 ms | new keys/s (c16) | \
+         duplicate-heavy claims/s (c16) | linearizable | durability |\n\
+         |---|---|---:|---:|---:|---:|---|---|\n",
+    );
+    for (durability, open, closed, dup) in rows {
+        // A system that was not started has no row: the lines below say why.
+        let Some(durability) = durability else {
+            continue;
+        };
+        let mut measured = vec![open, closed];
+        measured.extend(dup);
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            durability.system,
+            measured.join(", "),
+            p50(open),
+            p99(open),
+            tput(Some(closed)),
+            tput(dup),
+            durability.linearizable,
+            durability.summary,
+        );
+    }
+    text.push('\n');
+    for goal in &report.goals {
+        let verdict = match goal.met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not measured",
+        };
+        let value = goal
+            .value
+            .map_or("n/a".into(), |value| format!("{value:.3}"));
+        let _ = writeln!(
+            text,
+            "- {} = {value} (goal {}: {verdict}; reported, not gated)",
+            goal.ratio, goal.goal
+        );
+    }
+    for line in &report.placement {
+        let _ = writeln!(text, "- placement: {line}");
+    }
+    for line in &report.skipped {
+        let _ = writeln!(text, "- **SKIPPED** {line}: its figures and ratios are n/a");
+    }
+    for line in &report.failed_to_start {
+        let _ = writeln!(text, "- **FAILED TO START** {line}");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cassandra(sync: &str, rf: Option<u32>) -> CassandraSettings {
+        CassandraSettings {
+            commitlog_sync: sync.into(),
+            commitlog_sync_period: "10000ms".into(),
+            commitlog_sync_group_window: "0ms".into(),
+            replication: "SimpleStrategy replication_factor=1".into(),
+            replication_factor: rf,
+            nodes: 1,
+            consistency: "LOCAL_QUORUM".into(),
+            serial_consistency: "LOCAL_SERIAL".into(),
+        }
+    }
+
+    #[test]
+    fn cassandra_says_what_periodic_sync_and_one_replica_risk() {
+        let durability = cassandra("periodic", Some(1)).durability();
+        assert!(
+            durability.summary.contains("every 10000ms"),
+            "{durability:?}"
+        );
+        assert!(
+            durability
+                .summary
+                .contains("power loss can lose its last 10000ms")
+        );
+        assert!(durability.summary.contains("replication factor 1"));
+        assert!(durability.linearizable.starts_with("yes"));
+        assert!(durability.linearizable.contains("LOCAL_SERIAL"));
+        assert_eq!(durability.settings["commitlog_sync"], "periodic");
+
+        let three = cassandra("batch", Some(3)).durability();
+        assert!(three.summary.contains("before it is acknowledged"));
+        assert!(three.summary.contains("loss of a minority"));
+    }
+
+    #[test]
+    fn postgres_on_and_off_say_different_things() {
+        let settings = PostgresSettings {
+            version: "15.18".into(),
+            fsync: "on".into(),
+            wal_sync_method: "fdatasync".into(),
+            wal_writer_delay: "200ms".into(),
+        };
+        let on = settings.durability(true);
+        assert!(on.summary.contains("waits for its WAL record's flush"));
+        assert!(on.summary.contains("no replica"));
+        assert_eq!(on.settings["synchronous_commit"], "on");
+        assert!(on.scenarios.contains(&names::POSTGRES_CLAIM.to_owned()));
+        let off = settings.durability(false);
+        assert!(off.summary.contains("last 3 × 200ms"));
+        assert_eq!(off.settings["synchronous_commit"], "off");
+        assert!(
+            off.scenarios
+                .contains(&names::POSTGRES_ASYNC_CLAIM.to_owned())
+        );
+        let unsafe_settings = PostgresSettings {
+            fsync: "off".into(),
+            ..settings
+        };
+        assert!(
+            unsafe_settings
+                .durability(true)
+                .summary
+                .contains("nothing is crash-safe")
+        );
+    }
+
+    #[test]
+    fn redis_without_persistence_says_so() {
+        let durability = RedisSettings {
+            version: "7.0.15".into(),
+            save: String::new(),
+            appendonly: "no".into(),
+        }
+        .durability();
+        assert!(durability.summary.starts_with("no persistence"));
+        assert!(durability.linearizable.contains("failover"));
+    }
+
+    #[test]
+    fn goals_are_reported_met_or_not_and_missing_figures_say_so() {
+        let ratios = Ratios {
+            dedupd_over_redis_dup_heavy_throughput: Some(0.4),
+            dedupd_over_postgres_new_key_p50: Some(1.2),
+            ..Ratios::default()
+        };
+        let reported = goals(&ratios);
+        assert_eq!(reported[0].met, Some(false));
+        assert_eq!(reported[0].goal, ">= 0.5");
+        assert_eq!(reported[1].met, Some(true));
+        assert_eq!(reported[1].goal, "<= 1.5");
+        assert!(
+            goals(&Ratios::default())
+                .iter()
+                .all(|goal| goal.met.is_none())
+        );
+    }
+
+    #[test]
+    fn a_skipped_system_is_said_loudly_and_has_no_row() {
+        let report = AlternativesReport {
+            skipped: vec!["Redis: no redis-server on the PATH".into()],
+            goals: goals(&Ratios::default()),
+            ..AlternativesReport::default()
+        };
+        let text = markdown(&[], &cassandra("periodic", Some(1)).durability(), &report);
+        assert!(text.contains("**SKIPPED** Redis: no redis-server on the PATH"));
+        assert!(!text.contains("| Redis"));
+        assert!(text.contains("| dedupd on Cassandra"));
+        assert!(text.contains("dedupd_over_redis_dup_heavy_throughput = n/a"));
+    }
+
+    #[test]
+    fn programs_are_put_on_cpus_with_taskset() {
+        let pinned = on_cpus(Some("0"), Path::new("redis-server"));
+        assert_eq!(pinned.get_program(), "taskset");
+        let args: Vec<_> = pinned.get_args().collect();
+        assert_eq!(args, ["--cpu-list", "0", "redis-server"]);
+        assert_eq!(on_cpus(None, Path::new("x")).get_program(), "x");
+    }
+}
