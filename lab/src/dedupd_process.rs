@@ -71,6 +71,18 @@ impl ServerProcess {
         keyspace: &KeyspaceName,
         max_in_flight: usize,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with(binary, nodes, keyspace, max_in_flight, &[]).await
+    }
+
+    /// As `spawn`, with `extra_args` after the flags `spawn` passes (a
+    /// sweep's own settings, such as `--completed-cache-mib`).
+    pub async fn spawn_with(
+        binary: &Path,
+        nodes: &[String],
+        keyspace: &KeyspaceName,
+        max_in_flight: usize,
+        extra_args: &[String],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let log = std::env::temp_dir().join(format!("dedupd-lab-serve-{port}.log"));
         let log_file = std::fs::File::create(&log)
@@ -87,6 +99,7 @@ impl ServerProcess {
             .args(["--cql-nodes", &nodes.join(",")])
             .args(["--keyspace", keyspace.as_str()])
             .args(["--max-in-flight", &max_in_flight.to_string()])
+            .args(extra_args)
             .env("DEDUPD_SHUTDOWN_DELAY_SECS", "0")
             .env("RUST_LOG", "warn,scylla=error")
             .stdin(Stdio::null())
@@ -135,6 +148,11 @@ impl ServerProcess {
 
     pub fn rss_mib(&self) -> f64 {
         process::rss_mib(Pid::Of(self.pid))
+    }
+
+    /// Resident memory in KiB, as /proc counts it.
+    pub fn rss_kib(&self) -> u64 {
+        process::rss_kib(Pid::Of(self.pid))
     }
 
     /// Its `/metrics` text.

@@ -11,7 +11,8 @@
 //! - `keyspace`: the guard that keeps all three off keyspaces they did not
 //!   create;
 //! - what they share: `dedupd_process` (the dedupd binary they run, and a
-//!   `dedupd serve` process), `http_client` (how they speak to dedupd),
+//!   `dedupd serve` process), `cql` (a session that waits for the
+//!   database, a text value read from it), `http_client` (how they speak to dedupd),
 //!   `metrics_text` (how they read its metrics), `process` (CPU and memory
 //!   from /proc, pinning with taskset), `local_cluster` (the local-cluster
 //!   script), `rng`.
@@ -22,6 +23,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod cql;
 pub mod dedupd_process;
 pub mod http_client;
 pub mod keyspace;

@@ -46,18 +46,22 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Resident memory in MiB (one decimal), 0 when /proc cannot tell.
-pub fn rss_mib(pid: Pid) -> f64 {
+/// Resident memory in KiB, 0 when /proc cannot tell.
+pub fn rss_kib(pid: Pid) -> u64 {
     std::fs::read_to_string(pid.proc_file("status"))
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
                 let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
-                kib.trim().parse::<f64>().ok()
+                kib.trim().parse().ok()
             })
         })
-        .map(|kib| (kib / 1024.0 * 10.0).round() / 10.0)
-        .unwrap_or(0.0)
+        .unwrap_or(0)
+}
+
+/// Resident memory in MiB (one decimal), 0 when /proc cannot tell.
+pub fn rss_mib(pid: Pid) -> f64 {
+    (rss_kib(pid) as f64 / 1024.0 * 10.0).round() / 10.0
 }
 
 /// The CPUs this machine has online, as taskset lists them (`0-3`). Not

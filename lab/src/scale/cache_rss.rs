@@ -8,21 +8,15 @@
 //! The same run with the cache off is the baseline (what the rest of the
 //! process, its allocator and its connections take).
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tokio::process::{Child, Command};
 
 use super::points::slope;
-use super::{CacheRssArgs, Machine, round};
+use super::{CacheRssArgs, Report, round};
 use crate::bench::scenarios::HttpApi;
-use crate::dedupd_process::free_port;
-use crate::http_client::{HttpClient, Settings};
+use crate::dedupd_process::ServerProcess;
 use crate::metrics_text;
-use dedupd::domain::KeyspaceName;
 
 /// The cache's own estimate of an entry's weight (see
 /// `src/claims/completed_cache.rs`): a fixed 160 bytes plus the namespace
@@ -49,121 +43,25 @@ pub struct RssSeries {
     pub points: Vec<RssPoint>,
 }
 
+/// The figures of a cache-rss sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CacheRssReport {
-    pub sweep: String,
-    pub machine: Machine,
+pub struct CacheRss {
     pub step_claims: usize,
     pub series: Vec<RssSeries>,
-    pub duration_secs: f64,
 }
 
-/// A `dedupd serve` with the cache size this sweep asks for (the bench's
-/// `ServerProcess` runs the default one).
-struct Served {
-    base: String,
-    pid: u32,
-    child: Child,
-    http: HttpClient,
-}
+pub type CacheRssReport = Report<CacheRss>;
 
-impl Served {
-    async fn spawn(
-        binary: &Path,
-        nodes: &[String],
-        keyspace: &KeyspaceName,
-        cache_mib: u64,
-    ) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let log = std::env::temp_dir().join(format!("dedupd-lab-scale-{port}.log"));
-        let log_file = std::fs::File::create(&log)?;
-        let mut command = Command::new(binary);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("DEDUPD_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--cql-nodes", &nodes.join(",")])
-            .args(["--keyspace", keyspace.as_str()])
-            .args(["--completed-cache-mib", &cache_mib.to_string()])
-            .env("DEDUPD_SHUTDOWN_DELAY_SECS", "0")
-            .env("RUST_LOG", "warn,scylla=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {} serve", binary.display()))?;
-        let pid = child.id().context("dedupd serve exited at once")?;
-        let mut served = Self {
-            base: format!("http://127.0.0.1:{port}"),
-            pid,
-            child,
-            http: HttpClient::new(Settings::default()),
-        };
-        for _ in 0..300 {
-            if let Some(status) = served.child.try_wait()? {
-                anyhow::bail!("dedupd serve exited with {status}; see {}", log.display());
-            }
-            let ready = served
-                .http
-                .get(
-                    &format!("{}/readyz", served.base),
-                    Some(Duration::from_secs(2)),
-                )
-                .await;
-            if ready.is_ok_and(|reply| reply.status == 200) {
-                return Ok(served);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!("dedupd serve not ready within 30 s; see {}", log.display())
-    }
+/// The serve default of `--max-in-flight`, which this sweep does not vary.
+const MAX_IN_FLIGHT: usize = 512;
 
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|line| {
-                    let kib = line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?;
-                    kib.trim().parse().ok()
-                })
-            })
-            .unwrap_or(0)
-    }
-
-    async fn cache_hits(&self) -> anyhow::Result<f64> {
-        let reply = self
-            .http
-            .get(
-                &format!("{}/metrics", self.base),
-                Some(Duration::from_secs(5)),
-            )
-            .await
-            .map_err(|failure| anyhow::anyhow!("GET /metrics: {failure}"))?;
-        let text = String::from_utf8_lossy(&reply.body);
-        Ok(metrics_text::value(
-            &text,
-            "dedupd_completed_cache_total",
-            &[("result", "hit")],
-        ))
-    }
-
-    async fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
+/// Completed claims the cache has answered so far.
+async fn cache_hits(server: &ServerProcess) -> anyhow::Result<f64> {
+    Ok(metrics_text::value(
+        &server.metrics().await?,
+        "dedupd_completed_cache_total",
+        &[("result", "hit")],
+    ))
 }
 
 /// Completes `keys` through the batch API, four batches at a time.
@@ -180,7 +78,7 @@ async fn complete(api: &HttpApi, namespace: &str, keys: &[String]) -> anyhow::Re
 
 /// Redelivers `sample` one by one and returns the share the cache answered.
 async fn hit_share(
-    served: &Served,
+    server: &ServerProcess,
     api: &HttpApi,
     namespace: &str,
     sample: &[String],
@@ -188,14 +86,14 @@ async fn hit_share(
     if sample.is_empty() {
         return Ok(None);
     }
-    let before = served.cache_hits().await?;
+    let before = cache_hits(server).await?;
     let redeliveries = api.redeliveries(namespace.to_owned(), sample.to_vec().into());
     for index in 0..sample.len() as u64 {
         redeliveries(index)
             .await
             .map_err(|kind| anyhow::anyhow!("redelivery failed: {kind}"))?;
     }
-    let hits = served.cache_hits().await? - before;
+    let hits = cache_hits(server).await? - before;
     Ok(Some(round(hits / sample.len() as f64, 3)))
 }
 
@@ -213,10 +111,17 @@ async fn one_series(
     prepared: &super::Prepared,
     cache_mib: u64,
 ) -> anyhow::Result<RssSeries> {
-    let keyspace = &args.common.target.keyspace.name;
-    let binary = args.common.target.dedupd.resolve()?;
-    let served = Served::spawn(&binary, &prepared.nodes, keyspace, cache_mib).await?;
-    let api = HttpApi::new(served.base.clone());
+    let target = &args.common.setup.target;
+    let binary = target.dedupd.resolve()?;
+    let server = ServerProcess::spawn_with(
+        &binary,
+        &prepared.nodes,
+        &target.keyspace.name,
+        MAX_IN_FLIGHT,
+        &["--completed-cache-mib".to_owned(), cache_mib.to_string()],
+    )
+    .await?;
+    let api = HttpApi::new(server.base.clone());
     let namespace = format!("scale-{}-rss{cache_mib}", prepared.run_id);
     let key = |index: usize| format!("rss-{}-{cache_mib}-{index:07}", prepared.run_id);
     // Warm up: connections, statements, the allocator's first arenas.
@@ -233,11 +138,11 @@ async fn one_series(
             completed.extend(keys);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let rss_kib = served.rss_kib();
+        let rss_kib = server.rss_kib();
         let cache_hit_share = if cache_mib == 0 {
             None
         } else {
-            hit_share(&served, &api, &namespace, &spread(&completed, 200)).await?
+            hit_share(&server, &api, &namespace, &spread(&completed, 200)).await?
         };
         eprintln!(
             "cache {cache_mib} MiB: {:>7} completed claims, RSS {:>7.1} MiB, hit share {cache_hit_share:?}",
@@ -250,7 +155,7 @@ async fn one_series(
             cache_hit_share,
         });
     }
-    served.stop().await;
+    server.stop().await;
     let estimated_capacity_claims =
         (cache_mib > 0).then(|| (cache_mib << 20) / entry_weight(&namespace, &key(0)));
     let below: Vec<(f64, f64)> = points
@@ -270,20 +175,21 @@ async fn one_series(
 }
 
 pub async fn run(args: CacheRssArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let prepared = super::prepare(&args.common.target, &args.common.replication).await?;
+    let prepared = super::prepare(&args.common.setup).await?;
     let mut series = vec![one_series(&args, &prepared, args.cache_mib).await?];
     if !args.no_baseline && args.cache_mib > 0 {
         series.push(one_series(&args, &prepared, 0).await?);
     }
-    let report = CacheRssReport {
-        sweep: "cache-rss".into(),
-        machine: prepared.machine.clone(),
+    let figures = CacheRss {
         step_claims: args.step_claims,
         series,
-        duration_secs: round(started.elapsed().as_secs_f64(), 1),
     };
-    super::write_json(&args.common.out.out, "cache-rss", &report)
+    prepared.write_report(
+        &args.common.setup.out.out,
+        "cache-rss",
+        "cache-rss",
+        figures,
+    )
 }
 
 #[cfg(test)]

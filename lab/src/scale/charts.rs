@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::Report;
 use super::cache_rss::CacheRssReport;
 use super::storage::StorageReport;
 use super::svg::{Axis, Chart, Series};
-use super::throughput::{ConcurrencyReport, HTTP, OpenLoopReport};
+use super::throughput::{ConcurrencyReport, HTTP, OpenLoopReport, Swept};
 
 /// The JSON files in `out` whose names start with `prefix`, sorted.
 pub fn matching(out: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -34,6 +35,16 @@ fn load<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     serde_json::from_str(&text).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))
 }
 
+/// Every report in `out` whose file name starts with `prefix`; none when
+/// there is no such file (that sweep has not run: no chart).
+fn load_all<T: DeserializeOwned>(out: &Path, prefix: &str) -> anyhow::Result<Option<Vec<T>>> {
+    let reports: Vec<T> = matching(out, prefix)
+        .iter()
+        .map(|path| load(path))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((!reports.is_empty()).then_some(reports))
+}
+
 /// "1 node" or "3 nodes", from a report's contact points.
 fn size_name(nodes: usize) -> String {
     if nodes == 1 {
@@ -47,6 +58,41 @@ fn size_name(nodes: usize) -> String {
 fn style(operation: &str, size_index: usize) -> (usize, bool) {
     let colour = if operation == HTTP { 1 } else { 0 };
     (colour + 2 * (size_index / 2), size_index % 2 == 1)
+}
+
+/// A line through `points`, coloured and dashed as `style` says.
+fn line(
+    name: String,
+    (colour, dashed): (usize, bool),
+    points: impl Iterator<Item = (f64, f64)>,
+) -> Series {
+    Series {
+        name,
+        points: points.collect(),
+        dashed,
+        colour,
+    }
+}
+
+/// The series of every report (one a cluster size), each with the name
+/// of its lines ("<operation>, <size>") and its style.
+fn operation_lines<S>(
+    reports: &[Report<Swept<S>>],
+    operation: fn(&S) -> &str,
+) -> Vec<(&S, String, (usize, bool))> {
+    let mut lines = Vec::new();
+    for (size_index, report) in reports.iter().enumerate() {
+        let size = size_name(report.machine.nodes.len());
+        for series in &report.figures.series {
+            let operation = operation(series);
+            lines.push((
+                series,
+                format!("{operation}, {size}"),
+                style(operation, size_index),
+            ));
+        }
+    }
+    lines
 }
 
 const CAVEAT: &str = "shared 2-core machine: compare shapes, not absolute values";
@@ -66,40 +112,25 @@ pub fn render_all(out: &Path) -> anyhow::Result<()> {
 }
 
 fn concurrency(out: &Path) -> anyhow::Result<()> {
-    let reports: Vec<ConcurrencyReport> = matching(out, "concurrency-")
-        .iter()
-        .map(|path| load(path))
-        .collect::<anyhow::Result<_>>()?;
-    if reports.is_empty() {
+    let Some(reports) = load_all::<ConcurrencyReport>(out, "concurrency-")? else {
         return Ok(());
-    }
+    };
     let mut throughput = Vec::new();
     let mut p99 = Vec::new();
-    for (size_index, report) in reports.iter().enumerate() {
-        let size = size_name(report.machine.nodes.len());
-        for series in &report.series {
-            let (colour, dashed) = style(&series.operation, size_index);
-            let answered = series.points.iter().filter(|point| point.ok > 0);
-            throughput.push(Series {
-                name: format!("{}, {size}", series.operation),
-                points: answered
-                    .clone()
-                    .map(|point| (point.clients as f64, point.throughput_per_s))
-                    .collect(),
-                dashed,
-                colour,
-            });
-            p99.push(Series {
-                name: format!("{}, {size}", series.operation),
-                points: answered
-                    .map(|point| (point.clients as f64, point.p99_ms))
-                    .collect(),
-                dashed,
-                colour,
-            });
-        }
+    for (series, name, style) in operation_lines(&reports, |series| &series.operation) {
+        let answered = || series.points.iter().filter(|point| point.ok > 0);
+        throughput.push(line(
+            name.clone(),
+            style,
+            answered().map(|point| (point.clients as f64, point.throughput_per_s)),
+        ));
+        p99.push(line(
+            name,
+            style,
+            answered().map(|point| (point.clients as f64, point.p99_ms)),
+        ));
     }
-    let secs = reports[0].secs_per_point;
+    let secs = reports[0].figures.secs_per_point;
     write(
         out,
         "concurrency-throughput.svg",
@@ -127,47 +158,32 @@ fn concurrency(out: &Path) -> anyhow::Result<()> {
 }
 
 fn open_loop(out: &Path) -> anyhow::Result<()> {
-    let reports: Vec<OpenLoopReport> = matching(out, "open-loop-")
-        .iter()
-        .map(|path| load(path))
-        .collect::<anyhow::Result<_>>()?;
-    if reports.is_empty() {
+    let Some(reports) = load_all::<OpenLoopReport>(out, "open-loop-")? else {
         return Ok(());
-    }
+    };
     let mut p99 = Vec::new();
     let mut p50 = Vec::new();
     let mut bound = 0.0;
-    for (size_index, report) in reports.iter().enumerate() {
-        let size = size_name(report.machine.nodes.len());
-        for series in &report.series {
-            bound = series.p99_bound_ms;
-            let (colour, dashed) = style(&series.operation, size_index);
-            let knee = series
-                .knee_per_s
-                .map_or("none".to_owned(), |knee| format!("{knee:.0}/s"));
-            let answered = series.points.iter().filter(|point| point.ok > 0);
-            p99.push(Series {
-                name: format!("{}, {size}: knee {knee}", series.operation),
-                points: answered
-                    .clone()
-                    .map(|point| (point.offered_per_s, point.p99_ms))
-                    .collect(),
-                dashed,
-                colour,
-            });
-            p50.push(Series {
-                name: format!("{}, {size}", series.operation),
-                points: answered
-                    .map(|point| (point.offered_per_s, point.p50_ms))
-                    .collect(),
-                dashed,
-                colour,
-            });
-        }
+    for (series, name, style) in operation_lines(&reports, |series| &series.operation) {
+        bound = series.p99_bound_ms;
+        let knee = series
+            .knee_per_s
+            .map_or("none".to_owned(), |knee| format!("{knee:.0}/s"));
+        let answered = || series.points.iter().filter(|point| point.ok > 0);
+        p99.push(line(
+            format!("{name}: knee {knee}"),
+            style,
+            answered().map(|point| (point.offered_per_s, point.p99_ms)),
+        ));
+        p50.push(line(
+            name,
+            style,
+            answered().map(|point| (point.offered_per_s, point.p50_ms)),
+        ));
     }
     let subtitle = format!(
         "{} s per rate; knee: p99 > {bound:.0} ms or < 90 % served; {CAVEAT}",
-        reports[0].secs_per_point
+        reports[0].figures.secs_per_point
     );
     write(
         out,
@@ -200,7 +216,7 @@ fn cache_rss(out: &Path) -> anyhow::Result<()> {
     if !path.exists() {
         return Ok(());
     }
-    let report: CacheRssReport = load(&path)?;
+    let report = load::<CacheRssReport>(&path)?.figures;
     let mut series = Vec::new();
     let mut markers = Vec::new();
     for (index, run) in report.series.iter().enumerate() {
@@ -243,11 +259,12 @@ fn cache_rss(out: &Path) -> anyhow::Result<()> {
 fn storage(out: &Path) -> anyhow::Result<()> {
     for path in matching(out, "storage-") {
         let report: StorageReport = load(&path)?;
+        let size = size_name(report.machine.nodes.len());
+        let report = report.figures;
         let stem = path
             .file_stem()
             .and_then(|stem| stem.to_str())
             .unwrap_or("storage");
-        let size = size_name(report.machine.nodes.len());
         let markers = vec![
             (report.writes_end_secs, "writes end".to_owned()),
             (report.purgeable_secs, "TTL + gc_grace passed".to_owned()),

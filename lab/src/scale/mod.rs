@@ -25,17 +25,18 @@ mod throughput;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use scylla::client::session::Session;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bench::scenarios::BENCH_TABLES;
+use crate::cql::{query_text, wait_for_cql};
 use crate::target::Target;
 use crate::{local_cluster, process};
+use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
-use dedupd::store::{CqlSettings, connect_session};
 
 #[derive(Debug, Clone, Args)]
 pub struct ScaleArgs {
@@ -65,10 +66,10 @@ pub struct OutArgs {
     pub out: PathBuf,
 }
 
-/// What the load sweeps share: the target, the replication, the output.
+/// What every sweep that runs against a cluster takes: the target, the
+/// replication, the output (each sweep sets its keyspace's default).
 #[derive(Debug, Clone, Args)]
-#[command(mut_arg("keyspace", |keyspace| keyspace.default_value("dedupd_scale")))]
-pub struct Common {
+pub struct Setup {
     #[command(flatten)]
     pub target: Target,
     /// Replication of the lab keyspace: `1`, `3`, or `dc1:3`.
@@ -76,6 +77,14 @@ pub struct Common {
     pub replication: Replication,
     #[command(flatten)]
     pub out: OutArgs,
+}
+
+/// What the load sweeps share: the setup and the time per point.
+#[derive(Debug, Clone, Args)]
+#[command(mut_arg("keyspace", |keyspace| keyspace.default_value("dedupd_scale")))]
+pub struct Common {
+    #[command(flatten)]
+    pub setup: Setup,
     /// Seconds each point runs (keep it short on a shared machine).
     #[arg(long, default_value_t = 3.0)]
     pub secs_per_point: f64,
@@ -128,7 +137,7 @@ pub struct CacheRssArgs {
 }
 
 /// Where a sweep ran.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: usize,
     pub database_version: String,
@@ -138,12 +147,51 @@ pub struct Machine {
     pub note: String,
 }
 
+/// A sweep's JSON: which sweep, where it ran, its own figures (at the top
+/// level beside these), and how long it took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report<T> {
+    pub sweep: String,
+    pub machine: Machine,
+    #[serde(flatten)]
+    pub figures: T,
+    pub duration_secs: f64,
+}
+
 /// A connected session on a prepared lab keyspace.
 pub struct Prepared {
     pub session: Arc<Session>,
     pub nodes: Vec<String>,
     pub machine: Machine,
     pub run_id: String,
+    /// When the sweep began (before connecting).
+    pub started: Instant,
+}
+
+impl Prepared {
+    /// `<sweep>-<size>`: the name of a sweep's JSON when each cluster size
+    /// keeps its own.
+    pub fn sized(&self, sweep: &str) -> String {
+        format!("{sweep}-{}", size_label(self.nodes.len()))
+    }
+
+    /// Writes `figures` as the report of `sweep` to `<out>/<name>.json`
+    /// and redraws every chart.
+    pub fn write_report<T: Serialize>(
+        &self,
+        out: &Path,
+        sweep: &str,
+        name: &str,
+        figures: T,
+    ) -> anyhow::Result<()> {
+        let report = Report {
+            sweep: sweep.to_owned(),
+            machine: self.machine.clone(),
+            figures,
+            duration_secs: round(self.started.elapsed().as_secs_f64(), 1),
+        };
+        write_json(out, name, &report)
+    }
 }
 
 /// The label of a cluster's size in file names and legends.
@@ -155,35 +203,15 @@ pub fn size_label(nodes: usize) -> String {
     }
 }
 
-async fn wait_for_cql(settings: &CqlSettings) -> anyhow::Result<Session> {
-    let mut last_error = None;
-    for _ in 0..60 {
-        match connect_session(settings).await {
-            Ok(session) => return Ok(session),
-            Err(error) => last_error = Some(error),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Err(anyhow::anyhow!(
-        "the database did not answer: {last_error:?}"
-    ))
-}
-
-pub async fn query_text(session: &Session, cql: &str) -> String {
-    let Ok(result) = session.query_unpaged(cql, ()).await else {
-        return "unknown".into();
-    };
-    result
-        .into_rows_result()
-        .ok()
-        .and_then(|rows| rows.maybe_first_row::<(Option<String>,)>().ok().flatten())
-        .and_then(|(value,)| value)
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Connects, passes the keyspace guard, applies the migrations and the
 /// bench tables (the raw driver prepares statements on them).
-pub async fn prepare(target: &Target, replication: &Replication) -> anyhow::Result<Prepared> {
+pub async fn prepare(setup: &Setup) -> anyhow::Result<Prepared> {
+    let started = Instant::now();
+    let Setup {
+        target,
+        replication,
+        ..
+    } = setup;
     let nodes = match &target.cql_nodes {
         Some(nodes) => nodes.clone(),
         None => local_cluster::up(&target.local_cassandra).await?,
@@ -216,11 +244,12 @@ pub async fn prepare(target: &Target, replication: &Replication) -> anyhow::Resu
         nodes,
         machine,
         run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        started,
     })
 }
 
 /// Writes `report` as `<out>/<name>.json` and redraws every chart.
-pub fn write_json(out: &Path, name: &str, report: &impl Serialize) -> anyhow::Result<()> {
+fn write_json(out: &Path, name: &str, report: &impl Serialize) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let path = out.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(report)? + "\n")?;
@@ -256,12 +285,39 @@ mod tests {
     }
 
     #[test]
+    fn a_report_keeps_its_figures_beside_its_header() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Figures {
+            step_claims: usize,
+        }
+        let report = Report {
+            sweep: "cache-rss".into(),
+            machine: Machine {
+                cores: 2,
+                database_version: "5.0".into(),
+                paxos_variant: "v2".into(),
+                nodes: vec!["127.0.0.1:9042".into()],
+                replication: "1".into(),
+                note: String::new(),
+            },
+            figures: Figures { step_claims: 3 },
+            duration_secs: 1.5,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["sweep"], "cache-rss");
+        assert_eq!(json["step_claims"], 3);
+        assert_eq!(json["duration_secs"], 1.5);
+        let read: Report<Figures> = serde_json::from_value(json).unwrap();
+        assert_eq!(read.figures, Figures { step_claims: 3 });
+    }
+
+    #[test]
     fn each_sweep_parses_with_its_own_keyspace() {
         let keyspace = |args: &[&str]| match Cli::parse_from(args).sweep {
-            Sweep::Concurrency(args) => args.common.target.keyspace.name,
-            Sweep::OpenLoop(args) => args.common.target.keyspace.name,
-            Sweep::CacheRss(args) => args.common.target.keyspace.name,
-            Sweep::Storage(args) => args.target.keyspace.name,
+            Sweep::Concurrency(args) => args.common.setup.target.keyspace.name,
+            Sweep::OpenLoop(args) => args.common.setup.target.keyspace.name,
+            Sweep::CacheRss(args) => args.common.setup.target.keyspace.name,
+            Sweep::Storage(args) => args.setup.target.keyspace.name,
             Sweep::Charts(_) => unreachable!(),
         };
         assert_eq!(keyspace(&["s", "concurrency"]).as_str(), "dedupd_scale");

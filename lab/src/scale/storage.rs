@@ -17,12 +17,11 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use super::{Machine, OutArgs, round, size_label};
+use super::{Report, Setup, round};
 use crate::bench::load::open_loop;
 use crate::bench::scenarios::HttpApi;
+use crate::cql::query_text;
 use crate::dedupd_process::ServerProcess;
-use crate::target::Target;
-use dedupd::store::migrate::Replication;
 
 /// The Paxos state tables of Cassandra 5.0 (v1 and v2 both keep their
 /// state in `system.paxos`; v2 adds the repair history).
@@ -32,12 +31,7 @@ pub const PAXOS_TABLES: [&str; 2] = ["system.paxos", "system.paxos_repair_histor
 #[command(mut_arg("keyspace", |keyspace| keyspace.default_value("dedupd_scale_ttl")))]
 pub struct StorageArgs {
     #[command(flatten)]
-    pub target: Target,
-    /// Replication of the lab keyspace: `1`, `3`, or `dc1:3`.
-    #[arg(long, default_value = "1")]
-    pub replication: Replication,
-    #[command(flatten)]
-    pub out: OutArgs,
+    pub setup: Setup,
     /// The claims' TTL.
     #[arg(long, default_value_t = 60)]
     pub ttl_secs: u64,
@@ -119,10 +113,9 @@ pub struct Sample {
     pub tables: Vec<TableStats>,
 }
 
+/// The figures of a storage sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StorageReport {
-    pub sweep: String,
-    pub machine: Machine,
+pub struct Storage {
     pub ttl_secs: u64,
     pub gc_grace_secs: u64,
     pub paxos_state_purging: String,
@@ -135,8 +128,9 @@ pub struct StorageReport {
     pub purgeable_secs: f64,
     pub compaction_secs: f64,
     pub samples: Vec<Sample>,
-    pub duration_secs: f64,
 }
+
+pub type StorageReport = Report<Storage>;
 
 struct Nodetool<'a> {
     script: &'a Path,
@@ -194,9 +188,9 @@ async fn count_rows(
 }
 
 pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let prepared = super::prepare(&args.target, &args.replication).await?;
-    let keyspace = args.target.keyspace.name.as_str();
+    let prepared = super::prepare(&args.setup).await?;
+    let target = &args.setup.target;
+    let keyspace = target.keyspace.name.as_str();
     // Only the lab keyspace's table, which the guard let through.
     prepared
         .session
@@ -209,21 +203,21 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         )
         .await?;
     prepared.session.await_schema_agreement().await?;
-    let paxos_state_purging = super::query_text(
+    let paxos_state_purging = query_text(
         &prepared.session,
         "SELECT value FROM system_views.settings WHERE name = 'paxos_state_purging'",
     )
     .await;
     let nodetool = Nodetool {
-        script: &args.target.local_cassandra,
+        script: &target.local_cassandra,
         node: args.node,
     };
     let tables: Vec<String> = std::iter::once(format!("{keyspace}.claims"))
         .chain(PAXOS_TABLES.iter().map(|table| (*table).to_owned()))
         .collect();
-    let binary = args.target.dedupd.resolve()?;
+    let binary = target.dedupd.resolve()?;
     let server =
-        ServerProcess::spawn(&binary, &prepared.nodes, &args.target.keyspace.name, 4096).await?;
+        ServerProcess::spawn(&binary, &prepared.nodes, &target.keyspace.name, 4096).await?;
     let namespace = format!("scale-{}-ttl", prepared.run_id);
     let claims = HttpApi::new(server.base.clone()).claim_new(
         namespace.clone(),
@@ -301,9 +295,7 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     }
     samples.push(sample("after_compaction", written).await?);
 
-    let report = StorageReport {
-        sweep: "storage".into(),
-        machine: prepared.machine.clone(),
+    let figures = Storage {
         ttl_secs: args.ttl_secs,
         gc_grace_secs: args.gc_grace_secs,
         paxos_state_purging,
@@ -314,10 +306,9 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
         purgeable_secs: round(purgeable.as_secs_f64(), 1),
         compaction_secs: round(compaction.as_secs_f64(), 1),
         samples,
-        duration_secs: round(started.elapsed().as_secs_f64(), 1),
     };
-    let name = format!("storage-{}", size_label(prepared.nodes.len()));
-    super::write_json(&args.out.out, &name, &report)
+    let name = prepared.sized("storage");
+    prepared.write_report(&args.setup.out.out, "storage", &name, figures)
 }
 
 #[cfg(test)]

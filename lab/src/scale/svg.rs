@@ -130,6 +130,17 @@ struct Mapping {
 }
 
 impl Mapping {
+    /// `axis` from its first tick to its last, drawn from `from` to `to`.
+    fn over(axis: &Axis, ticks: &[f64], from: f64, to: f64) -> Self {
+        Self {
+            scale: axis.scale,
+            low: ticks[0],
+            high: ticks[ticks.len() - 1],
+            from,
+            to,
+        }
+    }
+
     fn at(&self, value: f64) -> f64 {
         let (value, low, high) = match self.scale {
             Scale::Linear => (value, self.low, self.high),
@@ -160,36 +171,24 @@ fn ticks_for(axis: &Axis, values: &[f64]) -> Vec<f64> {
 }
 
 impl Chart {
+    /// One coordinate, picked by `pick`, of every point of every series.
+    fn coordinates(&self, pick: impl Fn(&(f64, f64)) -> f64) -> Vec<f64> {
+        self.series
+            .iter()
+            .flat_map(|series| series.points.iter().map(&pick))
+            .collect()
+    }
+
     pub fn render(&self) -> String {
-        let xs: Vec<f64> = self
-            .series
-            .iter()
-            .flat_map(|series| series.points.iter().map(|point| point.0))
-            .chain(self.markers.iter().map(|marker| marker.0))
-            .collect();
-        let ys: Vec<f64> = self
-            .series
-            .iter()
-            .flat_map(|series| series.points.iter().map(|point| point.1))
-            .collect();
+        let mut xs = self.coordinates(|point| point.0);
+        xs.extend(self.markers.iter().map(|marker| marker.0));
+        let ys = self.coordinates(|point| point.1);
         let x_ticks = ticks_for(&self.x, &xs);
         let y_ticks = ticks_for(&self.y, &ys);
         let plot_right = WIDTH - RIGHT;
         let plot_bottom = HEIGHT - BOTTOM;
-        let x_map = Mapping {
-            scale: self.x.scale,
-            low: x_ticks[0],
-            high: x_ticks[x_ticks.len() - 1],
-            from: LEFT,
-            to: plot_right,
-        };
-        let y_map = Mapping {
-            scale: self.y.scale,
-            low: y_ticks[0],
-            high: y_ticks[y_ticks.len() - 1],
-            from: plot_bottom,
-            to: TOP,
-        };
+        let x_map = Mapping::over(&self.x, &x_ticks, LEFT, plot_right);
+        let y_map = Mapping::over(&self.y, &y_ticks, plot_bottom, TOP);
 
         let mut svg = String::new();
         let _ = writeln!(

@@ -1,14 +1,15 @@
 //! Throughput against concurrency (closed loop) and latency against offered
 //! load (open loop), for the raw claim LWT and an HTTP claim of new keys.
 
+use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use scylla::statement::SerialConsistency;
 use serde::{Deserialize, Serialize};
 
 use super::points::{self, OpenPoint};
-use super::{Common, ConcurrencyArgs, Machine, OpenLoopArgs, Prepared, round, size_label};
+use super::{Common, ConcurrencyArgs, OpenLoopArgs, Prepared, Report, round};
 use crate::bench::load::{Measurement, Operation, closed_loop, open_loop};
 use crate::bench::scenarios::{HttpApi, RawDriver};
 use crate::dedupd_process::ServerProcess;
@@ -35,14 +36,14 @@ pub struct ClosedSeries {
     pub points: Vec<ClosedPoint>,
 }
 
+/// The figures of a concurrency or an open-loop sweep.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConcurrencyReport {
-    pub sweep: String,
-    pub machine: Machine,
+pub struct Swept<S> {
     pub secs_per_point: f64,
-    pub series: Vec<ClosedSeries>,
-    pub duration_secs: f64,
+    pub series: Vec<S>,
 }
+
+pub type ConcurrencyReport = Report<Swept<ClosedSeries>>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenSeries {
@@ -53,14 +54,7 @@ pub struct OpenSeries {
     pub points: Vec<OpenPoint>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpenLoopReport {
-    pub sweep: String,
-    pub machine: Machine,
-    pub secs_per_point: f64,
-    pub series: Vec<OpenSeries>,
-    pub duration_secs: f64,
-}
+pub type OpenLoopReport = Report<Swept<OpenSeries>>;
 
 fn millis(measurement: &Measurement, quantile: f64) -> f64 {
     // No answer, no latency (charts skip points without answers).
@@ -73,18 +67,24 @@ fn millis(measurement: &Measurement, quantile: f64) -> f64 {
     )
 }
 
-/// The raw LWT and the HTTP claim, both on new keys of this run, and the
-/// dedupd process the HTTP one goes through.
+/// The raw LWT and the HTTP claim, both on new keys of this run, the
+/// dedupd process the HTTP one goes through, and the next key index.
 struct Operations {
+    prepared: Prepared,
     raw: Operation,
     http: Operation,
     server: ServerProcess,
+    next_index: Cell<u64>,
 }
 
 impl Operations {
-    async fn start(common: &Common, prepared: &Prepared, sweep: &str) -> anyhow::Result<Self> {
-        let keyspace = &common.target.keyspace.name;
-        let binary = common.target.dedupd.resolve()?;
+    /// Prepares the keyspace, starts dedupd and warms both up; `keys`
+    /// names this sweep's keys.
+    async fn start(common: &Common, keys: &str) -> anyhow::Result<Self> {
+        let prepared = super::prepare(&common.setup).await?;
+        let target = &common.setup.target;
+        let keyspace = &target.keyspace.name;
+        let binary = target.dedupd.resolve()?;
         let driver = Arc::new(
             RawDriver::prepare(
                 prepared.session.clone(),
@@ -95,43 +95,64 @@ impl Operations {
         );
         let server = ServerProcess::spawn(&binary, &prepared.nodes, keyspace, 4096).await?;
         let run = &prepared.run_id;
-        let raw = driver.claim_row_lwt(format!("scale-{run}-raw"), format!("{sweep}-raw"));
+        let raw = driver.claim_row_lwt(format!("scale-{run}-raw"), format!("{keys}-raw"));
         let http = HttpApi::new(server.base.clone()).claim_new(
             format!("scale-{run}-http"),
-            format!("{sweep}-http"),
+            format!("{keys}-http"),
             serde_json::json!({"ttl_secs": 3600}),
         );
-        Ok(Self { raw, http, server })
+        let operations = Self {
+            prepared,
+            raw,
+            http,
+            server,
+            next_index: Cell::new(0),
+        };
+        operations.warm_up().await;
+        Ok(operations)
     }
 
     fn named(&self) -> [(&'static str, &Operation); 2] {
         [(RAW, &self.raw), (HTTP, &self.http)]
     }
 
+    /// The first of `count` key indices no earlier call has handed out.
+    fn indices(&self, count: u64) -> u64 {
+        let first = self.next_index.get();
+        self.next_index.set(first + count);
+        first
+    }
+
     /// A second of each at 16 clients: connections, prepared statements,
     /// the JIT.
-    async fn warm_up(&self, next_index: &mut u64) {
+    async fn warm_up(&self) {
         for (_, operation) in self.named() {
-            let _ = closed_loop(
-                operation,
-                *next_index,
-                1_000_000,
-                16,
-                Duration::from_secs(1),
-            )
-            .await;
-            *next_index += 1_000_000;
+            let first = self.indices(1_000_000);
+            let _ = closed_loop(operation, first, 1_000_000, 16, Duration::from_secs(1)).await;
         }
+    }
+
+    /// Stops dedupd and writes the sweep's series.
+    async fn finish<S: Serialize>(
+        self,
+        common: &Common,
+        sweep: &str,
+        series: Vec<S>,
+    ) -> anyhow::Result<()> {
+        self.server.stop().await;
+        let figures = Swept {
+            secs_per_point: common.secs_per_point,
+            series,
+        };
+        let name = self.prepared.sized(sweep);
+        self.prepared
+            .write_report(&common.setup.out.out, sweep, &name, figures)
     }
 }
 
 pub async fn concurrency(args: ConcurrencyArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
     let common = &args.common;
-    let prepared = super::prepare(&common.target, &common.replication).await?;
-    let operations = Operations::start(common, &prepared, "closed").await?;
-    let mut next_index = 0;
-    operations.warm_up(&mut next_index).await;
+    let operations = Operations::start(common, "closed").await?;
     let deadline = Duration::from_secs_f64(common.secs_per_point);
     let mut series: Vec<ClosedSeries> = operations
         .named()
@@ -145,8 +166,8 @@ pub async fn concurrency(args: ConcurrencyArgs) -> anyhow::Result<()> {
     // shared machine lands on both alike.
     for clients in points::client_counts(args.max_clients) {
         for (index, (name, operation)) in operations.named().into_iter().enumerate() {
-            let measured = closed_loop(operation, next_index, 100_000_000, clients, deadline).await;
-            next_index += 100_000_000;
+            let first = operations.indices(100_000_000);
+            let measured = closed_loop(operation, first, 100_000_000, clients, deadline).await;
             let point = ClosedPoint {
                 clients,
                 throughput_per_s: round(measured.throughput_per_s(), 1),
@@ -163,33 +184,20 @@ pub async fn concurrency(args: ConcurrencyArgs) -> anyhow::Result<()> {
             series[index].points.push(point);
         }
     }
-    operations.server.stop().await;
-    let report = ConcurrencyReport {
-        sweep: "concurrency".into(),
-        machine: prepared.machine.clone(),
-        secs_per_point: common.secs_per_point,
-        series,
-        duration_secs: round(started.elapsed().as_secs_f64(), 1),
-    };
-    let name = format!("concurrency-{}", size_label(prepared.nodes.len()));
-    super::write_json(&common.out.out, &name, &report)
+    operations.finish(common, "concurrency", series).await
 }
 
 pub async fn open(args: OpenLoopArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
     let common = &args.common;
-    let prepared = super::prepare(&common.target, &common.replication).await?;
-    let operations = Operations::start(common, &prepared, "open").await?;
-    let mut next_index = 0;
-    operations.warm_up(&mut next_index).await;
+    let operations = Operations::start(common, "open").await?;
     let rates = points::offered_rates(args.start_rate, args.factor, args.max_rate);
     let mut series = Vec::new();
     for (name, operation) in operations.named() {
         let mut points = Vec::new();
         for &rate in &rates {
             let count = (rate * common.secs_per_point).ceil().max(1.0) as u64;
-            let measured = open_loop(operation, next_index, count, rate, 4096).await;
-            next_index += count;
+            let first = operations.indices(count);
+            let measured = open_loop(operation, first, count, rate, 4096).await;
             let point = OpenPoint {
                 offered_per_s: rate,
                 achieved_per_s: round(measured.throughput_per_s(), 1),
@@ -216,14 +224,5 @@ pub async fn open(args: OpenLoopArgs) -> anyhow::Result<()> {
             points,
         });
     }
-    operations.server.stop().await;
-    let report = OpenLoopReport {
-        sweep: "open-loop".into(),
-        machine: prepared.machine.clone(),
-        secs_per_point: common.secs_per_point,
-        series,
-        duration_secs: round(started.elapsed().as_secs_f64(), 1),
-    };
-    let name = format!("open-loop-{}", size_label(prepared.nodes.len()));
-    super::write_json(&common.out.out, &name, &report)
+    operations.finish(common, "open-loop", series).await
 }
