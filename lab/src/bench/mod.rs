@@ -31,14 +31,15 @@ use clap::{Args, ValueEnum};
 use scylla::statement::SerialConsistency;
 use serde::Serialize;
 
+use crate::cql::{query_text, wait_for_cql};
 use crate::dedupd_process::ServerProcess;
 use crate::process::{self, Pid};
 use crate::target::Target;
 use crate::{local_cluster, metrics_text};
 use alternatives::{Alternatives, AlternativesReport, CassandraSettings, Durability, Plan};
 use dedupd::domain::KeyspaceName;
+use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
-use dedupd::store::{CqlSettings, connect_session};
 use load::{Measurement, Operation, closed_loop, open_loop};
 use report::{Check, Ratios, ScenarioReport};
 use scenarios::{BENCH_TABLES, HttpApi, RawDriver};
@@ -299,32 +300,6 @@ async fn cache_counts(server: &ServerProcess) -> anyhow::Result<(f64, f64)> {
     let count =
         |result| metrics_text::value(&text, "dedupd_completed_cache_total", &[("result", result)]);
     Ok((count("hit"), count("miss")))
-}
-
-async fn query_text(session: &scylla::client::session::Session, cql: &str) -> String {
-    let Ok(result) = session.query_unpaged(cql, ()).await else {
-        return "unknown".into();
-    };
-    result
-        .into_rows_result()
-        .ok()
-        .and_then(|rows| rows.maybe_first_row::<(Option<String>,)>().ok().flatten())
-        .and_then(|(value,)| value)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-async fn wait_for_cql(settings: &CqlSettings) -> anyhow::Result<scylla::client::session::Session> {
-    let mut last_error = None;
-    for _ in 0..60 {
-        match connect_session(settings).await {
-            Ok(session) => return Ok(session),
-            Err(error) => last_error = Some(error),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Err(anyhow::anyhow!(
-        "the database did not answer: {last_error:?}"
-    ))
 }
 
 /// What the run shares across topologies.
