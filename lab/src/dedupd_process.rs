@@ -115,26 +115,14 @@ impl ServerProcess {
             child,
             http: HttpClient::new(Settings::default()),
         };
-        server
-            .wait_ready()
-            .await
-            .with_context(|| format!("dedupd serve did not get ready; see {}", log.display()))?;
+        let (http, url) = (&server.http, &format!("{}/readyz", server.base));
+        process::wait_ready(&mut server.child, 300, move || async move {
+            let answer = http.get(url, Some(Duration::from_secs(2))).await;
+            answer.is_ok_and(|reply| reply.status == 200)
+        })
+        .await
+        .with_context(|| format!("dedupd serve did not get ready; see {}", log.display()))?;
         Ok(server)
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let url = format!("{}/readyz", self.base);
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::bail!("it exited with {status}");
-            }
-            let answer = self.http.get(&url, Some(Duration::from_secs(2))).await;
-            if answer.is_ok_and(|reply| reply.status == 200) {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!("not ready within 30 s")
     }
 
     pub fn pid(&self) -> u32 {

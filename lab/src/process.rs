@@ -120,6 +120,29 @@ pub async fn pin(pid: u32, cpus: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks `ready` every 100 ms until it says yes, up to `attempts` times;
+/// fails at once if `child` exits first. How the lab waits for a server
+/// it started to answer.
+pub async fn wait_ready<F>(
+    child: &mut tokio::process::Child,
+    attempts: u32,
+    mut ready: impl FnMut() -> F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = bool>,
+{
+    for _ in 0..attempts {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("it exited with {status}");
+        }
+        if ready().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("not ready within {} s", attempts / 10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 use super::pool::Pool;
 use super::{Claimed, on_cpus, private_dir};
 use crate::dedupd_process::free_port;
+use crate::process;
 
 /// A reply of the RESP protocol, as far as `SET … NX` and `PING` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,26 +193,17 @@ impl RedisServer {
             pid,
             dir,
         };
-        server
-            .wait_ready()
-            .await
-            .with_context(|| format!("redis-server did not get ready; see {}", log.display()))?;
+        process::wait_ready(&mut server.child, 100, move || async move {
+            match Connection::connect(port).await {
+                Ok(mut connection) => {
+                    connection.command(&[b"PING"]).await == Ok(Reply::Simple("PONG".into()))
+                }
+                Err(_) => false,
+            }
+        })
+        .await
+        .with_context(|| format!("redis-server did not get ready; see {}", log.display()))?;
         Ok(server)
-    }
-
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::bail!("it exited with {status}");
-            }
-            if let Ok(mut connection) = Connection::connect(self.port).await
-                && connection.command(&[b"PING"]).await == Ok(Reply::Simple("PONG".into()))
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!("no PONG within 10 s")
     }
 
     /// Its settings, as it reports them (`CONFIG GET`).
