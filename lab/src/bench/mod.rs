@@ -827,81 +827,63 @@ fn alternative_scenarios(
     dup_namespace: &str,
     preloaded: &Arc<Vec<String>>,
 ) -> Vec<Scenario> {
-    use alternatives::names;
-    let open = Load::open(profile);
-    let closed = Load::Closed {
-        workers: profile.closed_workers,
-    };
-    let (new_ops, closed_ops, dup_ops) = (
-        profile.open_ops_per_round,
-        profile.closed_ops_per_round,
-        profile.dup_ops_per_round,
+    use alternatives::{System, names};
+    /// The stream a scenario claims on (new keys under the open or the
+    /// closed loop, or the duplicate-heavy one), and so its load and length.
+    #[derive(Clone, Copy)]
+    enum Stream {
+        Open,
+        Closed,
+        DupHeavy,
+    }
+    use Stream::{Closed, DupHeavy, Open};
+    let (redis, pg, pg_async) = (
+        System::Redis,
+        System::Postgres {
+            synchronous_commit: true,
+        },
+        System::Postgres {
+            synchronous_commit: false,
+        },
     );
-    let ns = new_keys_namespace;
-    let candidates = [
-        (
-            names::REDIS_CLAIM,
-            open,
-            alternatives.redis_new_keys(ns, &format!("{run_id}-redis")),
-            new_ops,
-        ),
-        (
-            names::REDIS_CLAIM_C16,
-            closed,
-            alternatives.redis_new_keys(ns, &format!("{run_id}-redisc")),
-            closed_ops,
-        ),
-        (
-            names::REDIS_DUP_HEAVY,
-            closed,
-            alternatives.redis_dup_heavy(
-                dup_namespace,
-                preloaded.clone(),
-                &format!("{run_id}-dupredis"),
+    let scenario = |(name, system, stream, prefix): (&str, System, Stream, &str)| {
+        let prefix = format!("{run_id}-{prefix}");
+        let ns = new_keys_namespace;
+        let closed = Load::Closed {
+            workers: profile.closed_workers,
+        };
+        let (load, operation, ops) = match stream {
+            Open => (
+                Load::open(profile),
+                alternatives.new_keys(system, ns, &prefix),
+                profile.open_ops_per_round,
             ),
-            dup_ops,
-        ),
-        (
-            names::POSTGRES_CLAIM,
-            open,
-            alternatives.postgres_new_keys(true, ns, &format!("{run_id}-pg")),
-            new_ops,
-        ),
-        (
-            names::POSTGRES_CLAIM_C16,
-            closed,
-            alternatives.postgres_new_keys(true, ns, &format!("{run_id}-pgc")),
-            closed_ops,
-        ),
-        (
-            names::POSTGRES_DUP_HEAVY,
-            closed,
-            alternatives.postgres_dup_heavy(
-                dup_namespace,
-                preloaded.clone(),
-                &format!("{run_id}-duppg"),
+            Closed => (
+                closed,
+                alternatives.new_keys(system, ns, &prefix),
+                profile.closed_ops_per_round,
             ),
-            dup_ops,
-        ),
-        (
-            names::POSTGRES_ASYNC_CLAIM,
-            open,
-            alternatives.postgres_new_keys(false, ns, &format!("{run_id}-pga")),
-            new_ops,
-        ),
-        (
-            names::POSTGRES_ASYNC_CLAIM_C16,
-            closed,
-            alternatives.postgres_new_keys(false, ns, &format!("{run_id}-pgac")),
-            closed_ops,
-        ),
-    ];
-    candidates
-        .into_iter()
-        .filter_map(|(name, load, operation, ops)| {
-            operation.map(|operation| Scenario::new(name, load, operation, ops))
-        })
-        .collect()
+            DupHeavy => (
+                closed,
+                alternatives.dup_heavy(system, dup_namespace, preloaded.clone(), &prefix),
+                profile.dup_ops_per_round,
+            ),
+        };
+        operation.map(|operation| Scenario::new(name, load, operation, ops))
+    };
+    [
+        (names::REDIS_CLAIM, redis, Open, "redis"),
+        (names::REDIS_CLAIM_C16, redis, Closed, "redisc"),
+        (names::REDIS_DUP_HEAVY, redis, DupHeavy, "dupredis"),
+        (names::POSTGRES_CLAIM, pg, Open, "pg"),
+        (names::POSTGRES_CLAIM_C16, pg, Closed, "pgc"),
+        (names::POSTGRES_DUP_HEAVY, pg, DupHeavy, "duppg"),
+        (names::POSTGRES_ASYNC_CLAIM, pg_async, Open, "pga"),
+        (names::POSTGRES_ASYNC_CLAIM_C16, pg_async, Closed, "pgac"),
+    ]
+    .into_iter()
+    .filter_map(scenario)
+    .collect()
 }
 
 /// The settings dedupd's durability rests on, as the cluster reports them.

@@ -469,94 +469,50 @@ impl Alternatives {
         alternatives
     }
 
-    /// Redis claims of new keys `{prefix}-{index}`.
-    pub fn redis_new_keys(&self, namespace: &str, prefix: &str) -> Option<Operation> {
-        let (_, claims) = self.redis.as_ref()?;
-        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
-        Some(on_keys(
-            claims.clone(),
-            move |index| format!("{prefix}-{index}"),
-            move |claims, key| {
-                let namespace = namespace.clone();
-                async move { new_key(claims.claim(&namespace, &key, TTL_SECS * 1000).await) }
-            },
+    /// Where `system`'s claims go, if it started.
+    fn store(&self, system: System) -> Option<Store> {
+        match system {
+            System::Redis => self
+                .redis
+                .as_ref()
+                .map(|(_, claims)| Store::Redis(claims.clone())),
+            System::Postgres { synchronous_commit } => self.postgres.as_ref().map(|side| {
+                Store::Postgres(if synchronous_commit {
+                    side.synchronous.clone()
+                } else {
+                    side.asynchronous.clone()
+                })
+            }),
+        }
+    }
+
+    /// `system`'s claims of new keys `{prefix}-{index}`.
+    pub fn new_keys(&self, system: System, namespace: &str, prefix: &str) -> Option<Operation> {
+        let prefix = prefix.to_owned();
+        let keys = move |index| format!("{prefix}-{index}");
+        Some(claim_operation(
+            self.store(system)?,
+            namespace,
+            keys,
+            new_key,
         ))
     }
 
-    /// Redis on the duplicate-heavy stream: acquired and duplicate are
-    /// both answers.
-    pub fn redis_dup_heavy(
+    /// `system` on the duplicate-heavy stream over `preloaded`.
+    pub fn dup_heavy(
         &self,
+        system: System,
         namespace: &str,
         preloaded: Arc<Vec<String>>,
         prefix: &str,
     ) -> Option<Operation> {
-        let (_, claims) = self.redis.as_ref()?;
-        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
-        Some(on_keys(
-            claims.clone(),
-            move |index| dup_heavy_key(&preloaded, &prefix, index),
-            move |claims, key| {
-                let namespace = namespace.clone();
-                async move {
-                    claims
-                        .claim(&namespace, &key, TTL_SECS * 1000)
-                        .await
-                        .map(|_| ())
-                }
-            },
-        ))
-    }
-
-    fn postgres_claims(&self, synchronous_commit: bool) -> Option<Arc<PostgresClaims>> {
-        let side = self.postgres.as_ref()?;
-        Some(if synchronous_commit {
-            side.synchronous.clone()
-        } else {
-            side.asynchronous.clone()
-        })
-    }
-
-    /// PostgreSQL claims of new keys `{prefix}-{index}`.
-    pub fn postgres_new_keys(
-        &self,
-        synchronous_commit: bool,
-        namespace: &str,
-        prefix: &str,
-    ) -> Option<Operation> {
-        let claims = self.postgres_claims(synchronous_commit)?;
-        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
-        Some(on_keys(
-            claims,
-            move |index| format!("{prefix}-{index}"),
-            move |claims, key| {
-                let namespace = namespace.clone();
-                async move { new_key(claims.claim(&namespace, &key, TTL_SECS as f64).await) }
-            },
-        ))
-    }
-
-    /// PostgreSQL on the duplicate-heavy stream (synchronous commit).
-    pub fn postgres_dup_heavy(
-        &self,
-        namespace: &str,
-        preloaded: Arc<Vec<String>>,
-        prefix: &str,
-    ) -> Option<Operation> {
-        let claims = self.postgres_claims(true)?;
-        let (namespace, prefix) = (Arc::new(namespace.to_owned()), prefix.to_owned());
-        Some(on_keys(
-            claims,
-            move |index| dup_heavy_key(&preloaded, &prefix, index),
-            move |claims, key| {
-                let namespace = namespace.clone();
-                async move {
-                    claims
-                        .claim(&namespace, &key, TTL_SECS as f64)
-                        .await
-                        .map(|_| ())
-                }
-            },
+        let prefix = prefix.to_owned();
+        let keys = move |index| dup_heavy_key(&preloaded, &prefix, index);
+        Some(claim_operation(
+            self.store(system)?,
+            namespace,
+            keys,
+            answered,
         ))
     }
 
@@ -572,6 +528,53 @@ impl Alternatives {
         }
         self.report
     }
+}
+
+/// A system the alternatives' scenarios claim on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Redis,
+    /// PostgreSQL, its sessions with `synchronous_commit` on or off.
+    Postgres {
+        synchronous_commit: bool,
+    },
+}
+
+/// A started system's claims.
+#[derive(Clone)]
+enum Store {
+    Redis(Arc<RedisClaims>),
+    Postgres(Arc<PostgresClaims>),
+}
+
+impl Store {
+    /// Claims `key` in `namespace` for the HTTP scenarios' time to live.
+    async fn claim(&self, namespace: &str, key: &str) -> Result<Claimed, String> {
+        match self {
+            Store::Redis(claims) => claims.claim(namespace, key, TTL_SECS * 1000).await,
+            Store::Postgres(claims) => claims.claim(namespace, key, TTL_SECS as f64).await,
+        }
+    }
+}
+
+/// Claims of `key_of(index)` in `namespace` on `store`, each answer judged
+/// by `judge`.
+fn claim_operation(
+    store: Store,
+    namespace: &str,
+    key_of: impl Fn(u64) -> String + Send + Sync + 'static,
+    judge: fn(Result<Claimed, String>) -> Result<(), String>,
+) -> Operation {
+    let namespace = Arc::new(namespace.to_owned());
+    on_keys(store, key_of, move |store, key| {
+        let namespace = namespace.clone();
+        async move { judge(store.claim(&namespace, &key).await) }
+    })
+}
+
+/// On the duplicate-heavy stream acquired and duplicate are both answers.
+fn answered(claimed: Result<Claimed, String>) -> Result<(), String> {
+    claimed.map(|_| ())
 }
 
 /// A new key must be acquired: a duplicate would be a key clash.
