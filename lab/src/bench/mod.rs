@@ -709,12 +709,14 @@ impl Bench<'_> {
                 Topology::SharedCores => None,
             };
             let plan = Plan {
-                redis: alternatives::names::REDIS
-                    .iter()
-                    .any(|name| args.wants(name)),
-                postgres: alternatives::names::POSTGRES
-                    .iter()
-                    .any(|name| args.wants(name)),
+                redis: wants_any(args, &[alternatives::System::Redis]),
+                postgres: wants_any(
+                    args,
+                    &[
+                        alternatives::System::POSTGRES,
+                        alternatives::System::POSTGRES_ASYNC,
+                    ],
+                ),
                 cpus: database_cpus,
                 connections: profile.closed_workers,
                 dup_namespace: &dup_namespace,
@@ -813,6 +815,15 @@ impl BenchArgs {
     }
 }
 
+/// Whether `--only` admits any scenario of `systems`: those not wanted are
+/// not started.
+fn wants_any(args: &BenchArgs, systems: &[alternatives::System]) -> bool {
+    systems
+        .iter()
+        .flat_map(|system| system.scenario_names())
+        .any(|name| args.wants(&name))
+}
+
 /// Redis and PostgreSQL on the streams dedupd is measured on, at the same
 /// loads: new keys under the profile's open loop (`redis_claim`,
 /// `postgres_claim`, beside `http_claim`) and closed loop (`…_c16`, beside
@@ -827,43 +838,26 @@ fn alternative_scenarios(
     dup_namespace: &str,
     preloaded: &Arc<Vec<String>>,
 ) -> Vec<Scenario> {
-    use alternatives::{System, names};
-    /// The stream a scenario claims on (new keys under the open or the
-    /// closed loop, or the duplicate-heavy one), and so its load and length.
-    #[derive(Clone, Copy)]
-    enum Stream {
-        Open,
-        Closed,
-        DupHeavy,
-    }
-    use Stream::{Closed, DupHeavy, Open};
-    let (redis, pg, pg_async) = (
-        System::Redis,
-        System::Postgres {
-            synchronous_commit: true,
-        },
-        System::Postgres {
-            synchronous_commit: false,
-        },
-    );
-    let scenario = |(name, system, stream, prefix): (&str, System, Stream, &str)| {
-        let prefix = format!("{run_id}-{prefix}");
+    use alternatives::{Stream, System};
+    let scenario = |(system, stream): (System, Stream)| {
+        let (name, tag) = system.scenario(stream)?;
+        let prefix = format!("{run_id}-{tag}");
         let ns = new_keys_namespace;
         let closed = Load::Closed {
             workers: profile.closed_workers,
         };
         let (load, operation, ops) = match stream {
-            Open => (
+            Stream::NewOpen => (
                 Load::open(profile),
                 alternatives.new_keys(system, ns, &prefix),
                 profile.open_ops_per_round,
             ),
-            Closed => (
+            Stream::NewClosed => (
                 closed,
                 alternatives.new_keys(system, ns, &prefix),
                 profile.closed_ops_per_round,
             ),
-            DupHeavy => (
+            Stream::DupHeavy => (
                 closed,
                 alternatives.dup_heavy(system, dup_namespace, preloaded.clone(), &prefix),
                 profile.dup_ops_per_round,
@@ -871,19 +865,11 @@ fn alternative_scenarios(
         };
         operation.map(|operation| Scenario::new(name, load, operation, ops))
     };
-    [
-        (names::REDIS_CLAIM, redis, Open, "redis"),
-        (names::REDIS_CLAIM_C16, redis, Closed, "redisc"),
-        (names::REDIS_DUP_HEAVY, redis, DupHeavy, "dupredis"),
-        (names::POSTGRES_CLAIM, pg, Open, "pg"),
-        (names::POSTGRES_CLAIM_C16, pg, Closed, "pgc"),
-        (names::POSTGRES_DUP_HEAVY, pg, DupHeavy, "duppg"),
-        (names::POSTGRES_ASYNC_CLAIM, pg_async, Open, "pga"),
-        (names::POSTGRES_ASYNC_CLAIM_C16, pg_async, Closed, "pgac"),
-    ]
-    .into_iter()
-    .filter_map(scenario)
-    .collect()
+    System::ALL
+        .into_iter()
+        .flat_map(|system| Stream::ALL.map(|stream| (system, stream)))
+        .filter_map(scenario)
+        .collect()
 }
 
 /// The settings dedupd's durability rests on, as the cluster reports them.

@@ -42,30 +42,73 @@ pub enum Claimed {
 /// The claims' time to live, as the HTTP scenarios ask for it.
 pub const TTL_SECS: u64 = 3600;
 
-/// The alternatives' scenarios, beside the dedupd scenarios they are
-/// compared with (same load, same stream).
-pub mod names {
-    /// New keys, the profile's open loop: as `http_claim`.
-    pub const REDIS_CLAIM: &str = "redis_claim";
-    /// New keys, closed loop: as `http_claim_c16`.
-    pub const REDIS_CLAIM_C16: &str = "redis_claim_c16";
-    /// The duplicate-heavy stream: as `dup_heavy_dedupd_c16`.
-    pub const REDIS_DUP_HEAVY: &str = "dup_heavy_redis_c16";
-    pub const POSTGRES_CLAIM: &str = "postgres_claim";
-    pub const POSTGRES_CLAIM_C16: &str = "postgres_claim_c16";
-    pub const POSTGRES_DUP_HEAVY: &str = "dup_heavy_postgres_c16";
-    /// The same with `synchronous_commit = off` on their sessions.
-    pub const POSTGRES_ASYNC_CLAIM: &str = "postgres_claim_async_commit";
-    pub const POSTGRES_ASYNC_CLAIM_C16: &str = "postgres_claim_c16_async_commit";
+/// A system the alternatives' scenarios claim on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Redis,
+    /// PostgreSQL, its sessions with `synchronous_commit` on or off.
+    Postgres {
+        synchronous_commit: bool,
+    },
+}
 
-    pub const REDIS: [&str; 3] = [REDIS_CLAIM, REDIS_CLAIM_C16, REDIS_DUP_HEAVY];
-    pub const POSTGRES: [&str; 5] = [
-        POSTGRES_CLAIM,
-        POSTGRES_CLAIM_C16,
-        POSTGRES_DUP_HEAVY,
-        POSTGRES_ASYNC_CLAIM,
-        POSTGRES_ASYNC_CLAIM_C16,
-    ];
+/// A stream the alternatives are measured on, as dedupd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// New keys under the profile's open loop: beside `http_claim`.
+    NewOpen,
+    /// New keys, closed loop: beside `http_claim_c16`.
+    NewClosed,
+    /// The duplicate-heavy stream, closed loop: beside `dup_heavy_dedupd_c16`.
+    DupHeavy,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::NewOpen, Stream::NewClosed, Stream::DupHeavy];
+}
+
+impl System {
+    /// PostgreSQL as deployed by default: `synchronous_commit` on.
+    pub const POSTGRES: System = System::Postgres {
+        synchronous_commit: true,
+    };
+    /// The same with `synchronous_commit = off` on its sessions.
+    pub const POSTGRES_ASYNC: System = System::Postgres {
+        synchronous_commit: false,
+    };
+    pub const ALL: [System; 3] = [System::Redis, System::POSTGRES, System::POSTGRES_ASYNC];
+
+    /// Its scenario on `stream` and the tag of that scenario's keys, if it
+    /// is measured there (asynchronous commit is not measured on the
+    /// duplicate-heavy stream).
+    pub fn scenario(self, stream: Stream) -> Option<(&'static str, &'static str)> {
+        use Stream::{DupHeavy, NewClosed, NewOpen};
+        Some(match (self, stream) {
+            (System::Redis, NewOpen) => ("redis_claim", "redis"),
+            (System::Redis, NewClosed) => ("redis_claim_c16", "redisc"),
+            (System::Redis, DupHeavy) => ("dup_heavy_redis_c16", "dupredis"),
+            (System::POSTGRES, NewOpen) => ("postgres_claim", "pg"),
+            (System::POSTGRES, NewClosed) => ("postgres_claim_c16", "pgc"),
+            (System::POSTGRES, DupHeavy) => ("dup_heavy_postgres_c16", "duppg"),
+            (System::POSTGRES_ASYNC, NewOpen) => ("postgres_claim_async_commit", "pga"),
+            (System::POSTGRES_ASYNC, NewClosed) => ("postgres_claim_c16_async_commit", "pgac"),
+            (System::POSTGRES_ASYNC, DupHeavy) => return None,
+        })
+    }
+
+    /// The name of its scenario on `stream`, "" if it has none there.
+    pub fn scenario_name(self, stream: Stream) -> &'static str {
+        self.scenario(stream).map_or("", |(name, _)| name)
+    }
+
+    /// Its scenarios' names, in stream order.
+    pub fn scenario_names(self) -> Vec<String> {
+        Stream::ALL
+            .into_iter()
+            .filter_map(|stream| self.scenario(stream))
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
 }
 
 /// `name` on the PATH, if there.
@@ -244,18 +287,9 @@ impl PostgresSettings {
             ""
         };
         let mode = if synchronous_commit { "on" } else { "off" };
-        let scenarios: &[&str] = if synchronous_commit {
-            &[
-                names::POSTGRES_CLAIM,
-                names::POSTGRES_CLAIM_C16,
-                names::POSTGRES_DUP_HEAVY,
-            ]
-        } else {
-            &[names::POSTGRES_ASYNC_CLAIM, names::POSTGRES_ASYNC_CLAIM_C16]
-        };
         Durability {
             system: format!("PostgreSQL {}, synchronous_commit {mode}", self.version),
-            scenarios: scenarios.iter().map(|name| (*name).to_owned()).collect(),
+            scenarios: System::Postgres { synchronous_commit }.scenario_names(),
             settings: settings(&[
                 ("synchronous_commit", mode),
                 ("fsync", &self.fsync),
@@ -296,7 +330,7 @@ impl RedisSettings {
         };
         Durability {
             system: format!("Redis {}, no persistence", self.version),
-            scenarios: names::REDIS.map(str::to_owned).to_vec(),
+            scenarios: System::Redis.scenario_names(),
             settings: settings(&[
                 ("save", &self.save),
                 ("appendonly", &self.appendonly),
@@ -530,16 +564,6 @@ impl Alternatives {
     }
 }
 
-/// A system the alternatives' scenarios claim on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum System {
-    Redis,
-    /// PostgreSQL, its sessions with `synchronous_commit` on or off.
-    Postgres {
-        synchronous_commit: bool,
-    },
-}
-
 /// A started system's claims.
 #[derive(Clone)]
 enum Store {
@@ -672,6 +696,14 @@ pub fn markdown(
             .map_or("n/a".into(), |s| format!("{:.0}", s.throughput_per_s))
     };
     // (durability, new keys open loop, new keys c16, duplicate-heavy c16)
+    let row = |durability: &str, system: System| {
+        (
+            report.durability.get(durability),
+            system.scenario_name(Stream::NewOpen),
+            system.scenario_name(Stream::NewClosed),
+            system.scenario(Stream::DupHeavy).map(|(name, _)| name),
+        )
+    };
     let rows: [(Option<&Durability>, &str, &str, Option<&str>); 4] = [
         (
             Some(cassandra),
@@ -679,24 +711,9 @@ pub fn markdown(
             "http_claim_c16",
             Some("dup_heavy_dedupd_c16"),
         ),
-        (
-            report.durability.get("postgres_synchronous_commit_on"),
-            names::POSTGRES_CLAIM,
-            names::POSTGRES_CLAIM_C16,
-            Some(names::POSTGRES_DUP_HEAVY),
-        ),
-        (
-            report.durability.get("postgres_synchronous_commit_off"),
-            names::POSTGRES_ASYNC_CLAIM,
-            names::POSTGRES_ASYNC_CLAIM_C16,
-            None,
-        ),
-        (
-            report.durability.get("redis"),
-            names::REDIS_CLAIM,
-            names::REDIS_CLAIM_C16,
-            Some(names::REDIS_DUP_HEAVY),
-        ),
+        row("postgres_synchronous_commit_on", System::POSTGRES),
+        row("postgres_synchronous_commit_off", System::POSTGRES_ASYNC),
+        row("redis", System::Redis),
     ];
     let mut text = String::from(
         "What users would pick instead, in the same run (same load generator, same \
@@ -793,6 +810,29 @@ mod tests {
     }
 
     #[test]
+    fn each_system_names_its_scenarios_once() {
+        let names: Vec<String> = System::ALL
+            .into_iter()
+            .flat_map(System::scenario_names)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "redis_claim",
+                "redis_claim_c16",
+                "dup_heavy_redis_c16",
+                "postgres_claim",
+                "postgres_claim_c16",
+                "dup_heavy_postgres_c16",
+                "postgres_claim_async_commit",
+                "postgres_claim_c16_async_commit",
+            ]
+        );
+        assert_eq!(System::POSTGRES_ASYNC.scenario(Stream::DupHeavy), None);
+        assert_eq!(System::POSTGRES_ASYNC.scenario_name(Stream::DupHeavy), "");
+    }
+
+    #[test]
     fn postgres_on_and_off_say_different_things() {
         let settings = PostgresSettings {
             version: "15.18".into(),
@@ -804,13 +844,13 @@ mod tests {
         assert!(on.summary.contains("waits for its WAL record's flush"));
         assert!(on.summary.contains("no replica"));
         assert_eq!(on.settings["synchronous_commit"], "on");
-        assert!(on.scenarios.contains(&names::POSTGRES_CLAIM.to_owned()));
+        assert!(on.scenarios.contains(&"postgres_claim".to_owned()));
         let off = settings.durability(false);
         assert!(off.summary.contains("last 3 × 200ms"));
         assert_eq!(off.settings["synchronous_commit"], "off");
         assert!(
             off.scenarios
-                .contains(&names::POSTGRES_ASYNC_CLAIM.to_owned())
+                .contains(&"postgres_claim_async_commit".to_owned())
         );
         let unsafe_settings = PostgresSettings {
             fsync: "off".into(),
