@@ -191,36 +191,31 @@ impl Instance {
         let child = command
             .spawn()
             .context("cannot start dedupd serve (the clock-skew phases need faketime)")?;
-        let instance = Self {
+        let mut instance = Self {
             port,
             child,
             log,
             wiring,
             unknown_before,
         };
-        instance.wait_ready().await?;
+        let (api, url) = (&Api::default(), &format!("{}/readyz", instance.base()));
+        crate::process::wait_ready(&mut instance.child, 300, move || async move {
+            let text = api.get_text(url).await;
+            text.is_some_and(|text| text.contains("\"ok\""))
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "dedupd on port {} did not become ready; see {}",
+                instance.port,
+                instance.log.display()
+            )
+        })?;
         Ok(instance)
     }
 
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let api = Api::default();
-        for _ in 0..300 {
-            if let Some(text) = api.get_text(&format!("{}/readyz", self.base())).await
-                && text.contains("\"ok\"")
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!(
-            "dedupd on port {} did not become ready; see {}",
-            self.port,
-            self.log.display()
-        )
     }
 
     /// Unknown-outcome counters of this life, by `statement/resolution`.
