@@ -199,7 +199,10 @@ impl Instance {
             unknown_before,
         };
         let (api, url) = (&Api::default(), &format!("{}/readyz", instance.base()));
-        crate::process::wait_ready(&mut instance.child, 300, move || async move {
+        // Up to 60 s: behind the wire-fault proxy, on a loaded 2-core
+        // machine, the driver's first connections to three nodes have taken
+        // longer than 30 s. A process that exits fails at once.
+        crate::process::wait_ready(&mut instance.child, 600, move || async move {
             let text = api.get_text(url).await;
             text.is_some_and(|text| text.contains("\"ok\""))
         })
