@@ -1,12 +1,69 @@
 //! What the lab tools need of a CQL session before they start: one that
-//! waits for a database still coming up, and a single text value read
-//! from it (versions, settings) for their reports.
+//! waits for a database still coming up, on a prepared lab keyspace, and
+//! what their reports say of the machine and the database it reached.
 
 use std::time::Duration;
 
 use scylla::client::session::Session;
+use serde::{Deserialize, Serialize};
 
+use crate::bench::scenarios::BENCH_TABLES;
+use crate::keyspace::KeyspaceArgs;
+use crate::process;
+use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
+
+/// A session on `nodes` whose lab keyspace exists (guarded: never the
+/// service's) and holds the benchmark's own tables, the schema agreed.
+pub async fn lab_session(
+    nodes: &[String],
+    keyspace: &KeyspaceArgs,
+    replication: &Replication,
+) -> anyhow::Result<Session> {
+    let session = wait_for_cql(&CqlSettings::local(nodes.to_vec())).await?;
+    crate::keyspace::prepare(&session, keyspace, replication).await?;
+    for table in BENCH_TABLES {
+        session
+            .query_unpaged(table.replace("{ks}", keyspace.name.as_str()), ())
+            .await?;
+    }
+    session.await_schema_agreement().await?;
+    Ok(session)
+}
+
+/// Where a run measured, as its report states it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cores: usize,
+    #[serde(default)]
+    pub os: String,
+    pub database_version: String,
+    pub paxos_variant: String,
+    pub nodes: Vec<String>,
+    pub replication: String,
+    /// How to read the figures, where the run has something to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Machine {
+    /// This machine, and the database `session` reaches.
+    pub async fn read(session: &Session, nodes: &[String], replication: &Replication) -> Self {
+        Self {
+            cores: process::cpu_count(&process::online_cpus()),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            database_version: query_text(session, "SELECT release_version FROM system.local").await,
+            paxos_variant: query_text(
+                session,
+                "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
+            )
+            .await,
+            nodes: nodes.to_vec(),
+            replication: format!("{replication:?}"),
+            note: None,
+        }
+    }
+}
 
 /// A session, retried once a second for up to a minute: a cluster the
 /// local-cluster script has just started takes a while to answer.

@@ -31,7 +31,7 @@ use clap::{Args, ValueEnum};
 use scylla::statement::SerialConsistency;
 use serde::Serialize;
 
-use crate::cql::{query_text, wait_for_cql};
+use crate::cql::{Machine, lab_session, query_text, wait_for_cql};
 use crate::dedupd_process::ServerProcess;
 use crate::process::{self, Pid};
 use crate::target::Target;
@@ -42,7 +42,7 @@ use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
 use load::{Measurement, Operation, closed_loop, open_loop};
 use report::{Check, Ratios, ScenarioReport};
-use scenarios::{BENCH_TABLES, HttpApi, RawDriver};
+use scenarios::{HttpApi, RawDriver};
 use topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -237,16 +237,6 @@ impl Scenario {
 }
 
 #[derive(Serialize)]
-struct Machine {
-    cores: usize,
-    os: String,
-    database_version: String,
-    paxos_variant: String,
-    nodes: Vec<String>,
-    replication: String,
-}
-
-#[derive(Serialize)]
 struct Memory {
     rss_after_warmup_mib: f64,
     rss_end_mib: f64,
@@ -359,20 +349,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let settings = CqlSettings::local(nodes.clone());
     let keyspace = args.target.keyspace.name.clone();
-    let session = Arc::new(wait_for_cql(&settings).await?);
-    crate::keyspace::prepare(&session, &args.target.keyspace, &args.replication).await?;
-    for table in BENCH_TABLES {
-        session
-            .query_unpaged(table.replace("{ks}", keyspace.as_str()), ())
-            .await?;
-    }
-    session.await_schema_agreement().await?;
-    let database_version = query_text(&session, "SELECT release_version FROM system.local").await;
-    let paxos_variant = query_text(
-        &session,
-        "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
-    )
-    .await;
+    let session = Arc::new(lab_session(&nodes, &args.target.keyspace, &args.replication).await?);
+    let machine = Machine::read(&session, &nodes, &args.replication).await;
     let cassandra_durability = cassandra_settings(&session, &keyspace, nodes.len())
         .await
         .durability();
@@ -457,14 +435,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             checks.push(Check::new("alternative started", false, failure.clone()));
         }
     }
-    let machine = Machine {
-        cores: process::cpu_count(&process::online_cpus()),
-        os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-        database_version,
-        paxos_variant,
-        nodes,
-        replication: format!("{:?}", args.replication),
-    };
     let mut markdown = String::new();
     for (index, run) in std::iter::once(&main).chain(&runs).enumerate() {
         let table = report::markdown_table(&run.scenarios);

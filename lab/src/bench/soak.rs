@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::load::{new_histogram, open_loop};
 use super::report::{self, Check};
 use super::scenarios::HttpApi;
-use super::wait_for_cql;
+use crate::cql::wait_for_cql;
 use crate::dedupd_process::ServerProcess;
 use crate::http_client::{HttpClient, Settings};
 use crate::target::Target;

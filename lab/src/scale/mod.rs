@@ -31,11 +31,9 @@ use clap::{Args, Subcommand};
 use scylla::client::session::Session;
 use serde::{Deserialize, Serialize};
 
-use crate::bench::scenarios::BENCH_TABLES;
-use crate::cql::{query_text, wait_for_cql};
+use crate::cql::{Machine, lab_session};
+use crate::local_cluster;
 use crate::target::Target;
-use crate::{local_cluster, process};
-use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
 
 #[derive(Debug, Clone, Args)]
@@ -136,17 +134,6 @@ pub struct CacheRssArgs {
     pub no_baseline: bool,
 }
 
-/// Where a sweep ran.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Machine {
-    pub cores: usize,
-    pub database_version: String,
-    pub paxos_variant: String,
-    pub nodes: Vec<String>,
-    pub replication: String,
-    pub note: String,
-}
-
 /// A sweep's JSON: which sweep, where it ran, its own figures (at the top
 /// level beside these), and how long it took.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,28 +203,14 @@ pub async fn prepare(setup: &Setup) -> anyhow::Result<Prepared> {
         Some(nodes) => nodes.clone(),
         None => local_cluster::up(&target.local_cassandra).await?,
     };
-    let session = Arc::new(wait_for_cql(&CqlSettings::local(nodes.clone())).await?);
-    crate::keyspace::prepare(&session, &target.keyspace, replication).await?;
-    let keyspace = target.keyspace.name.as_str();
-    for table in BENCH_TABLES {
-        session
-            .query_unpaged(table.replace("{ks}", keyspace), ())
-            .await?;
-    }
-    session.await_schema_agreement().await?;
+    let session = Arc::new(lab_session(&nodes, &target.keyspace, replication).await?);
     let machine = Machine {
-        cores: process::cpu_count(&process::online_cpus()),
-        database_version: query_text(&session, "SELECT release_version FROM system.local").await,
-        paxos_variant: query_text(
-            &session,
-            "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'",
-        )
-        .await,
-        nodes: nodes.clone(),
-        replication: format!("{replication:?}"),
-        note: "a shared 2-core machine (database nodes, dedupd and the load generator \
-               on the same cores, beside other work): read the shapes, not the values"
-            .into(),
+        note: Some(
+            "a shared 2-core machine (database nodes, dedupd and the load generator \
+             on the same cores, beside other work): read the shapes, not the values"
+                .into(),
+        ),
+        ..Machine::read(&session, &nodes, replication).await
     };
     Ok(Prepared {
         session,
@@ -294,11 +267,12 @@ mod tests {
             sweep: "cache-rss".into(),
             machine: Machine {
                 cores: 2,
+                os: "linux x86_64".into(),
                 database_version: "5.0".into(),
                 paxos_variant: "v2".into(),
                 nodes: vec!["127.0.0.1:9042".into()],
                 replication: "1".into(),
-                note: String::new(),
+                note: None,
             },
             figures: Figures { step_claims: 3 },
             duration_secs: 1.5,
@@ -309,6 +283,20 @@ mod tests {
         assert_eq!(json["duration_secs"], 1.5);
         let read: Report<Figures> = serde_json::from_value(json).unwrap();
         assert_eq!(read.figures, Figures { step_claims: 3 });
+    }
+
+    #[test]
+    fn the_committed_sweeps_still_read_with_the_shared_machine_header() {
+        // Written before the header was shared with the bench: no `os`.
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/scale/cache-rss.json")).unwrap();
+        let machine: Machine = serde_json::from_value(json["machine"].clone()).unwrap();
+        assert!(
+            machine
+                .note
+                .is_some_and(|note| note.contains("shared 2-core"))
+        );
+        assert!(machine.cores > 0);
     }
 
     #[test]
