@@ -1,6 +1,8 @@
-//! What /proc says of a process (its CPU time and resident memory), and
-//! pinning processes to CPUs with `taskset`: how the benchmark measures
-//! dedupd's own cost and keeps the database off the cores it measures on.
+//! What /proc says of a process (its CPU time, resident memory and allowed
+//! CPUs), pinning processes to CPUs with `taskset`, and starting the servers
+//! the lab runs beside dedupd (found on the PATH, in a directory of their
+//! own): how the benchmark measures dedupd's own cost and keeps the
+//! database off the cores it measures on.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -143,9 +145,64 @@ where
     anyhow::bail!("not ready within {} s", attempts / 10)
 }
 
+/// `name` on the PATH, if there.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// A new, empty directory of this process's own under the temp dir.
+pub fn private_dir(kind: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "dedupd-lab-{kind}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+/// `program`, under `taskset --cpu-list cpus` when given: the process and
+/// everything it starts stay on those CPUs.
+pub fn on_cpus(cpus: Option<&str>, program: &Path) -> std::process::Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = std::process::Command::new("taskset");
+            command.args(["--cpu-list", cpus]).arg(program);
+            command
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
+/// The CPUs a process may run on, as /proc says (`Cpus_allowed_list`).
+pub fn cpus_allowed(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("Cpus_allowed_list:")
+                    .map(|cpus| cpus.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_put_on_cpus_with_taskset() {
+        let pinned = on_cpus(Some("0"), Path::new("redis-server"));
+        assert_eq!(pinned.get_program(), "taskset");
+        let args: Vec<_> = pinned.get_args().collect();
+        assert_eq!(args, ["--cpu-list", "0", "redis-server"]);
+        assert_eq!(on_cpus(None, Path::new("x")).get_program(), "x");
+    }
 
     #[test]
     fn cpu_ticks_are_read_past_a_name_with_spaces_and_parentheses() {

@@ -21,7 +21,7 @@ pub mod redis;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -29,6 +29,7 @@ use serde::Serialize;
 use super::load::{Operation, on_keys};
 use super::report::{Ratios, ScenarioReport};
 use super::scenarios::dup_heavy_key;
+use crate::process;
 use postgres::{PostgresClaims, PostgresServer};
 use redis::{RedisClaims, RedisServer};
 
@@ -109,52 +110,6 @@ impl System {
             .map(|(name, _)| name.to_owned())
             .collect()
     }
-}
-
-/// `name` on the PATH, if there.
-pub fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
-/// A new, empty directory of this process's own under the temp dir.
-pub fn private_dir(kind: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "dedupd-lab-{kind}-{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::create_dir(&dir)?;
-    Ok(dir)
-}
-
-/// `program`, under `taskset --cpu-list cpus` when given: the process and
-/// everything it starts stay on those CPUs.
-pub fn on_cpus(cpus: Option<&str>, program: &Path) -> std::process::Command {
-    match cpus {
-        Some(cpus) => {
-            let mut command = std::process::Command::new("taskset");
-            command.args(["--cpu-list", cpus]).arg(program);
-            command
-        }
-        None => std::process::Command::new(program),
-    }
-}
-
-/// The CPUs a process may run on, as /proc says (`Cpus_allowed_list`).
-fn cpus_allowed(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|line| {
-                line.strip_prefix("Cpus_allowed_list:")
-                    .map(|cpus| cpus.trim().to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// What an acknowledged claim is worth on one system, beside its figures.
@@ -451,7 +406,7 @@ impl Alternatives {
                             "redis-server {} (pid {}) {placement}: allowed CPUs {}",
                             settings.version,
                             server.pid,
-                            cpus_allowed(server.pid)
+                            process::cpus_allowed(server.pid)
                         ));
                         alternatives
                             .report
@@ -479,7 +434,7 @@ impl Alternatives {
                              {placement}: allowed CPUs {}",
                             settings.version,
                             side.server.postmaster_pid,
-                            cpus_allowed(side.server.postmaster_pid)
+                            process::cpus_allowed(side.server.postmaster_pid)
                         ));
                         for synchronous in [true, false] {
                             let key = format!(
@@ -907,14 +862,5 @@ mod tests {
         assert!(!text.contains("| Redis"));
         assert!(text.contains("| dedupd on Cassandra"));
         assert!(text.contains("dedupd_over_redis_dup_heavy_throughput = n/a"));
-    }
-
-    #[test]
-    fn programs_are_put_on_cpus_with_taskset() {
-        let pinned = on_cpus(Some("0"), Path::new("redis-server"));
-        assert_eq!(pinned.get_program(), "taskset");
-        let args: Vec<_> = pinned.get_args().collect();
-        assert_eq!(args, ["--cpu-list", "0", "redis-server"]);
-        assert_eq!(on_cpus(None, Path::new("x")).get_program(), "x");
     }
 }

@@ -13,9 +13,10 @@ use tokio::process::Command;
 use tokio_postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
+use super::Claimed;
 use super::pool::Pool;
-use super::{Claimed, on_cpus, private_dir};
 use crate::dedupd_process::free_port;
+use crate::process::{on_cpus, on_path, private_dir};
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS idempotency (\
      ns text NOT NULL, key text NOT NULL, token uuid NOT NULL, \
@@ -54,7 +55,7 @@ pub fn bindir() -> Result<PathBuf, String> {
     if let Some((_, dir)) = versions.pop() {
         return Ok(dir);
     }
-    super::on_path("initdb")
+    on_path("initdb")
         .and_then(|initdb| std::fs::canonicalize(initdb).ok())
         .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
         .filter(|dir| has_tools(dir))

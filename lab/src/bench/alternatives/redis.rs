@@ -14,10 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use super::Claimed;
 use super::pool::Pool;
-use super::{Claimed, on_cpus, private_dir};
 use crate::dedupd_process::free_port;
 use crate::process;
+use crate::process::{on_cpus, on_path, private_dir};
 
 /// A reply of the RESP protocol, as far as `SET … NX` and `PING` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +161,7 @@ pub struct RedisServer {
 
 /// The binary the alternatives start, if this machine has it.
 pub fn binary() -> Option<PathBuf> {
-    super::on_path("redis-server")
+    on_path("redis-server")
 }
 
 impl RedisServer {
