@@ -20,7 +20,7 @@ use super::problem_docs::{
     UnknownNamespace,
 };
 use crate::claims::{ClaimService, DecideError, TransitionOutcome};
-use crate::domain::{ClaimKey, ClaimRecord, ClaimToken, LeaseRequest, Namespace, StoredResult};
+use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -252,19 +252,10 @@ impl<B> TokenCall<B> {
     async fn transition(
         &self,
         done: &'static str,
-        call: impl AsyncFnOnce(
-            &ClaimService,
-            &Namespace,
-            &ClaimKey,
-        ) -> Result<TransitionOutcome, DecideError>,
+        call: impl AsyncFnOnce(&ClaimService) -> Result<TransitionOutcome, DecideError>,
     ) -> ApiResult<Response> {
         let (services, _permit) = self.state.admitted()?;
-        let outcome = call(
-            services.claims.as_ref(),
-            &self.path.namespace,
-            &self.path.key,
-        )
-        .await?;
+        let outcome = call(services.claims.as_ref()).await?;
         transition_response(outcome, done)
     }
 }
@@ -299,8 +290,10 @@ pub async fn complete(call: TokenCall<CompleteBody>) -> ApiResult<Response> {
         .map(StoredResult::from_json)
         .transpose()
         .map_err(|error| ApiError::PayloadTooLarge(error.to_string()))?;
-    call.transition("completed", async |claims, namespace, key| {
-        claims.complete(namespace, key, call.token, result).await
+    call.transition("completed", async |claims| {
+        claims
+            .complete(&call.path.namespace, &call.path.key, call.token, result)
+            .await
     })
     .await
 }
@@ -311,8 +304,10 @@ pub async fn complete(call: TokenCall<CompleteBody>) -> ApiResult<Response> {
     responses(TransitionAnswers, InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided)
 )]
 pub async fn release(call: TokenCall<TokenBody>) -> ApiResult<Response> {
-    call.transition("released", async |claims, namespace, key| {
-        claims.release(namespace, key, call.token).await
+    call.transition("released", async |claims| {
+        claims
+            .release(&call.path.namespace, &call.path.key, call.token)
+            .await
     })
     .await
 }
@@ -325,8 +320,10 @@ pub async fn release(call: TokenCall<TokenBody>) -> ApiResult<Response> {
 pub async fn extend(call: TokenCall<ExtendBody>) -> ApiResult<Response> {
     let lease = LeaseRequest::parse(&call.path.policy, call.body.lease_secs)
         .map_err(ApiError::invalid_request)?;
-    call.transition("extended", async |claims, namespace, key| {
-        claims.extend(namespace, key, call.token, lease).await
+    call.transition("extended", async |claims| {
+        claims
+            .extend(&call.path.namespace, &call.path.key, call.token, lease)
+            .await
     })
     .await
 }
