@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use scylla::statement::{Consistency, SerialConsistency};
 use secrecy::SecretString;
 
-use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget};
+use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget, WaitSettings};
 use dedupd::config::FileConfig;
 use dedupd::domain::KeyspaceName;
 use dedupd::domain::Namespaces;
@@ -190,6 +190,15 @@ pub struct ServeArgs {
     /// database round trip; it cannot go stale (see README).
     #[arg(long, env = "DEDUPD_COMPLETED_CACHE_MIB", default_value_t = 64)]
     pub completed_cache_mib: u64,
+    /// How many claims may wait at once on this instance for a key's holder
+    /// (`wait_secs`); more are refused at once with 503.
+    #[arg(long, env = "DEDUPD_MAX_WAITERS", default_value_t = dedupd::claims::DEFAULT_MAX_WAITERS)]
+    pub max_waiters: usize,
+    /// How often, in milliseconds, a waiting claim looks for what other
+    /// instances did (one quorum read): a completion through another
+    /// instance is heard within it, one through this instance at once.
+    #[arg(long, env = "DEDUPD_WAIT_POLL_MS", default_value_t = dedupd::claims::DEFAULT_WAIT_POLL.as_millis() as u64, value_parser = clap::value_parser!(u64).range(10..=5000))]
+    pub wait_poll_ms: u64,
     /// After SIGTERM, how long /readyz reports 503 before the listener
     /// closes, so load balancers stop sending traffic first.
     #[arg(long, env = "DEDUPD_SHUTDOWN_DELAY_SECS", default_value_t = 5)]
@@ -231,6 +240,10 @@ impl ServeArgs {
                     read_first: self.read_first(),
                     completed_cache_bytes: self.completed_cache_mib << 20,
                     max_clock_skew: Duration::from_millis(self.max_clock_skew_ms),
+                    wait: WaitSettings {
+                        max_waiters: self.max_waiters,
+                        poll: Duration::from_millis(self.wait_poll_ms),
+                    },
                 })
                 .shutdown_delay(Duration::from_secs(self.shutdown_delay_secs))
                 .drain_timeout(Duration::from_secs(self.drain_timeout_secs))

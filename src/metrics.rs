@@ -173,6 +173,10 @@ metric_set! {
     read_first: Family<ReadFirstLabels, Counter> = Family::default() => "read_first";
     /// Claims looked up in the completed-claims cache: hit (answered from memory) or miss
     completed_cache: Family<ReadFirstLabels, Counter> = Family::default() => "completed_cache";
+    /// Claims waiting for their key's holder to complete, release or lose its lease (wait_secs)
+    claim_waiters: Gauge = Gauge::default() => "claim_waiters";
+    /// Claims that asked to wait and were refused at once (503) because every waiter slot was taken
+    claim_waits_refused: Counter = Counter::default() => "claim_waits_refused";
 }
 
 impl MetricSet {

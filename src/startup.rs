@@ -186,6 +186,11 @@ impl Application {
             "shutdown requested, draining"
         );
         state.health.start_draining();
+        // Claims waiting for a key's holder answer now, with what they have,
+        // rather than hold the drain for up to their wait.
+        if let Some(services) = state.services.get() {
+            services.claims.stop_waiting();
+        }
         tokio::time::sleep(config.shutdown_delay).await;
         let _ = stop_accepting.send(());
         match tokio::time::timeout(config.drain_timeout, &mut server).await {

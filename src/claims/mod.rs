@@ -23,10 +23,12 @@ mod outcome;
 mod read_first;
 mod release;
 mod transition;
+mod wait;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
 use claim::ClaimMachine;
@@ -37,6 +39,8 @@ use read_first::ReadFirst;
 pub use read_first::ReadFirstPolicy;
 use release::ReleaseMachine;
 use transition::{Transition, TransitionMachine};
+pub use wait::{DEFAULT_MAX_WAITERS, DEFAULT_WAIT_POLL, MAX_WAIT_SECS, TooManyWaiters};
+use wait::{Waiter, Waiters, Wake, is_held_by_another, worth_asking};
 
 use crate::domain::{
     CasOutcome, ClaimKey, ClaimRecord, ClaimState, ClaimToken, ClaimWrite, LeaseRequest, Namespace,
@@ -58,6 +62,27 @@ pub struct ClaimSettings {
     /// The most any instance's clock may run ahead of another's: a takeover
     /// and a window's end must clear it (`--max-clock-skew-ms`).
     pub max_clock_skew: std::time::Duration,
+    pub wait: WaitSettings,
+}
+
+/// How claims that ask to wait for a key's holder (`wait_secs`) wait.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitSettings {
+    /// How many claims may wait at once on this instance (`--max-waiters`);
+    /// more are refused with 503.
+    pub max_waiters: usize,
+    /// How often a waiter looks for what other instances did
+    /// (`--wait-poll-ms`): a completion elsewhere is heard within it.
+    pub poll: std::time::Duration,
+}
+
+impl Default for WaitSettings {
+    fn default() -> Self {
+        Self {
+            max_waiters: DEFAULT_MAX_WAITERS,
+            poll: DEFAULT_WAIT_POLL,
+        }
+    }
 }
 
 impl Default for ClaimSettings {
@@ -67,6 +92,7 @@ impl Default for ClaimSettings {
             read_first: ReadFirstPolicy::default(),
             completed_cache_bytes: 64 << 20,
             max_clock_skew: std::time::Duration::from_millis(DEFAULT_MAX_CLOCK_SKEW_MS),
+            wait: WaitSettings::default(),
         }
     }
 }
@@ -84,6 +110,7 @@ pub struct ClaimService {
     skew: chrono::Duration,
     read_first: ReadFirst,
     completed: CompletedCache,
+    waiters: Waiters,
 }
 
 impl ClaimService {
@@ -96,6 +123,7 @@ impl ClaimService {
                 .unwrap_or(chrono::Duration::zero()),
             read_first: ReadFirst::new(settings.read_first),
             completed: CompletedCache::new(settings.completed_cache_bytes),
+            waiters: Waiters::new(settings.wait.max_waiters, settings.wait.poll),
         }
     }
 
@@ -138,38 +166,143 @@ impl ClaimService {
         request: &ClaimRequest,
         budget: RetryBudget,
     ) -> Result<ClaimOutcome, DecideError> {
-        let outcome = match self.answer_from_memory(request) {
-            Some(answer) => Ok(answer),
-            None => {
-                let outcome = match self.completed_duplicate(request).await {
-                    Some(answer) => Ok(answer),
-                    None => {
-                        let machine = ClaimMachine::new(request, ClaimToken::generate(), self.skew);
-                        let io = self.io(&request.namespace, &request.key, self.skew);
-                        lifecycle::run(machine, &io, budget, &self.metrics).await
-                    }
-                };
-                // Only claims the cache could not answer count towards
-                // reading first: when the cache catches the redeliveries, a
-                // read before every new key would be wasted.
-                let completed_duplicate = matches!(
-                    &outcome,
-                    Ok(ClaimOutcome::Duplicate { record }) if record.state == ClaimState::Completed
-                );
-                self.read_first
-                    .observe(&request.namespace, completed_duplicate);
-                if let Ok(
-                    ClaimOutcome::Acquired { record, .. }
-                    | ClaimOutcome::Duplicate { record }
-                    | ClaimOutcome::FingerprintMismatch { record },
-                ) = &outcome
-                {
-                    self.remember(&request.namespace, &request.key, record);
-                }
-                outcome
+        let outcome = self.settle(request, budget).await;
+        self.count_claim(&outcome);
+        outcome
+    }
+
+    /// `claim`, and then, if the key is held in progress by someone else
+    /// and `wait` is not zero, waiting up to `wait` for the holder to
+    /// complete, release or lose its lease (see `wait`): the answer is then
+    /// what a claim gets at that moment. `permit` is the store permit of the
+    /// first claim; `admit` takes one for each later look, and a look that
+    /// finds none is skipped, so a waiter holds no permit while it waits.
+    pub async fn claim_waiting<P>(
+        &self,
+        request: &ClaimRequest,
+        wait: std::time::Duration,
+        permit: P,
+        admit: impl Fn() -> Option<P>,
+    ) -> Result<Result<ClaimOutcome, DecideError>, TooManyWaiters> {
+        let first = self.settle(request, self.budget).await;
+        drop(permit);
+        let held = matches!(&first, Ok(outcome) if is_held_by_another(outcome));
+        if wait.is_zero() || !held {
+            self.count_claim(&first);
+            return Ok(first);
+        }
+        let waiter = match self.waiters.register(&request.namespace, &request.key) {
+            Ok(waiter) => waiter,
+            Err(refused) => {
+                self.count_claim(&first);
+                self.metrics.claim_waits_refused.inc();
+                return Err(refused);
             }
         };
-        let label = match &outcome {
+        let outcome = self
+            .wait_for_holder(&waiter, request, first, Instant::now() + wait, admit)
+            .await;
+        self.count_claim(&outcome);
+        Ok(outcome)
+    }
+
+    /// The waiting half of `claim_waiting`: asks again whenever the holder
+    /// may be done, until the answer is no longer "held by another" or the
+    /// deadline passes (then the last answer stands).
+    async fn wait_for_holder<P>(
+        &self,
+        waiter: &Waiter<'_>,
+        request: &ClaimRequest,
+        mut last: Result<ClaimOutcome, DecideError>,
+        deadline: Instant,
+        admit: impl Fn() -> Option<P>,
+    ) -> Result<ClaimOutcome, DecideError> {
+        let _counted = CountedWaiter::new(&self.metrics.claim_waiters);
+        loop {
+            let wake = waiter.next_wake(deadline).await;
+            if wake == Wake::Over {
+                return last;
+            }
+            let Some(_permit) = admit() else {
+                continue;
+            };
+            if wake == Wake::Poll && !self.worth_asking(request).await {
+                continue;
+            }
+            let outcome = self.settle(request, self.budget).await;
+            if !matches!(&outcome, Ok(answer) if is_held_by_another(answer)) {
+                return outcome;
+            }
+            last = outcome;
+        }
+    }
+
+    /// A waiter's look at the row (a quorum read): whether a claim would now
+    /// answer anything but "held by another". A failed read says nothing
+    /// has changed: the waiter looks again at its next poll.
+    async fn worth_asking(&self, request: &ClaimRequest) -> bool {
+        let now = now_millis();
+        let view = self
+            .store
+            .read_claim(
+                &request.namespace,
+                &request.key,
+                ReadMode::Quorum,
+                now - self.skew,
+            )
+            .await;
+        match view {
+            Ok(view) => worth_asking(&view, request, now, self.skew),
+            Err(_) => false,
+        }
+    }
+
+    /// Ends every wait at once: the instance drains, and a waiter answers
+    /// what it has rather than hold up the shutdown.
+    pub fn stop_waiting(&self) {
+        self.waiters.close();
+    }
+
+    /// The claim's answer, uncounted: the cache, reading first, or the
+    /// claim lifecycle.
+    async fn settle(
+        &self,
+        request: &ClaimRequest,
+        budget: RetryBudget,
+    ) -> Result<ClaimOutcome, DecideError> {
+        if let Some(answer) = self.answer_from_memory(request) {
+            return Ok(answer);
+        }
+        let outcome = match self.completed_duplicate(request).await {
+            Some(answer) => Ok(answer),
+            None => {
+                let machine = ClaimMachine::new(request, ClaimToken::generate(), self.skew);
+                let io = self.io(&request.namespace, &request.key, self.skew);
+                lifecycle::run(machine, &io, budget, &self.metrics).await
+            }
+        };
+        // Only claims the cache could not answer count towards reading
+        // first: when the cache catches the redeliveries, a read before
+        // every new key would be wasted.
+        let completed_duplicate = matches!(
+            &outcome,
+            Ok(ClaimOutcome::Duplicate { record }) if record.state == ClaimState::Completed
+        );
+        self.read_first
+            .observe(&request.namespace, completed_duplicate);
+        if let Ok(
+            ClaimOutcome::Acquired { record, .. }
+            | ClaimOutcome::Duplicate { record }
+            | ClaimOutcome::FingerprintMismatch { record },
+        ) = &outcome
+        {
+            self.remember(&request.namespace, &request.key, record);
+        }
+        outcome
+    }
+
+    fn count_claim(&self, outcome: &Result<ClaimOutcome, DecideError>) {
+        let label = match outcome {
             Ok(ClaimOutcome::Acquired { how, .. }) => match how {
                 Acquisition::New => "acquired",
                 Acquisition::Takeover => "takeover",
@@ -184,7 +317,6 @@ impl ClaimService {
             Err(_) => "error",
         };
         self.metrics.record_claim(label);
-        outcome
     }
 
     /// Answers a redelivery of completed work from the completed-claims
@@ -252,6 +384,7 @@ impl ClaimService {
         let outcome = self.update("complete", machine, namespace, key).await;
         if let Ok(TransitionOutcome::Done(record)) = &outcome {
             self.remember(namespace, key, record);
+            self.waiters.wake(namespace, key);
         }
         outcome
     }
@@ -281,7 +414,11 @@ impl ClaimService {
         token: ClaimToken,
     ) -> Result<TransitionOutcome, DecideError> {
         let machine = ReleaseMachine::new(token, Subject::new(key.as_str(), namespace));
-        self.update("release", machine, namespace, key).await
+        let outcome = self.update("release", machine, namespace, key).await;
+        if let Ok(TransitionOutcome::Released) = &outcome {
+            self.waiters.wake(namespace, key);
+        }
+        outcome
     }
 
     /// Runs a token-guarded lifecycle and counts its outcome.
@@ -340,6 +477,23 @@ impl ClaimService {
             Err(_) => "error",
         };
         self.metrics.record_operation(operation, label);
+    }
+}
+
+/// One waiter in the waiters gauge, for as long as it lives: dropped on
+/// every exit, a request dropped mid-wait (its client went away) included.
+struct CountedWaiter<'a>(&'a Gauge);
+
+impl<'a> CountedWaiter<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for CountedWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

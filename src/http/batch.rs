@@ -171,6 +171,7 @@ fn outcome_of(error: &ApiError) -> &'static str {
         ApiError::StoreRefused => "store_refused",
         ApiError::PayloadTooLarge(_) => "payload_too_large",
         ApiError::Overloaded => "overloaded",
+        ApiError::TooManyWaiters => "too_many_waiters",
         ApiError::Unauthorized(_) => "unauthorized",
         ApiError::Forbidden(_) => "forbidden",
         ApiError::NotFound(_) => "not_found",

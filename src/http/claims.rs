@@ -19,7 +19,9 @@ use super::problem_docs::{
     BodyNotJson, BodyOrResultTooLarge, BodyTooLarge, InvalidRequest, NoLiveClaim, NotDecided,
     UnknownNamespace,
 };
-use crate::claims::{ClaimService, DecideError, TransitionOutcome};
+use std::time::Duration;
+
+use crate::claims::{ClaimService, DecideError, MAX_WAIT_SECS, TooManyWaiters, TransitionOutcome};
 use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
@@ -49,9 +51,30 @@ pub struct ClaimBody {
     /// each other. Answers never echo it (they show a `holder` label).
     #[schema(min_length = 1, max_length = 128)]
     pub claimant: Option<String>,
+    /// When another claimant holds the key in progress, wait up to this many
+    /// seconds (0 to 30; default 0) for it to complete (409 with the
+    /// result), release (201) or lose its lease (201, a takeover), instead
+    /// of answering 409 in progress at once. Single claims only.
+    #[schema(minimum = 0, maximum = 30, example = 10)]
+    #[serde(default, deserialize_with = "super::json_int::optional_whole")]
+    pub wait_secs: Option<u64>,
 }
 
 raw_options_from!(ClaimBody);
+
+/// The route a claim that waits is served on: the edge's backstop deadline
+/// gives it `MAX_WAIT_SECS` more.
+pub const CLAIM_ROUTE: &str = "/v1/namespaces/{ns}/claims/{key}";
+
+/// How long a claim may wait for the key's holder (`wait_secs`).
+fn wait_for(wait_secs: Option<u64>) -> ApiResult<Duration> {
+    match wait_secs.unwrap_or(0) {
+        secs @ 0..=MAX_WAIT_SECS => Ok(Duration::from_secs(secs)),
+        secs => Err(ApiError::InvalidRequest(format!(
+            "wait_secs must be 0 to {MAX_WAIT_SECS}, got {secs}"
+        ))),
+    }
+}
 
 /// A token-guarded call: complete, release and extend.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -135,10 +158,10 @@ fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
     request_body(content = Option<ClaimBody>, content_type = "application/json", description = "Optional"),
     responses(
         (status = 201, description = "Acquired: the caller owns the key", body = AcquiredResponse),
-        (status = 409, description = "Duplicate: another claimant holds the key", body = DuplicateResponse,
+        (status = 409, description = "Duplicate: another claimant holds the key (after waiting up to wait_secs for it, when asked)", body = DuplicateResponse,
             headers(("Retry-After" = u64, description = "For in_progress: seconds until the lease ends"))),
         (status = 422, description = "The key was claimed with a different fingerprint", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded, not ready, the outcome could not be decided, or the database refused the statement (store-refused; nothing written): retry after Retry-After", body = Problem, content_type = "application/problem+json",
+        (status = 503, description = "Overloaded, not ready, the outcome could not be decided, the database refused the statement (store-refused; nothing written), or every waiter slot was taken (too-many-waiters; the key is still held): retry after Retry-After", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         InvalidRequest, UnknownNamespace, BodyTooLarge, BodyNotJson,
     )
@@ -155,9 +178,14 @@ pub async fn claim(
     )?;
     let fingerprint =
         fingerprint(body.fingerprint.as_deref()).map_err(ApiError::invalid_request)?;
+    let wait = wait_for(body.wait_secs)?;
     let request = options.request(path.namespace, path.key, fingerprint);
-    let (services, _permit) = state.admitted()?;
-    let outcome = services.claims.claim(&request).await;
+    let (services, permit) = state.admitted()?;
+    let outcome = services
+        .claims
+        .claim_waiting(&request, wait, permit, || state.admit().ok())
+        .await
+        .map_err(|TooManyWaiters| ApiError::TooManyWaiters)?;
     Ok(ClaimAnswer::new(outcome, &request).into_response())
 }
 

@@ -41,6 +41,12 @@ pub enum ApiError {
     FingerprintMismatch(String),
     #[error("too many requests are waiting on the database; retry shortly")]
     Overloaded,
+    /// A claim asked to wait (`wait_secs`) while every waiter slot of this
+    /// instance was taken: nothing changed, the key is still held.
+    #[error(
+        "too many claims are waiting on this instance; the key is still held in progress: retry shortly, or without wait_secs to hear the holder now"
+    )]
+    TooManyWaiters,
     #[error("{detail}")]
     Unavailable {
         detail: String,
@@ -80,6 +86,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FingerprintMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded
+            | ApiError::TooManyWaiters
             | ApiError::Unavailable { .. }
             | ApiError::StoreRefused
             | ApiError::NotAttempted => StatusCode::SERVICE_UNAVAILABLE,
@@ -113,6 +120,7 @@ impl ApiError {
                 "The key was claimed for a different payload",
             ),
             ApiError::Overloaded => ("overloaded", "Overloaded"),
+            ApiError::TooManyWaiters => ("too-many-waiters", "Too many waiters"),
             ApiError::Unavailable { .. } => ("unavailable", "Outcome not decided"),
             ApiError::StoreRefused => ("store-refused", "The database refused the statement"),
             ApiError::NotAttempted => ("not-attempted", "Not attempted"),
@@ -122,7 +130,7 @@ impl ApiError {
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::Overloaded | ApiError::NotAttempted => Some(1),
+            ApiError::Overloaded | ApiError::TooManyWaiters | ApiError::NotAttempted => Some(1),
             // A refusal lasts until someone fixes the schema or the grants:
             // no point in hammering.
             ApiError::StoreRefused => Some(5),

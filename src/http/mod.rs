@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::claims::ClaimService;
+use crate::claims::{ClaimService, MAX_WAIT_SECS};
 use crate::domain::Namespaces;
 use crate::metrics::{HttpLabels, Metrics, method_label};
 use crate::sequences::SequenceService;
@@ -153,7 +153,13 @@ async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Respons
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let limit = edge.request_timeout;
+    // A single claim may wait for its key's holder (`wait_secs`) on top of
+    // deciding; its body is not read yet, so its route gets the most.
+    let limit = if method == "POST" && route == claims::CLAIM_ROUTE {
+        edge.request_timeout + Duration::from_secs(MAX_WAIT_SECS)
+    } else {
+        edge.request_timeout
+    };
     let response = match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => problem_response(&ApiError::Unavailable {
@@ -187,10 +193,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/v1/namespaces/{ns}/claims", post(batch::claim_batch))
-        .route(
-            "/v1/namespaces/{ns}/claims/{key}",
-            post(claims::claim).get(claims::get),
-        )
+        .route(claims::CLAIM_ROUTE, post(claims::claim).get(claims::get))
         .route(
             "/v1/namespaces/{ns}/claims/{key}/complete",
             post(claims::complete),

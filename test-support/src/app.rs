@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget};
+use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget, WaitSettings};
 use dedupd::domain::KeyspaceName;
 use dedupd::domain::Namespaces;
 use dedupd::http::AppState;
@@ -56,6 +56,7 @@ pub struct TestOptions {
     pub budget: RetryBudget,
     pub read_first: ReadFirstPolicy,
     pub completed_cache_bytes: u64,
+    pub wait: WaitSettings,
     pub shutdown_delay: Duration,
     pub wait_ready: bool,
 }
@@ -74,6 +75,7 @@ impl Default for TestOptions {
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
             completed_cache_bytes: ClaimSettings::default().completed_cache_bytes,
+            wait: WaitSettings::default(),
             shutdown_delay: Duration::ZERO,
             wait_ready: true,
         }
@@ -115,6 +117,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             // The tests wait out 1 s leases and TTLs by 1.3 s; the margin's
             // rule has unit tests (claims::decide) and a fault-suite phase.
             max_clock_skew: Duration::ZERO,
+            wait: options.wait,
         })
         .shutdown_delay(options.shutdown_delay)
         .build();

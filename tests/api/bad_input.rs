@@ -153,6 +153,34 @@ async fn every_bad_input_gets_its_4xx_problem_and_stored_claims_survive() {
             400,
         ),
         case(
+            "wait_secs above 30",
+            "POST",
+            claims("k"),
+            r#"{"wait_secs":31}"#,
+            400,
+        ),
+        case(
+            "wait_secs negative",
+            "POST",
+            claims("k"),
+            r#"{"wait_secs":-1}"#,
+            400,
+        ),
+        case(
+            "wait_secs fractional",
+            "POST",
+            claims("k"),
+            r#"{"wait_secs":0.5}"#,
+            400,
+        ),
+        case(
+            "wait_secs a string",
+            "POST",
+            claims("k"),
+            r#"{"wait_secs":"5"}"#,
+            400,
+        ),
+        case(
             "complete not a bool",
             "POST",
             claims("k"),
@@ -181,6 +209,13 @@ async fn every_bad_input_gets_its_4xx_problem_and_stored_claims_survive() {
             400,
         ),
         case("unknown field", "POST", claims("k"), r#"{"ttl":60}"#, 400),
+        case(
+            "wait_secs in a batch (single claims only)",
+            "POST",
+            format!("/v1/namespaces/{ns}/claims"),
+            r#"{"claims":[{"key":"k"}],"wait_secs":5}"#,
+            400,
+        ),
         case(
             "duplicate field",
             "POST",

@@ -17,4 +17,5 @@ mod operations;
 mod read_first;
 mod sequences;
 mod tls;
+mod wait;
 mod wire_faults;
