@@ -25,8 +25,9 @@ pub enum Error {
 
     /// No answer: the connection failed, or closed before the answer.
     #[error(
-        "no answer from dedupd to {call}: {source}; the call may or may not have taken effect: \
-         retry with the same claimant (a claim) or the same token (complete, release, extend)"
+        "no answer from dedupd to {call}: {}; the call may or may not have taken effect: \
+         retry with the same claimant (a claim) or the same token (complete, release, extend)",
+        chain(source)
     )]
     Transport {
         call: String,
@@ -63,22 +64,22 @@ pub enum Error {
 
     /// 409 `not_owner` from complete, release or extend.
     #[error(
-        "the token no longer owns the claim ({detail}): its lease passed to another claimant, or it was \
-         released; do not retry: the current holder decides, and a new claim tells you its outcome"
+        "refused: {detail}; do not retry with this token: whoever holds the claim now decides its \
+         outcome, and a new claim of the key tells you what it is"
     )]
     NotOwner { detail: String },
 
     /// 409 `already_completed` from release or extend.
     #[error(
-        "the claim is already completed ({detail}): there is nothing left to release or extend; claim it \
-         to read the stored result"
+        "refused: {detail}; there is nothing left to release or extend: claim the key to read its \
+         stored result"
     )]
     AlreadyCompleted { detail: String },
 
     /// 404 from complete, release or extend: no live claim for the key.
     #[error(
-        "no live claim for this key ({detail}): it was never claimed, was released, or expired; claim it \
-         again before completing"
+        "not found: {detail}; claim the key again (and redo the work under the new lease) before \
+         completing or extending"
     )]
     NotFound { detail: String },
 
@@ -110,6 +111,18 @@ pub enum Error {
     /// The arguments or the client's configuration cannot make a request.
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
+}
+
+/// An error and its causes, `a: b: c`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn retry_hint(retry_after: Option<Duration>) -> String {

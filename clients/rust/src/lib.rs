@@ -98,3 +98,8 @@ pub use encode::encode_segment;
 pub use error::Error;
 pub use options::ClaimOptions;
 pub use run::{Once, RunError};
+
+/// The README's example compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

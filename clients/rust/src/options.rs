@@ -84,6 +84,12 @@ impl ClaimOptions {
 
     /// Claim and complete at once: a one-shot marker with no lease.
     /// [`Client::run_once`](crate::Client::run_once) ignores it.
+    ///
+    /// Beware: a retry of a one-shot claim whose answer was lost hears a
+    /// completed duplicate (a claimant gets its token back only while the
+    /// claim is in progress), so "acquired" and "duplicate" cannot be told
+    /// apart after a lost answer. Claim without it, then complete, when the
+    /// difference matters.
     pub fn complete(mut self, complete: bool) -> Self {
         self.complete = complete;
         self

@@ -120,6 +120,7 @@ async fn no_error_shows_the_bearer_token() {
     errors.push(error);
 
     for error in &errors {
+        eprintln!("{error}");
         assert_error_hides_tokens(error);
     }
 }
