@@ -6,6 +6,7 @@ mod lost_answer;
 mod low_level;
 mod run_once;
 mod secrets;
+mod waiting;
 
 use std::time::Duration;
 
