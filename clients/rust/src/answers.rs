@@ -128,3 +128,26 @@ fn present<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(deserializer).map(Some)
 }
+
+/// The `holder` label answers show for a claimant, so that a worker can
+/// recognise its own claims: `h:` and the first 16 hex digits of
+/// SHA-256(`"dedupd holder\0"` + the stored claimant). The stored claimant
+/// is the claimant as sent when the server runs without auth, and
+/// `<token name>/<claimant>` with auth on.
+///
+/// ```
+/// let label = dedupd_client::holder_label("orders/worker-1");
+/// assert!(label.starts_with("h:") && label.len() == 18);
+/// ```
+pub fn holder_label(stored_claimant: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"dedupd holder\0");
+    hasher.update(stored_claimant.as_bytes());
+    let digest = hasher.finalize();
+    let hex: String = digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("h:{hex}")
+}

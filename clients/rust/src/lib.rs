@@ -92,7 +92,7 @@ mod error;
 mod options;
 mod run;
 
-pub use answers::{ClaimAnswer, ClaimView, Duplicate, Lease, State, Transition};
+pub use answers::{ClaimAnswer, ClaimView, Duplicate, Lease, State, Transition, holder_label};
 pub use client::{Client, ClientBuilder, RetryBudget};
 pub use encode::encode_segment;
 pub use error::Error;

@@ -167,7 +167,12 @@ async fn get_shows_a_claim_and_none_for_no_claim() {
     let view = client.get(ns, "seen").await.unwrap().expect("a claim");
     assert_eq!(view.state, State::InProgress);
     assert_eq!(view.fingerprint.as_deref(), Some("f1"));
-    assert!(view.holder.is_some());
+    // Without auth the stored claimant is the claimant as sent.
+    assert_eq!(view.holder, Some(dedupd_client::holder_label("c1")));
+    assert_eq!(
+        dedupd_client::holder_label("orders/worker-1"),
+        dedupd::domain::holder_label("orders/worker-1")
+    );
 }
 
 #[tokio::test]
