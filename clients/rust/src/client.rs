@@ -428,7 +428,7 @@ impl Client {
                 Ok(answer) => return Ok(answer),
                 Err(error) => error,
             };
-            if budget.max_attempts <= 1 {
+            if !error.is_retryable() || budget.max_attempts <= 1 {
                 return Err(error);
             }
             let delay = error
