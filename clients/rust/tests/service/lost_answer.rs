@@ -121,3 +121,37 @@ async fn a_lost_answer_is_retried_with_the_same_claimant_and_acquires_once() {
     );
     assert_eq!(other.state, State::InProgress);
 }
+
+#[tokio::test]
+async fn a_completion_whose_answer_is_lost_is_retried_and_completes() {
+    let app = spawn_app().await;
+    let upstream = app.address.trim_start_matches("http://").to_owned();
+    let proxy = dropping_proxy(upstream).await;
+    let direct = client_of(&app);
+    let through_proxy = client_at(&proxy.address);
+    let ns = &app.namespace;
+
+    let lease = acquired(
+        direct
+            .claim(ns, "lost-completion", &ClaimOptions::new())
+            .await
+            .unwrap(),
+    );
+    // The proxy's first connection carries the completion: it lands, its
+    // answer is swallowed, and the retry with the same token hears 200.
+    let done = through_proxy
+        .complete(ns, "lost-completion", &lease.token, Some(&"stored once"))
+        .await
+        .unwrap();
+    assert_eq!(done.state, Some(State::Completed));
+    let swallowed = String::from_utf8_lossy(&proxy.swallowed.lock().await).into_owned();
+    assert!(swallowed.starts_with("HTTP/1.1 200"), "{swallowed}");
+
+    let replay = duplicate(
+        direct
+            .claim(ns, "lost-completion", &ClaimOptions::new())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(replay.result, Some(serde_json::json!("stored once")));
+}
