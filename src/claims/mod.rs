@@ -243,13 +243,8 @@ impl ClaimService {
     async fn worth_asking(&self, request: &ClaimRequest) -> bool {
         let now = now_millis();
         let view = self
-            .store
-            .read_claim(
-                &request.namespace,
-                &request.key,
-                ReadMode::Quorum,
-                now - self.skew,
-            )
+            .io(&request.namespace, &request.key, self.skew)
+            .read(ReadMode::Quorum, now)
             .await;
         match view {
             Ok(view) => worth_asking(&view, request, now, self.skew),
@@ -349,13 +344,8 @@ impl ClaimService {
             return None;
         }
         let view = self
-            .store
-            .read_claim(
-                &request.namespace,
-                &request.key,
-                ReadMode::Quorum,
-                now_millis(),
-            )
+            .io(&request.namespace, &request.key, chrono::Duration::zero())
+            .read(ReadMode::Quorum, now_millis())
             .await;
         let record = match view {
             Ok(RowView::Live(record)) if record.state == ClaimState::Completed => record,
