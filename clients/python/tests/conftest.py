@@ -7,16 +7,18 @@ Without it they do not skip: the run stops at once and says what is missing.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Dict
 
 import httpx
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import dedupd  # noqa: E402
+import dedupd
 
 SECRET = "s3cret-bearer-token-that-must-never-leak"
 
@@ -65,6 +67,17 @@ def key(request: pytest.FixtureRequest) -> str:
 def client(base_url: str) -> Iterator[dedupd.Client]:
     with dedupd.Client(base_url, retry_budget_secs=20) as c:
         yield c
+
+
+def claim_counts(base_url: str) -> Dict[str, float]:
+    """The service's own count of claims by outcome (``dedupd_claims_total``)."""
+    counts: Dict[str, float] = {}
+    for line in httpx.get(f"{base_url}/metrics", timeout=10).text.splitlines():
+        match = re.match(r'^dedupd_claims_total\{outcome="([a-z_]+)"\} (\S+)$', line)
+        if match:
+            counts[match.group(1)] = float(match.group(2))
+    assert counts, "GET /metrics shows no dedupd_claims_total"
+    return counts
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ service and the answer back:
 - ``"drop"``: forward the request, read the service's whole answer, then
   close the client's connection without relaying it (a lost answer: the
   service decided, the client never heard);
+- ``"stall"``: forward the request, read the answer, then keep the
+  client's connection open and silent until the client closes it (a
+  timeout: the service decided, the client gave up waiting);
 - ``"503"``: answer 503 with a problem document and ``Retry-After: 1``
   without forwarding (the service never sees it);
 - ``None``: relay.
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 SOCKET_TIMEOUT_SECS = 40.0
+STALL_SECS = 20.0
 MAX_MESSAGE_BYTES = 1 << 20
 
 
@@ -100,7 +104,7 @@ class FaultProxy:
         self._accepting = threading.Thread(target=self._accept_loop, name="faultproxy-accept", daemon=True)
         self._accepting.start()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -156,6 +160,16 @@ class FaultProxy:
                 if fault == "drop":
                     # The service answered; the client never hears it.
                     client.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "stall":
+                    # The service answered; the client hears nothing until
+                    # it gives up (its read timeout) or STALL_SECS pass.
+                    client.settimeout(STALL_SECS)
+                    try:
+                        while client.recv(65536):
+                            pass
+                    except socket.timeout:
+                        pass
                     return
                 client.sendall(answer_head + b"\r\n\r\n" + answer_body)
         except (OSError, ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import traceback
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from conftest import SECRET

@@ -10,7 +10,7 @@ import uuid
 import warnings
 
 import pytest
-from conftest import SECRET
+from conftest import SECRET, claim_counts
 from faultproxy import FaultProxy, upstream_of
 
 import dedupd
@@ -126,13 +126,17 @@ def test_dot_keys_are_refused_before_sending(client: dedupd.Client, ns: str) -> 
 
 
 def test_a_lost_answer_is_retried_with_the_same_claimant_and_acquires_once(base_url: str, ns: str, key: str) -> None:
-    def drop_the_first_claim(n: int, method: str, target: str) -> "str | None":
+    def drop_the_first_claim(n: int, method: str, target: str) -> str | None:
         return "drop" if n == 0 else None
 
-    with FaultProxy(upstream_of(base_url), drop_the_first_claim) as proxy:
-        with dedupd.Client(proxy.url) as client:
-            answer = client.try_claim(ns, key)
+    before = claim_counts(base_url)
+    with FaultProxy(upstream_of(base_url), drop_the_first_claim) as proxy, dedupd.Client(proxy.url) as client:
+        answer = client.try_claim(ns, key)
     assert isinstance(answer, dedupd.Acquired)
+    after = claim_counts(base_url)
+    # The service granted one claim; the retry re-entered it.
+    assert after["acquired"] - before["acquired"] == 1
+    assert after["reentrant"] - before["reentrant"] == 1
     dropped, retried = proxy.seen[0], proxy.seen[1]
     assert dropped.fault == "drop" and dropped.status == 201
     # The retry carried the same body, hence the same claimant.
@@ -152,6 +156,16 @@ def test_a_lost_answer_is_retried_with_the_same_claimant_and_acquires_once(base_
         assert isinstance(other, dedupd.Duplicate) and other.holder == info.holder
         direct.complete(ns, key, answer.token, "once")
         assert direct.get(ns, key).result == "once"
+
+
+def test_a_timeout_is_retried_with_the_same_claimant(base_url: str, ns: str, key: str) -> None:
+    with FaultProxy(upstream_of(base_url), lambda n, m, t: "stall" if n == 0 else None) as proxy:
+        with dedupd.Client(proxy.url, timeout=1.0) as client:
+            answer = client.try_claim(ns, key)
+    assert isinstance(answer, dedupd.Acquired)
+    assert [(s.fault, s.status) for s in proxy.seen] == [("stall", 201), (None, 201)]
+    assert proxy.seen[0].body == proxy.seen[1].body
+    assert json.loads(proxy.seen[0].answer)["token"] == answer.token
 
 
 def test_a_503_is_retried_never_a_duplicate(base_url: str, ns: str, key: str) -> None:
@@ -274,10 +288,9 @@ def test_claim_block_releases_on_exception(client: dedupd.Client, ns: str, key: 
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        with client.claim(ns, key) as claim:
-            assert claim.acquired
-            raise Boom()
+    with pytest.raises(Boom), client.claim(ns, key) as claim:
+        assert claim.acquired
+        raise Boom()
     with pytest.raises(dedupd.NotFound):
         client.get(ns, key)
     # Claimable again at once (no takeover: it was released, not left to lapse).
@@ -286,9 +299,8 @@ def test_claim_block_releases_on_exception(client: dedupd.Client, ns: str, key: 
 
 
 def test_claim_block_left_without_complete_releases_and_warns(client: dedupd.Client, ns: str, key: str) -> None:
-    with pytest.warns(dedupd.UnreleasedClaimWarning):
-        with client.claim(ns, key) as claim:
-            assert claim.acquired
+    with pytest.warns(dedupd.UnreleasedClaimWarning), client.claim(ns, key) as claim:
+        assert claim.acquired
     assert isinstance(client.try_claim(ns, key), dedupd.Acquired)
 
 
@@ -320,18 +332,17 @@ def test_the_lease_is_extended_while_the_block_runs(client: dedupd.Client, ns: s
 
 
 def test_a_lost_lease_makes_complete_raise(client: dedupd.Client, ns: str, key: str) -> None:
-    with pytest.raises(dedupd.LeaseLost):
-        with client.claim(ns, key, lease_secs=1) as claim:
-            assert claim.acquired and claim.token
-            # Someone else releases it (as if the lease had passed and been taken over).
-            client.release(ns, key, claim.token)
-            rival = client.try_claim(ns, key, claimant="rival")
-            assert isinstance(rival, dedupd.Acquired)
-            deadline = time.monotonic() + 10
-            while not claim.lost and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert claim.lost
-            claim.complete("too late")
+    with pytest.raises(dedupd.LeaseLost), client.claim(ns, key, lease_secs=1) as claim:
+        assert claim.acquired and claim.token
+        # Someone else releases it (as if the lease had passed and been taken over).
+        client.release(ns, key, claim.token)
+        rival = client.try_claim(ns, key, claimant="rival")
+        assert isinstance(rival, dedupd.Acquired)
+        deadline = time.monotonic() + 10
+        while not claim.lost and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert claim.lost
+        claim.complete("too late")
     # The rival's claim was left alone.
     assert client.get(ns, key).holder == dedupd.holder_label("rival")
 

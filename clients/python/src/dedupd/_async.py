@@ -55,10 +55,10 @@ class AsyncClient:
         token = "<set>" if self._has_token else None
         return f"AsyncClient(base_url={self.base_url!r}, token={token}, retry_budget_secs={self.retry_budget_secs!r})"
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -212,7 +212,7 @@ class AsyncClient:
         fingerprint: Optional[str] = None,
         claimant: Optional[str] = None,
         wait_secs: Optional[int] = None,
-    ) -> "AsyncClaim":
+    ) -> AsyncClaim:
         """An async context manager around one claim: ``async with client.claim("orders", key) as claim:``.
 
         On entry the key is claimed (``try_claim``). Inside, ``claim.acquired``
@@ -344,7 +344,7 @@ class AsyncClaim:
         self._done = False
         self._lost = False
         self._stop: Optional[asyncio.Event] = None
-        self._task: Optional["asyncio.Task[None]"] = None
+        self._task: Optional[asyncio.Task[None]] = None
 
     def __repr__(self) -> str:
         return f"AsyncClaim(namespace={self.namespace!r}, key={self.key!r}, answer={self.answer!r}, lost={self.lost})"
@@ -381,7 +381,7 @@ class AsyncClaim:
 
     # --- the block -----------------------------------------------------------------
 
-    async def __aenter__(self) -> "AsyncClaim":
+    async def __aenter__(self) -> AsyncClaim:
         self._stop = asyncio.Event()
         self.answer = await self._client.try_claim(self.namespace, self.key, **self._options)  # type: ignore[arg-type]
         if isinstance(self.answer, p.Acquired):

@@ -53,10 +53,10 @@ class Client:
         token = "<set>" if self._has_token else None
         return f"Client(base_url={self.base_url!r}, token={token}, retry_budget_secs={self.retry_budget_secs!r})"
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -208,7 +208,7 @@ class Client:
         fingerprint: Optional[str] = None,
         claimant: Optional[str] = None,
         wait_secs: Optional[int] = None,
-    ) -> "Claim":
+    ) -> Claim:
         """A context manager around one claim: ``with client.claim("orders", key) as claim:``.
 
         On entry the key is claimed (``try_claim``). Inside, ``claim.acquired``
@@ -375,7 +375,7 @@ class Claim:
 
     # --- the block -----------------------------------------------------------------
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         self.answer = self._client.try_claim(self.namespace, self.key, **self._options)  # type: ignore[arg-type]
         if isinstance(self.answer, p.Acquired):
             length, interval = p.lease_interval(self.answer, self._lease_secs)

@@ -10,23 +10,23 @@ from __future__ import annotations
 from typing import Any, Optional
 
 __all__ = [
-    "DedupdError",
-    "ProblemError",
-    "BadRequest",
-    "Unauthorized",
-    "Forbidden",
-    "NotFound",
-    "PayloadTooLarge",
-    "UnsupportedMediaType",
-    "FingerprintMismatch",
-    "ServerError",
-    "Unavailable",
-    "TransitionRefused",
-    "NotOwner",
     "AlreadyCompleted",
+    "BadRequest",
+    "DedupdError",
+    "FingerprintMismatch",
+    "Forbidden",
     "LeaseLost",
+    "NotFound",
+    "NotOwner",
+    "PayloadTooLarge",
+    "ProblemError",
+    "ServerError",
     "StillInProgress",
+    "TransitionRefused",
+    "Unauthorized",
+    "Unavailable",
     "UnreleasedClaimWarning",
+    "UnsupportedMediaType",
 ]
 
 
