@@ -64,6 +64,30 @@ def test_a_claim_without_claimant_still_sends_one(client: dedupd.Client, ns: str
     assert isinstance(client.try_claim(ns, key), dedupd.Duplicate)
 
 
+def test_try_claim_waits_for_the_holder(client: dedupd.Client, ns: str, key: str) -> None:
+    holder = client.try_claim(ns, key, claimant="holder", lease_secs=60)
+    assert isinstance(holder, dedupd.Acquired)
+    finisher = threading.Timer(1.0, lambda: client.complete(ns, key, holder.token, "the result"))
+    finisher.start()
+    try:
+        waited = client.try_claim(ns, key, wait_secs=20)
+    finally:
+        finisher.join(timeout=30)
+    assert isinstance(waited, dedupd.Duplicate)
+    assert waited.completed and waited.result == "the result"
+
+    other = key + "-released"
+    holder = client.try_claim(ns, other, claimant="holder", lease_secs=60)
+    assert isinstance(holder, dedupd.Acquired)
+    releaser = threading.Timer(1.0, lambda: client.release(ns, other, holder.token))
+    releaser.start()
+    try:
+        taken = client.try_claim(ns, other, wait_secs=20)
+    finally:
+        releaser.join(timeout=30)
+    assert isinstance(taken, dedupd.Acquired) and not taken.takeover
+
+
 def test_fingerprint_mismatch(client: dedupd.Client, ns: str, key: str) -> None:
     assert isinstance(client.try_claim(ns, key, fingerprint="sha256:aa"), dedupd.Acquired)
     with pytest.raises(dedupd.FingerprintMismatch) as caught:
