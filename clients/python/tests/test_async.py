@@ -58,10 +58,10 @@ async def test_claim_block_completes_and_releases(aclient: dedupd.AsyncClient, n
 
 
 async def test_the_lease_is_extended_by_a_task(aclient: dedupd.AsyncClient, ns: str, key: str) -> None:
-    async with aclient.claim(ns, key, lease_secs=2) as claim:
+    async with aclient.claim(ns, key, lease_secs=3) as claim:
         assert claim.acquired
-        for _ in range(3):
-            await asyncio.sleep(2)
+        for _ in range(2):
+            await asyncio.sleep(4)
             rival = await aclient.try_claim(ns, key)
             assert isinstance(rival, dedupd.Duplicate) and rival.in_progress
         await claim.complete("kept")
@@ -70,7 +70,7 @@ async def test_the_lease_is_extended_by_a_task(aclient: dedupd.AsyncClient, ns: 
 
 async def test_a_lost_lease_makes_complete_raise(aclient: dedupd.AsyncClient, ns: str, key: str) -> None:
     with pytest.raises(dedupd.LeaseLost):
-        async with aclient.claim(ns, key, lease_secs=1) as claim:
+        async with aclient.claim(ns, key, lease_secs=5) as claim:
             assert claim.token
             await aclient.release(ns, key, claim.token)
             assert isinstance(await aclient.try_claim(ns, key, claimant="rival"), dedupd.Acquired)

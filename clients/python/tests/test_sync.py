@@ -342,12 +342,12 @@ def test_claim_block_for_a_duplicate_in_progress(client: dedupd.Client, ns: str,
 
 
 def test_the_lease_is_extended_while_the_block_runs(client: dedupd.Client, ns: str, key: str) -> None:
-    with client.claim(ns, key, lease_secs=2) as claim:
+    with client.claim(ns, key, lease_secs=3) as claim:
         assert claim.acquired
-        # Three leases' worth of work: without extensions another claimant
-        # would take over.
-        for _ in range(3):
-            time.sleep(2)
+        # Work that outlasts the lease twice over: without extensions
+        # another claimant would take over.
+        for _ in range(2):
+            time.sleep(4)
             rival = client.try_claim(ns, key)
             assert isinstance(rival, dedupd.Duplicate) and rival.in_progress
         claim.complete("slow but sure")
@@ -356,7 +356,7 @@ def test_the_lease_is_extended_while_the_block_runs(client: dedupd.Client, ns: s
 
 
 def test_a_lost_lease_makes_complete_raise(client: dedupd.Client, ns: str, key: str) -> None:
-    with pytest.raises(dedupd.LeaseLost), client.claim(ns, key, lease_secs=1) as claim:
+    with pytest.raises(dedupd.LeaseLost), client.claim(ns, key, lease_secs=5) as claim:
         assert claim.acquired and claim.token
         # Someone else releases it (as if the lease had passed and been taken over).
         client.release(ns, key, claim.token)
