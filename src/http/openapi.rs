@@ -6,7 +6,7 @@ use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Ref, Required};
 use utoipa::{Modify, OpenApi};
@@ -51,9 +51,10 @@ use super::{batch, claims, health, sequences};
 )]
 pub struct ApiDoc;
 
-/// Describes the claim's body as what it is: a `ClaimBody` that may be left
-/// out (`required: false`). Derived from an `Option`, it would come out as
-/// `oneOf: [ClaimBody, null]` on a required body.
+/// Describes the claim's body as what it is: a `ClaimBody`, or `null`, that
+/// may be left out (`required: false`). Derived from an `Option`, it would
+/// come out as a required body. Without the `null` a fuzzer rightly reports
+/// the accepted `null` body as a schema-violating request accepted.
 struct OptionalClaimBody;
 
 impl Modify for OptionalClaimBody {
@@ -76,7 +77,11 @@ impl Modify for OptionalClaimBody {
                 .content(
                     "application/json",
                     ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ClaimBody")))
+                        .schema(Some(
+                            OneOfBuilder::new()
+                                .item(Ref::from_schema_name("ClaimBody"))
+                                .item(ObjectBuilder::new().schema_type(Type::Null)),
+                        ))
                         .build(),
                 )
                 .required(Some(Required::False))
