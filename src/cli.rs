@@ -42,6 +42,53 @@ pub enum Command {
     /// Print the SHA-256 of a bearer token read from stdin, for the
     /// `[[auth.tokens]]` entries of the config file.
     HashToken,
+    /// An operator's actions on a stuck claim, through a running dedupd's
+    /// admin API (needs a token with `admin = true`).
+    Admin(AdminArgs),
+}
+
+/// `dedupd admin …`: where the service is and who asks.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The dedupd to ask (plain HTTP; inside a pod, the default).
+    #[arg(
+        long,
+        env = "DEDUPD_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// A file holding the admin bearer token (a mounted Secret). Without
+    /// it, the token comes from DEDUPD_ADMIN_TOKEN. Never a flag's value:
+    /// flags show in `ps`.
+    #[arg(long, env = "DEDUPD_ADMIN_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: AdminCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Show a claim: state, holder's claimant, lease, window.
+    Get { namespace: String, key: String },
+    /// End an in-progress claim now, fencing its holder: its token owns
+    /// nothing afterwards, and the key can be claimed again at once.
+    ForceRelease {
+        namespace: String,
+        key: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Delete a claim, completed or not, so its key can be claimed again:
+    /// the work it stands for may then run again.
+    Forget {
+        namespace: String,
+        key: String,
+        /// Why, for the audit log (required).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -190,6 +237,11 @@ pub struct ServeArgs {
     /// database round trip; it cannot go stale (see README).
     #[arg(long, env = "DEDUPD_COMPLETED_CACHE_MIB", default_value_t = 64)]
     pub completed_cache_mib: u64,
+    /// How long, in seconds, a cached completed claim is trusted after this
+    /// instance learned it. Only an operator's `dedupd admin forget` can
+    /// end a completed claim early: other instances hear of it within this.
+    #[arg(long, env = "DEDUPD_COMPLETED_CACHE_MAX_AGE_SECS", default_value_t = dedupd::claims::DEFAULT_COMPLETED_CACHE_MAX_AGE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub completed_cache_max_age_secs: u64,
     /// How many claims may wait at once on this instance for a key's holder
     /// (`wait_secs`); more are refused at once with 503.
     #[arg(long, env = "DEDUPD_MAX_WAITERS", default_value_t = dedupd::claims::DEFAULT_MAX_WAITERS)]
@@ -239,6 +291,7 @@ impl ServeArgs {
                     },
                     read_first: self.read_first(),
                     completed_cache_bytes: self.completed_cache_mib << 20,
+                    completed_cache_max_age: Duration::from_secs(self.completed_cache_max_age_secs),
                     max_clock_skew: Duration::from_millis(self.max_clock_skew_ms),
                     wait: WaitSettings {
                         max_waiters: self.max_waiters,

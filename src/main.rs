@@ -9,6 +9,7 @@ use dedupd::store::connect_session;
 use dedupd::store::faults::FaultPlan;
 use dedupd::store::migrate::migrate;
 
+mod admin_command;
 mod cli;
 
 use cli::{Cli, Command, MigrateArgs};
@@ -38,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", dedupd::http::auth::hash_token(token));
             Ok(())
         }
+        Command::Admin(args) => admin_command::run(&args).await,
     }
 }
 

@@ -50,6 +50,12 @@ label_sets! {
         route: String,
         status: u16,
     }
+    AdminLabels {
+        /// `force_release` or `forget`.
+        action: &'static str,
+        /// `done`, `not_found`, `completed`, `changed`, `unavailable` or `error`.
+        outcome: &'static str,
+    }
     ReadFirstLabels {
         /// `hit`: a completed claim answered without Paxos; `miss`: it was not.
         result: &'static str,
@@ -177,7 +183,20 @@ metric_set! {
     claim_waiters: Gauge = Gauge::default() => "claim_waiters";
     /// Claims that asked to wait and were refused at once (503) because every waiter slot was taken
     claim_waits_refused: Counter = Counter::default() => "claim_waits_refused";
+    /// Operators' actions on claims through the admin API, by action and outcome
+    admin_actions: Family<AdminLabels, Counter> = Family::default() => "admin_actions";
 }
+
+/// The admin API's actions and outcomes, each series started at zero.
+const ADMIN_ACTIONS: [&str; 2] = ["force_release", "forget"];
+const ADMIN_OUTCOMES: [&str; 6] = [
+    "done",
+    "not_found",
+    "completed",
+    "changed",
+    "unavailable",
+    "error",
+];
 
 impl MetricSet {
     fn new() -> Self {
@@ -192,6 +211,13 @@ impl MetricSet {
         // `0` rather than no data before the first event.
         for outcome in CLAIM_OUTCOMES {
             let _ = set.claims.get_or_create(&OutcomeLabels { outcome });
+        }
+        for action in ADMIN_ACTIONS {
+            for outcome in ADMIN_OUTCOMES {
+                let _ = set
+                    .admin_actions
+                    .get_or_create(&AdminLabels { action, outcome });
+            }
         }
         set
     }
@@ -273,6 +299,12 @@ impl MetricSet {
     pub fn record_operation(&self, operation: &'static str, outcome: &'static str) {
         self.operations
             .get_or_create(&OperationLabels { operation, outcome })
+            .inc();
+    }
+
+    pub fn record_admin_action(&self, action: &'static str, outcome: &'static str) {
+        self.admin_actions
+            .get_or_create(&AdminLabels { action, outcome })
             .inc();
     }
 

@@ -1,15 +1,23 @@
 //! An in-memory cache of completed claims.
 //!
-//! It cannot go stale, which is why it is allowed at all. Inside its window
-//! a completed claim is terminal: release and extend refuse it, takeover
-//! applies only to in-progress claims, a second completion changes nothing,
-//! and nothing deletes it before `expires_at`. So "completed, with this
-//! result, until expires_at" stays true from the moment any linearizable
-//! read or LWT has shown it, and a redelivery of finished work can be
-//! answered from memory, with no database round trip at all. Entries are
-//! used only before their `expires_at`; after it the claim path decides.
+//! It cannot go stale through any caller's call, which is why it is allowed
+//! at all. Inside its window a completed claim is terminal: release and
+//! extend refuse it, takeover applies only to in-progress claims, a second
+//! completion changes nothing, and no caller can delete it before
+//! `expires_at`. So "completed, with this result, until expires_at" stays
+//! true from the moment any linearizable read or LWT has shown it, and a
+//! redelivery of finished work can be answered from memory, with no
+//! database round trip at all. Entries are used only before their
+//! `expires_at`; after it the claim path decides.
+//!
+//! The one exception is an operator's `forget` (the admin API), which
+//! deletes a completed claim on purpose. The instance that ran it drops its
+//! entry at once; every other instance trusts an entry for at most
+//! `max_age` after it learned it, so a forget is heard everywhere within
+//! that bound (the admin answer says so).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use quick_cache::Weighter;
@@ -19,12 +27,19 @@ use crate::domain::{ClaimKey, ClaimRecord, ClaimState, Namespace};
 
 type Key = (Namespace, ClaimKey);
 
+/// A completed claim and when this instance learned it.
+struct Entry {
+    record: ClaimRecord,
+    learned: tokio::time::Instant,
+}
+
 /// Weighs an entry by the bytes it holds, so the bound is on memory.
 #[derive(Clone)]
 struct ByBytes;
 
-impl Weighter<Key, Arc<ClaimRecord>> for ByBytes {
-    fn weight(&self, key: &Key, record: &Arc<ClaimRecord>) -> u64 {
+impl Weighter<Key, Arc<Entry>> for ByBytes {
+    fn weight(&self, key: &Key, entry: &Arc<Entry>) -> u64 {
+        let record = &entry.record;
         // Fixed fields and allocation overhead, then the variable parts.
         let fixed = 160;
         let variable = key.0.as_str().len()
@@ -40,14 +55,19 @@ impl Weighter<Key, Arc<ClaimRecord>> for ByBytes {
 }
 
 pub struct CompletedCache {
-    cache: Option<Cache<Key, Arc<ClaimRecord>, ByBytes>>,
+    cache: Option<Cache<Key, Arc<Entry>, ByBytes>>,
+    max_age: Duration,
 }
 
 impl CompletedCache {
-    /// A cache holding up to `capacity_bytes`; 0 turns it off.
-    pub fn new(capacity_bytes: u64) -> Self {
+    /// A cache holding up to `capacity_bytes`, each entry trusted for
+    /// `max_age` after it was learned; 0 bytes turns it off.
+    pub fn new(capacity_bytes: u64, max_age: Duration) -> Self {
         if capacity_bytes == 0 {
-            return Self { cache: None };
+            return Self {
+                cache: None,
+                max_age,
+            };
         }
         // The item estimate only sizes the shards; the weight is the bound.
         let estimated_items = (capacity_bytes / 400).max(16) as usize;
@@ -57,10 +77,12 @@ impl CompletedCache {
                 capacity_bytes,
                 ByBytes,
             )),
+            max_age,
         }
     }
 
-    /// The completed claim of `key`, if cached and still inside its window.
+    /// The completed claim of `key`, if cached, still inside its window and
+    /// learned less than `max_age` ago.
     pub fn get(
         &self,
         namespace: &Namespace,
@@ -69,12 +91,23 @@ impl CompletedCache {
     ) -> Option<ClaimRecord> {
         let cache = self.cache.as_ref()?;
         let cache_key = (namespace.clone(), key.clone());
-        let record = cache.get(&cache_key)?;
-        if record.is_expired(now) {
+        let entry = cache.get(&cache_key)?;
+        if entry.record.is_expired(now) || entry.learned.elapsed() >= self.max_age {
             cache.remove(&cache_key);
             return None;
         }
-        Some(ClaimRecord::clone(&record))
+        Some(entry.record.clone())
+    }
+
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// Drops `key`'s entry: an operator forgot the claim.
+    pub fn forget(&self, namespace: &Namespace, key: &ClaimKey) {
+        if let Some(cache) = &self.cache {
+            cache.remove(&(namespace.clone(), key.clone()));
+        }
     }
 
     /// Remembers `record` if it is completed; anything else may still change.
@@ -83,7 +116,11 @@ impl CompletedCache {
         if record.state != ClaimState::Completed {
             return;
         }
-        cache.insert((namespace.clone(), key.clone()), Arc::new(record.clone()));
+        let entry = Entry {
+            record: record.clone(),
+            learned: tokio::time::Instant::now(),
+        };
+        cache.insert((namespace.clone(), key.clone()), Arc::new(entry));
     }
 }
 
@@ -106,6 +143,8 @@ mod tests {
         )
     }
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     fn names() -> (Namespace, ClaimKey) {
         (
             Namespace::parse("ns").unwrap(),
@@ -115,7 +154,7 @@ mod tests {
 
     #[test]
     fn only_completed_claims_are_remembered() {
-        let cache = CompletedCache::new(1 << 20);
+        let cache = CompletedCache::new(1 << 20, HOUR);
         let (namespace, key) = names();
         cache.remember(&namespace, &key, &record(false, 60));
         assert!(cache.get(&namespace, &key, now_millis()).is_none());
@@ -126,7 +165,7 @@ mod tests {
 
     #[test]
     fn entries_end_with_their_window() {
-        let cache = CompletedCache::new(1 << 20);
+        let cache = CompletedCache::new(1 << 20, HOUR);
         let (namespace, key) = names();
         cache.remember(&namespace, &key, &record(true, 10));
         assert!(
@@ -141,8 +180,34 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_trusted_for_max_age_only() {
+        let (namespace, key) = names();
+        let done = record(true, 60);
+        let fresh = CompletedCache::new(1 << 20, HOUR);
+        fresh.remember(&namespace, &key, &done);
+        assert_eq!(
+            fresh.get(&namespace, &key, now_millis()),
+            Some(done.clone())
+        );
+        // An entry as old as max_age is not trusted: another instance may
+        // have forgotten the claim since.
+        let aged = CompletedCache::new(1 << 20, Duration::ZERO);
+        aged.remember(&namespace, &key, &done);
+        assert!(aged.get(&namespace, &key, now_millis()).is_none());
+    }
+
+    #[test]
+    fn a_forgotten_claim_is_dropped() {
+        let cache = CompletedCache::new(1 << 20, HOUR);
+        let (namespace, key) = names();
+        cache.remember(&namespace, &key, &record(true, 60));
+        cache.forget(&namespace, &key);
+        assert!(cache.get(&namespace, &key, now_millis()).is_none());
+    }
+
+    #[test]
     fn a_zero_capacity_cache_is_off() {
-        let cache = CompletedCache::new(0);
+        let cache = CompletedCache::new(0, HOUR);
         let (namespace, key) = names();
         cache.remember(&namespace, &key, &record(true, 60));
         assert!(cache.get(&namespace, &key, now_millis()).is_none());
@@ -150,7 +215,7 @@ mod tests {
 
     #[test]
     fn the_bound_is_in_bytes() {
-        let cache = CompletedCache::new(64 * 1024);
+        let cache = CompletedCache::new(64 * 1024, HOUR);
         let namespace = Namespace::parse("ns").unwrap();
         for i in 0..10_000 {
             let key = ClaimKey::parse(&format!("key-{i}")).unwrap();

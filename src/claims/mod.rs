@@ -14,6 +14,7 @@
 //! Its length is the service around the machines (cache, read-first,
 //! metrics) and the store adapter the executor drives.
 
+mod admin;
 mod claim;
 mod completed_cache;
 mod decide;
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
+pub use admin::{AdminAction, AdminOutcome};
 use claim::ClaimMachine;
 use completed_cache::CompletedCache;
 use decide::{Step, next_step};
@@ -59,6 +61,9 @@ pub struct ClaimSettings {
     pub read_first: ReadFirstPolicy,
     /// Memory for the completed-claims cache, in bytes; 0 turns it off.
     pub completed_cache_bytes: u64,
+    /// How long a cached completed claim is trusted after it was learned: an
+    /// operator's `forget` on another instance is heard within it.
+    pub completed_cache_max_age: std::time::Duration,
     /// The most any instance's clock may run ahead of another's: a takeover
     /// and a window's end must clear it (`--max-clock-skew-ms`).
     pub max_clock_skew: std::time::Duration,
@@ -91,6 +96,7 @@ impl Default for ClaimSettings {
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
             completed_cache_bytes: 64 << 20,
+            completed_cache_max_age: DEFAULT_COMPLETED_CACHE_MAX_AGE,
             max_clock_skew: std::time::Duration::from_millis(DEFAULT_MAX_CLOCK_SKEW_MS),
             wait: WaitSettings::default(),
         }
@@ -102,6 +108,12 @@ impl Default for ClaimSettings {
 /// covers a node that lost its time source for hours (10–100 ppm of drift)
 /// while delaying a takeover by only a second.
 pub const DEFAULT_MAX_CLOCK_SKEW_MS: u64 = 1_000;
+
+/// How long a cached completed claim is trusted (`--completed-cache-max-age-secs`):
+/// redeliveries mostly come within seconds of the first delivery (a retry, a
+/// rebalance), and a minute bounds how long an operator's `forget` may go
+/// unheard by another instance.
+pub const DEFAULT_COMPLETED_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct ClaimService {
     store: Arc<Store>,
@@ -122,7 +134,10 @@ impl ClaimService {
             skew: chrono::Duration::from_std(settings.max_clock_skew)
                 .unwrap_or(chrono::Duration::zero()),
             read_first: ReadFirst::new(settings.read_first),
-            completed: CompletedCache::new(settings.completed_cache_bytes),
+            completed: CompletedCache::new(
+                settings.completed_cache_bytes,
+                settings.completed_cache_max_age,
+            ),
             waiters: Waiters::new(settings.wait.max_waiters, settings.wait.poll),
         }
     }
@@ -146,6 +161,12 @@ impl ClaimService {
             key,
             behind,
         }
+    }
+
+    /// How long another instance may answer a forgotten completed claim
+    /// from its cache.
+    pub fn completed_cache_max_age(&self) -> std::time::Duration {
+        self.completed.max_age()
     }
 
     /// How hard one request tries before answering 503.

@@ -90,6 +90,8 @@ pub enum ClaimWrite {
     },
     /// Delete `token`'s in-progress claim.
     Release { token: ClaimToken },
+    /// Delete `token`'s claim whatever its state: an operator's `forget`.
+    Forget { token: ClaimToken },
 }
 
 /// The window a token's record belongs to began with that token: a new

@@ -1,4 +1,9 @@
-//! Who may claim: bearer tokens, each allowed a set of namespaces.
+//! Who may claim: bearer tokens, each allowed a set of namespaces, and
+//! who may act as an operator: tokens with `admin = true`.
+//!
+//! The admin API is open to admin tokens only. With authentication off, or
+//! with no token marked admin, there is no admin token, so it refuses
+//! everyone: an operator turns it on by listing one.
 //!
 //! The config file lists tokens by the SHA-256 of their text, never the
 //! text itself (`dedupd hash-token` computes it), so neither the file nor a
@@ -26,6 +31,11 @@ pub struct TokenFile {
     pub sha256: String,
     /// Namespaces the token may use; `"*"` for all.
     pub namespaces: Vec<String>,
+    /// Whether the token may also use the admin API (inspect, force-release,
+    /// forget) in those namespaces. Give operators a token of their own:
+    /// every admin action is logged with the token's name.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// The `[auth]` section of the config file.
@@ -53,6 +63,7 @@ enum Allowed {
 pub struct Grant {
     pub name: Principal,
     allowed: Allowed,
+    admin: bool,
 }
 
 /// The tokens the server accepts.
@@ -105,7 +116,11 @@ impl Auth {
             };
             let name = Principal::parse(&token.name)
                 .map_err(|error| anyhow::anyhow!("[[auth.tokens]]: {error}"))?;
-            let grant = Grant { name, allowed };
+            let grant = Grant {
+                name,
+                allowed,
+                admin: token.admin,
+            };
             anyhow::ensure!(
                 tokens.insert(digest, grant).is_none(),
                 "[[auth.tokens]] {}: the same token is listed twice",
@@ -153,6 +168,28 @@ impl Auth {
             .ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()))
     }
 
+    /// The admin behind the request: 401 as `authenticate`, then 403 unless
+    /// its token is an admin token (with authentication off there is none).
+    pub fn authenticate_admin(&self, headers: &HeaderMap) -> Result<&Grant, ApiError> {
+        if !self.tokens.values().any(|grant| grant.admin) {
+            return Err(ApiError::Forbidden(
+                "the admin API is off: no token with `admin = true` is configured \
+                 ([[auth.tokens]] in the auth config)"
+                    .into(),
+            ));
+        }
+        let grant = self
+            .authenticate(headers)?
+            .ok_or_else(|| ApiError::Internal("an admin token exists but auth is off".into()))?;
+        if !grant.admin {
+            return Err(ApiError::Forbidden(format!(
+                "this token ({}) may not use the admin API: it is not an admin token",
+                grant.name
+            )));
+        }
+        Ok(grant)
+    }
+
     /// 403 unless `grant` may use `namespace`.
     pub fn authorize(grant: Option<&Grant>, namespace: &Namespace) -> Result<(), ApiError> {
         let Some(grant) = grant else { return Ok(()) };
@@ -184,11 +221,13 @@ mod tests {
                     name: "orders".into(),
                     sha256: hash_token("s3cret-orders"),
                     namespaces: vec!["orders".into()],
+                    admin: false,
                 },
                 TokenFile {
                     name: "admin".into(),
                     sha256: hash_token("s3cret-admin").to_uppercase(),
                     namespaces: vec!["*".into()],
+                    admin: true,
                 },
             ],
         })
@@ -252,6 +291,41 @@ mod tests {
     }
 
     #[test]
+    fn only_admin_tokens_reach_the_admin_api() {
+        let auth = auth();
+        assert_eq!(
+            auth.authenticate_admin(&headers("Bearer s3cret-admin"))
+                .unwrap()
+                .name
+                .as_str(),
+            "admin"
+        );
+        assert!(matches!(
+            auth.authenticate_admin(&headers("Bearer s3cret-orders")),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(matches!(
+            auth.authenticate_admin(&headers("Bearer nope")),
+            Err(ApiError::Unauthorized(_))
+        ));
+        // No admin token configured (or auth off): refused, token or not.
+        for off in [Auth::default(), {
+            let mut only_users = auth.clone();
+            only_users.tokens.retain(|_, grant| !grant.admin);
+            only_users
+        }] {
+            assert!(matches!(
+                off.authenticate_admin(&headers("Bearer s3cret-admin")),
+                Err(ApiError::Forbidden(_))
+            ));
+            assert!(matches!(
+                off.authenticate_admin(&HeaderMap::new()),
+                Err(ApiError::Forbidden(_))
+            ));
+        }
+    }
+
+    #[test]
     fn without_tokens_everything_is_open() {
         let auth = Auth::default();
         assert!(!auth.enabled());
@@ -271,6 +345,7 @@ mod tests {
                     name: name.into(),
                     sha256: sha.into(),
                     namespaces: namespaces.into_iter().map(String::from).collect(),
+                    admin: false,
                 }],
                 ..AuthFile::default()
             };

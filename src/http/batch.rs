@@ -165,6 +165,7 @@ impl BatchResult {
 fn outcome_of(error: &ApiError) -> &'static str {
     match error {
         ApiError::FingerprintMismatch(_) => "fingerprint_mismatch",
+        ApiError::Conflict(_) => "conflict",
         ApiError::InvalidRequest(_) => "invalid_request",
         ApiError::Unavailable { .. } => "unavailable",
         ApiError::NotAttempted => "not_attempted",

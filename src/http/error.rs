@@ -39,6 +39,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     FingerprintMismatch(String),
+    /// An admin action found the claim other than it was, or not in a
+    /// state the action applies to: nothing was done.
+    #[error("{0}")]
+    Conflict(String),
     #[error("too many requests are waiting on the database; retry shortly")]
     Overloaded,
     /// A claim asked to wait (`wait_secs`) while every waiter slot of this
@@ -85,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FingerprintMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Overloaded
             | ApiError::TooManyWaiters
             | ApiError::Unavailable { .. }
@@ -119,6 +124,7 @@ impl ApiError {
                 "fingerprint-mismatch",
                 "The key was claimed for a different payload",
             ),
+            ApiError::Conflict(_) => ("conflict", "The claim is not as the action expected"),
             ApiError::Overloaded => ("overloaded", "Overloaded"),
             ApiError::TooManyWaiters => ("too-many-waiters", "Too many waiters"),
             ApiError::Unavailable { .. } => ("unavailable", "Outcome not decided"),

@@ -52,7 +52,7 @@ pub fn decode_segment(raw: &str) -> Result<String, String> {
 /// template, so an encoded `/` (`%2F`) stayed inside its segment; segment
 /// `i` of the raw path is therefore the value of segment `i` of the
 /// template.
-fn decoded_params(parts: &Parts) -> Result<Vec<(&'static str, String)>, ApiError> {
+pub(super) fn decoded_params(parts: &Parts) -> Result<Vec<(&'static str, String)>, ApiError> {
     let template = parts
         .extensions
         .get::<MatchedPath>()
@@ -88,7 +88,10 @@ fn decoded_params(parts: &Parts) -> Result<Vec<(&'static str, String)>, ApiError
 /// The parameter names the routes use.
 const PATH_PARAMS: [&str; 3] = ["ns", "key", "stream"];
 
-fn param<'a>(params: &'a [(&'static str, String)], name: &str) -> Result<&'a str, ApiError> {
+pub(super) fn param<'a>(
+    params: &'a [(&'static str, String)],
+    name: &str,
+) -> Result<&'a str, ApiError> {
     params
         .iter()
         .find(|(param, _)| *param == name)

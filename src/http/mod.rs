@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, middleware.
 
+pub mod admin;
 mod answer_body;
 pub mod auth;
 pub mod batch;
@@ -212,6 +213,15 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 .put(sequences::set)
                 .get(sequences::get)
                 .delete(sequences::delete),
+        )
+        .route(admin::ADMIN_CLAIM_ROUTE, get(admin::inspect))
+        .route(
+            "/v1/admin/namespaces/{ns}/claims/{key}/force-release",
+            post(admin::force_release),
+        )
+        .route(
+            "/v1/admin/namespaces/{ns}/claims/{key}/forget",
+            post(admin::forget),
         )
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))

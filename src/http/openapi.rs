@@ -11,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Ref, Required};
 use utoipa::{Modify, OpenApi};
 
+use super::admin::{AdminActionResponse, AdminClaimView, ForceReleaseBody, ForgetBody};
 use super::batch::{BatchBody, BatchItem, BatchResponse, BatchResult};
 use super::claim_answer::{AcquiredResponse, DuplicateResponse, StateDto};
 use super::claims::{
@@ -19,7 +20,7 @@ use super::claims::{
 use super::error::{PROBLEM_JSON, Problem};
 use super::health::HealthResponse;
 use super::sequences::{AdvanceBody, AdvanceResponse, SetBody, SkippedRange, StreamView};
-use super::{batch, claims, health, sequences};
+use super::{admin, batch, claims, health, sequences};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,59 +36,76 @@ use super::{batch, claims, health, sequences};
         claims::claim, claims::get, claims::complete, claims::release, claims::extend,
         sequences::advance, sequences::set, sequences::get, sequences::delete,
         health::livez, health::readyz, health::metrics,
+        admin::inspect, admin::force_release, admin::forget,
     ),
     components(schemas(
         ClaimBody, AcquiredResponse, DuplicateResponse, StateDto, TokenBody, CompleteBody,
         ExtendBody, TransitionResponse, ClaimView, Problem, HealthResponse, BatchBody,
         BatchItem, BatchResult, BatchResponse, AdvanceBody, SetBody, AdvanceResponse,
-        SkippedRange, StreamView
+        SkippedRange, StreamView, AdminClaimView, AdminActionResponse, ForceReleaseBody,
+        ForgetBody
     )),
-    modifiers(&OptionalClaimBody, &BearerAuth),
+    modifiers(&OptionalBodies, &BearerAuth),
     tags(
         (name = "claims", description = "Claim, complete, release, extend and read message ids"),
         (name = "sequences", description = "Per-stream sequence numbers with gap detection"),
         (name = "operations", description = "Probes and metrics"),
+        (name = "admin", description = "Operators' actions on stuck claims (admin tokens only)"),
     )
 )]
 pub struct ApiDoc;
 
-/// Describes the claim's body as what it is: a `ClaimBody`, or `null`, that
-/// may be left out (`required: false`). Derived from an `Option`, it would
-/// come out as a required body. Without the `null` a fuzzer rightly reports
-/// the accepted `null` body as a schema-violating request accepted.
-struct OptionalClaimBody;
+/// Describes the optional bodies as what they are: the body's schema, or
+/// `null`, that may be left out (`required: false`). Derived from an
+/// `Option`, a body would come out as required. Without the `null` a fuzzer
+/// rightly reports the accepted `null` body as a schema-violating request
+/// accepted.
+struct OptionalBodies;
 
-impl Modify for OptionalClaimBody {
+/// The POST routes whose body may be absent, empty or `null`: the route,
+/// its body's schema, and what leaving it out means.
+const OPTIONAL_BODIES: [(&str, &str, &str); 2] = [
+    (
+        "/v1/namespaces/{ns}/claims/{key}",
+        "ClaimBody",
+        "Optional: an absent, empty or `null` body means the namespace's defaults",
+    ),
+    (
+        "/v1/admin/namespaces/{ns}/claims/{key}/force-release",
+        "ForceReleaseBody",
+        "Optional: an absent, empty or `null` body gives no reason",
+    ),
+];
+
+impl Modify for OptionalBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Some(item) = openapi
-            .paths
-            .paths
-            .get_mut("/v1/namespaces/{ns}/claims/{key}")
-        else {
-            return;
-        };
-        let Some(post) = item.post.as_mut() else {
-            return;
-        };
-        post.request_body = Some(
-            RequestBodyBuilder::new()
-                .description(Some(
-                    "Optional: an absent, empty or `null` body means the namespace's defaults",
-                ))
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(
-                            OneOfBuilder::new()
-                                .item(Ref::from_schema_name("ClaimBody"))
-                                .item(ObjectBuilder::new().schema_type(Type::Null)),
-                        ))
-                        .build(),
-                )
-                .required(Some(Required::False))
-                .build()
-                .into(),
-        );
+        for (path, schema, description) in OPTIONAL_BODIES {
+            let Some(post) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            post.request_body = Some(
+                RequestBodyBuilder::new()
+                    .description(Some(description))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(
+                                OneOfBuilder::new()
+                                    .item(Ref::from_schema_name(schema))
+                                    .item(ObjectBuilder::new().schema_type(Type::Null)),
+                            ))
+                            .build(),
+                    )
+                    .required(Some(Required::False))
+                    .build()
+                    .into(),
+            );
+        }
     }
 }
 
@@ -154,7 +172,10 @@ impl Modify for BearerAuth {
                 let responses = &mut operation.responses.responses;
                 responses.insert("401".into(), unauthorized.clone().into());
                 if versioned {
-                    responses.insert("403".into(), forbidden.clone().into());
+                    // The admin routes document their own 403.
+                    responses
+                        .entry("403".into())
+                        .or_insert_with(|| forbidden.clone().into());
                     operation.security =
                         Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
                 } else {
@@ -198,6 +219,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(versioned, 10);
+        assert_eq!(versioned, 13);
     }
 }

@@ -4,7 +4,7 @@
 //! writes into rows that LWTs manage breaks linearizability (their
 //! timestamps come from different clocks), so there are none here.
 //!
-//! Long because each of the eight statements has its CQL, its bindings and
+//! Long because each of the nine statements has its CQL, its bindings and
 //! its decoding here, side by side, so a column can be checked in one read.
 
 use chrono::{DateTime, Utc};
@@ -26,6 +26,7 @@ pub mod statement {
     pub const COMPLETE: &str = "claim_complete";
     pub const EXTEND: &str = "claim_extend";
     pub const RELEASE: &str = "claim_release";
+    pub const FORGET: &str = "claim_forget";
     pub const READ_SERIAL: &str = "claim_read_serial";
     pub const READ: &str = "claim_read";
 }
@@ -62,6 +63,10 @@ prepared_statements! {
         release: Conditional statement::RELEASE =>
             "DELETE FROM {table} WHERE namespace = ? AND key = ? \
              IF owner = ? AND state = 'in_progress'",
+        // An operator's `forget`: the claim goes whatever its state, but
+        // only if the owner the operator's read saw still holds it.
+        forget: Conditional statement::FORGET =>
+            "DELETE FROM {table} WHERE namespace = ? AND key = ? IF owner = ?",
         read_serial: SerialRead statement::READ_SERIAL =>
             "SELECT {COLUMNS} FROM {table} WHERE namespace = ? AND key = ?",
         read: Read statement::READ =>
@@ -207,6 +212,11 @@ impl Store {
             ClaimWrite::Release { token } => {
                 let values = (namespace.as_str(), key.as_str(), token.0);
                 self.execute_conditional(&claims.release, values, key.as_str(), refused_update)
+                    .await
+            }
+            ClaimWrite::Forget { token } => {
+                let values = (namespace.as_str(), key.as_str(), token.0);
+                self.execute_conditional(&claims.forget, values, key.as_str(), refused_update)
                     .await
             }
         }

@@ -40,6 +40,7 @@ pub const CONDITIONAL_STATEMENTS: &[&str] = &[
     statement::COMPLETE,
     statement::EXTEND,
     statement::RELEASE,
+    statement::FORGET,
     sequence_statement::INSERT,
     sequence_statement::ADVANCE,
     sequence_statement::DELETE,

@@ -56,6 +56,7 @@ pub struct TestOptions {
     pub budget: RetryBudget,
     pub read_first: ReadFirstPolicy,
     pub completed_cache_bytes: u64,
+    pub completed_cache_max_age: Duration,
     pub wait: WaitSettings,
     pub shutdown_delay: Duration,
     pub wait_ready: bool,
@@ -75,6 +76,7 @@ impl Default for TestOptions {
             budget: RetryBudget::default(),
             read_first: ReadFirstPolicy::default(),
             completed_cache_bytes: ClaimSettings::default().completed_cache_bytes,
+            completed_cache_max_age: ClaimSettings::default().completed_cache_max_age,
             wait: WaitSettings::default(),
             shutdown_delay: Duration::ZERO,
             wait_ready: true,
@@ -114,6 +116,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             budget: options.budget,
             read_first: options.read_first,
             completed_cache_bytes: options.completed_cache_bytes,
+            completed_cache_max_age: options.completed_cache_max_age,
             // The tests wait out 1 s leases and TTLs by 1.3 s; the margin's
             // rule has unit tests (claims::decide) and a fault-suite phase.
             max_clock_skew: Duration::ZERO,

@@ -15,11 +15,13 @@ async fn spawn_with_auth(protect_metrics: bool) -> (TestApp, String) {
                 name: "orders-consumer".into(),
                 sha256: hash_token("token-for-orders"),
                 namespaces: vec![allowed.clone()],
+                admin: false,
             },
             TokenFile {
                 name: "operator".into(),
                 sha256: hash_token("token-for-everything"),
                 namespaces: vec!["*".into()],
+                admin: false,
             },
         ],
     })

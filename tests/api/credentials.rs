@@ -21,11 +21,13 @@ async fn spawn_two_principals() -> TestApp {
                 name: "service-a".into(),
                 sha256: hash_token(FIRST),
                 namespaces: vec!["*".into()],
+                admin: false,
             },
             TokenFile {
                 name: "service-b".into(),
                 sha256: hash_token(SECOND),
                 namespaces: vec!["*".into()],
+                admin: false,
             },
         ],
     })

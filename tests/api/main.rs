@@ -2,6 +2,7 @@
 //! per capability. Every test runs against a real Cassandra or ScyllaDB; see
 //! database.rs for how one is found or started.
 
+mod admin;
 mod auth;
 mod bad_input;
 mod batch;

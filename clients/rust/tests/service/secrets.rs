@@ -51,6 +51,7 @@ async fn no_error_shows_the_bearer_token() {
             name: "client-tests".into(),
             sha256: hash_token(GOOD),
             namespaces: vec![allowed.clone()],
+            admin: false,
         }],
     })
     .unwrap();
