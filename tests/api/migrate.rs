@@ -52,8 +52,23 @@ async fn migrate_applies_every_file_once_and_records_it() {
     assert_eq!(gc_grace, 10_800);
     assert!(compaction["class"].contains("TimeWindowCompactionStrategy"));
 
-    session
-        .query_unpaged(format!("DROP KEYSPACE {name}"), ())
-        .await
-        .unwrap();
+    drop_keyspace(&session, &name).await;
+}
+
+/// Cleanup, not an assertion: a schema change can time out on a loaded
+/// machine (it waits for schema agreement), so it is tried a few times.
+async fn drop_keyspace(session: &scylla::client::session::Session, name: &str) {
+    for attempt in 1..=3 {
+        match session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {name}"), ())
+            .await
+        {
+            Ok(_) => return,
+            Err(error) if attempt < 3 => {
+                eprintln!("dropping keyspace {name} failed ({error}); again");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(error) => panic!("cannot drop keyspace {name}: {error}"),
+        }
+    }
 }
