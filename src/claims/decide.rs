@@ -38,6 +38,21 @@ pub enum Step {
     Answer(ClaimOutcome),
 }
 
+/// How long a one-shot marker (`complete: true`) stays its claimant's to
+/// claim again: as long as the default lease. A claim and complete in one
+/// has no lease to re-enter, yet its answer can be lost like any other; its
+/// claimant's retry within this hears 201 again, as it would have without
+/// the fault. Later, a claim with that claimant is a new delivery: duplicate.
+pub const MARKER_REENTRY: chrono::Duration = chrono::Duration::seconds(30);
+
+/// Whether `record` is a one-shot marker (claimed and completed at once, in
+/// a window of its own) made less than `MARKER_REENTRY` ago.
+fn is_fresh_marker(record: &ClaimRecord, now: DateTime<Utc>) -> bool {
+    began_window(record)
+        && record.completed_at == Some(record.claimed_at)
+        && now < record.claimed_at + MARKER_REENTRY
+}
+
 /// Decides the next step for `request`, whose fresh token is `token`.
 ///
 /// `skew` is the most this instance's clock may run ahead of the others'
@@ -106,7 +121,19 @@ pub fn next_step(
             record: record.clone(),
         });
     }
+    let same_claimant = match (&request.claimant, &record.claimant) {
+        (Some(asked), Some(stored)) => asked.as_str() == stored,
+        _ => false,
+    };
     if record.state == ClaimState::Completed {
+        if request.complete && same_claimant && is_fresh_marker(record, now) {
+            // The claimant's own one-shot marker, asked for again: its first
+            // answer was lost. Without the fault it heard 201, so it does now.
+            return Step::Answer(ClaimOutcome::Acquired {
+                record: record.clone(),
+                how: Acquisition::Reentrant,
+            });
+        }
         return Step::Answer(ClaimOutcome::Duplicate {
             record: record.clone(),
         });
@@ -124,10 +151,6 @@ pub fn next_step(
             decided_at,
         };
     }
-    let same_claimant = match (&request.claimant, &record.claimant) {
-        (Some(asked), Some(stored)) => asked.as_str() == stored,
-        _ => false,
-    };
     if same_claimant {
         return Step::Answer(ClaimOutcome::Acquired {
             record: record.clone(),
@@ -142,7 +165,7 @@ pub fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claims::fixtures::{in_progress, request};
+    use crate::claims::fixtures::{RETENTION, in_progress, request};
     use crate::domain::{Claimant, Fingerprint, StoredResult, now_millis, secs};
 
     /// `next_step` with no clock-skew margin.
@@ -353,6 +376,55 @@ mod tests {
             decide_against(&record, &asked, now),
             Step::Answer(ClaimOutcome::Duplicate { .. })
         ));
+    }
+
+    #[test]
+    fn a_markers_claimant_gets_it_back_within_the_reentry_time_only() {
+        let now = now_millis();
+        let marker = ClaimRecord {
+            claimant: Some("worker-1".into()),
+            ..ClaimRecord::new_window(ClaimToken::generate(), now, RETENTION, true, None, None)
+        };
+        let mut asked = request();
+        asked.complete = true;
+        asked.claimant = Some(Claimant::parse(None, "worker-1").unwrap());
+        let reentrant = Step::Answer(ClaimOutcome::Acquired {
+            record: marker.clone(),
+            how: Acquisition::Reentrant,
+        });
+        let duplicate = Step::Answer(ClaimOutcome::Duplicate {
+            record: marker.clone(),
+        });
+        assert_eq!(decide_against(&marker, &asked, now + secs(5)), reentrant);
+        // Past the re-entry time: a new delivery of the same message.
+        assert_eq!(
+            decide_against(&marker, &asked, now + MARKER_REENTRY),
+            duplicate
+        );
+        // Another claimant, no claimant, or a claim that is not a marker.
+        let mut other = asked.clone();
+        other.claimant = Some(Claimant::parse(None, "worker-2").unwrap());
+        assert_eq!(decide_against(&marker, &other, now), duplicate);
+        let mut anonymous = asked.clone();
+        anonymous.claimant = None;
+        assert_eq!(decide_against(&marker, &anonymous, now), duplicate);
+        let mut not_a_marker = asked.clone();
+        not_a_marker.complete = false;
+        assert_eq!(decide_against(&marker, &not_a_marker, now), duplicate);
+        // A claim completed later is not a marker: its claimant's work is done.
+        let completed_later = ClaimRecord {
+            state: ClaimState::Completed,
+            completed_at: Some(now + secs(1)),
+            lease_expires_at: None,
+            claimant: Some("worker-1".into()),
+            ..in_progress(marker.token, now)
+        };
+        assert_eq!(
+            decide_against(&completed_later, &asked, now + secs(2)),
+            Step::Answer(ClaimOutcome::Duplicate {
+                record: completed_later
+            })
+        );
     }
 
     #[test]

@@ -345,6 +345,29 @@ async fn a_completed_claim_is_a_duplicate_even_for_its_own_claimant() {
 }
 
 #[tokio::test]
+async fn a_markers_claimant_whose_answer_was_lost_hears_201_again() {
+    let app = spawn_app().await;
+    let marker = json!({"complete": true, "claimant": "delivery-41"});
+    let (status, first) = app.claim_json("marker-lost", marker.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    // The same call again, as a client does when the first answer was lost:
+    // the answer it would have had, with the same token.
+    let (status, again) = app.claim_json("marker-lost", marker).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["token"], first["token"]);
+    assert_eq!(again["state"], "completed");
+    // Anyone else, or a claim that is not a marker, hears the duplicate.
+    for other in [
+        json!({"complete": true, "claimant": "delivery-42"}),
+        json!({"complete": true}),
+        json!({"claimant": "delivery-41"}),
+    ] {
+        let (status, body) = app.claim_json("marker-lost", other.clone()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{other}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn keys_are_utf8_and_may_hold_slashes_and_spaces() {
     let app = spawn_app().await;
     for key in [
