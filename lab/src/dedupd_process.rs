@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use dedupd_client::{Client, Readiness, RetryBudget};
 use tokio::process::{Child, Command};
 
-use crate::http_client::{HttpClient, Settings};
 use crate::process::{self, Pid};
 use dedupd::domain::KeyspaceName;
 
@@ -58,7 +58,8 @@ pub struct ServerProcess {
     pub base: String,
     pid: u32,
     child: Child,
-    http: HttpClient,
+    /// For its probes: one attempt each, bounded.
+    client: Client,
 }
 
 impl ServerProcess {
@@ -109,16 +110,23 @@ impl ServerProcess {
             .spawn()
             .with_context(|| format!("cannot start {} serve", binary.display()))?;
         let pid = child.id().context("dedupd serve exited at once")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = Client::builder(base.clone())
+            .retry_budget(RetryBudget::none())
+            .request_timeout(Duration::from_secs(5))
+            .build()?;
         let mut server = Self {
-            base: format!("http://127.0.0.1:{port}"),
+            base,
             pid,
             child,
-            http: HttpClient::new(Settings::default()),
+            client,
         };
-        let (http, url) = (&server.http, &format!("{}/readyz", server.base));
+        let client = &server.client;
         process::wait_ready(&mut server.child, 300, move || async move {
-            let answer = http.get(url, Some(Duration::from_secs(2))).await;
-            answer.is_ok_and(|reply| reply.status == 200)
+            client
+                .readiness()
+                .await
+                .is_ok_and(|readiness| readiness == Readiness::Ready)
         })
         .await
         .with_context(|| format!("dedupd serve did not get ready; see {}", log.display()))?;
@@ -145,16 +153,7 @@ impl ServerProcess {
 
     /// Its `/metrics` text.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        let reply = self
-            .http
-            .get(
-                &format!("{}/metrics", self.base),
-                Some(Duration::from_secs(5)),
-            )
-            .await
-            .map_err(|failure| anyhow::anyhow!("GET /metrics: {failure}"))?;
-        anyhow::ensure!(reply.status == 200, "GET /metrics: HTTP {}", reply.status);
-        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+        Ok(self.client.metrics_text().await?)
     }
 
     /// Stops it the way Kubernetes does (SIGTERM, then SIGKILL after 10 s).

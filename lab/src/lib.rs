@@ -12,10 +12,12 @@
 //!   create;
 //! - what they share: `dedupd_process` (the dedupd binary they run, and a
 //!   `dedupd serve` process), `cql` (a session that waits for the
-//!   database, a text value read from it), `http_client` (how they speak to dedupd),
-//!   `metrics_text` (how they read its metrics), `process` (CPU and memory
+//!   database, a text value read from it), `metrics_text` (how they read its metrics), `process` (CPU and memory
 //!   from /proc, pinning with taskset), `local_cluster` (the local-cluster
 //!   script), `rng`.
+//!
+//! They speak to dedupd through its Rust client (`dedupd-client`), as a
+//! service would.
 //!
 //! They take their contact points from `--cql-nodes` or
 //! `DEDUPD_LAB_CQL_NODES`, never the service's `DEDUPD_CQL_NODES`: a shell
@@ -25,7 +27,6 @@ pub mod bench;
 pub mod check;
 pub mod cql;
 pub mod dedupd_process;
-pub mod http_client;
 pub mod keyspace;
 pub mod local_cluster;
 pub mod metrics_text;

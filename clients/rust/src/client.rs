@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
@@ -65,6 +66,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     retry_budget: RetryBudget,
     max_retry_delay: Duration,
+    pool_max_idle_per_host: Option<usize>,
 }
 
 impl ClientBuilder {
@@ -102,6 +104,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How many idle connections to keep per host. Default: reqwest's (no
+    /// limit); a process with many concurrent callers may want to bound it,
+    /// or to keep that many so that none is dialled anew under load.
+    pub fn pool_max_idle_per_host(mut self, connections: usize) -> Self {
+        self.pool_max_idle_per_host = Some(connections);
+        self
+    }
+
     pub fn build(self) -> Result<Client, Error> {
         let invalid_url = |detail: String| Error::Invalid {
             what: "base URL",
@@ -127,7 +137,11 @@ impl ClientBuilder {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(connections) = self.pool_max_idle_per_host {
+            http = http.pool_max_idle_per_host(connections);
+        }
+        let http = http
             .default_headers(headers)
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
@@ -183,8 +197,64 @@ impl fmt::Debug for Client {
 /// One answer, read to its end.
 pub(crate) struct Answer {
     pub status: StatusCode,
+    /// `Retry-After` in whole seconds, when it came and was readable.
     pub retry_after: Option<Duration>,
-    pub body: Vec<u8>,
+    /// Whether a `Retry-After` header came at all.
+    pub retry_after_header: bool,
+    pub body: Bytes,
+}
+
+/// What a call was, for its error messages: formatted only when an error
+/// needs it, so that a call that succeeds allocates no description.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Call<'a> {
+    /// `action` of `key` in `namespace`.
+    Key {
+        action: &'static str,
+        namespace: &'a str,
+        key: &'a str,
+    },
+    /// An offer of `seq` to `stream`.
+    Offer {
+        namespace: &'a str,
+        stream: &'a str,
+        seq: u64,
+    },
+    /// A batch claim of `keys` keys.
+    Batch { namespace: &'a str, keys: usize },
+    /// A read of a service endpoint (`/readyz`, `/metrics`).
+    Read(&'static str),
+}
+
+impl fmt::Display for Call<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::Key {
+                action,
+                namespace,
+                key,
+            } => write!(f, "{action} of {key:?} in {namespace}"),
+            Call::Offer {
+                namespace,
+                stream,
+                seq,
+            } => write!(f, "offer of {seq} to stream {stream:?} in {namespace}"),
+            Call::Batch { namespace, keys } => {
+                write!(f, "batch claim of {keys} keys in {namespace}")
+            }
+            Call::Read(path) => write!(f, "GET {path}"),
+        }
+    }
+}
+
+/// A request body, serialized once for every attempt.
+pub(crate) fn json_body(body: &impl Serialize) -> Result<Bytes, Error> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|error| Error::Invalid {
+            what: "request body",
+            detail: error.to_string(),
+        })
 }
 
 /// A fresh claimant for a logical claim the caller gave none.
@@ -203,6 +273,7 @@ impl Client {
             connect_timeout: Duration::from_secs(5),
             retry_budget: RetryBudget::default(),
             max_retry_delay: Duration::from_secs(5),
+            pool_max_idle_per_host: None,
         }
     }
 
@@ -253,9 +324,13 @@ impl Client {
         } else {
             Duration::from_secs(whole_secs(wait))
         };
-        let call = format!("claim of {key:?} in {namespace}");
+        let call = Call::Key {
+            action: "claim",
+            namespace,
+            key,
+        };
         let answer = self
-            .call(&call, Method::POST, &path, Some(&body), extra)
+            .call(&call, Method::POST, &path, Some(json_body(&body)?), extra)
             .await?;
         match answer.status {
             StatusCode::CREATED => {
@@ -345,10 +420,14 @@ impl Client {
     /// The claim of `key` as it is now, or `None` when there is no live one.
     pub async fn get(&self, namespace: &str, key: &str) -> Result<Option<ClaimView>, Error> {
         check_segments(namespace, key)?;
-        let call = format!("read of {key:?} in {namespace}");
+        let call = Call::Key {
+            action: "read",
+            namespace,
+            key,
+        };
         let path = Self::claim_path(namespace, key);
         let answer = self
-            .call(&call, Method::GET, &path, None::<&()>, Duration::ZERO)
+            .call(&call, Method::GET, &path, None, Duration::ZERO)
             .await?;
         match answer.status {
             StatusCode::OK => parse(&call, &answer).map(Some),
@@ -361,14 +440,24 @@ impl Client {
         &self,
         namespace: &str,
         key: &str,
-        action: &str,
+        action: &'static str,
         body: &impl Serialize,
     ) -> Result<Transition, Error> {
         check_segments(namespace, key)?;
-        let call = format!("{action} of {key:?} in {namespace}");
+        let call = Call::Key {
+            action,
+            namespace,
+            key,
+        };
         let path = format!("{}/{action}", Self::claim_path(namespace, key));
         let answer = self
-            .call(&call, Method::POST, &path, Some(body), Duration::ZERO)
+            .call(
+                &call,
+                Method::POST,
+                &path,
+                Some(json_body(body)?),
+                Duration::ZERO,
+            )
             .await?;
         match answer.status {
             StatusCode::OK => parse(&call, &answer),
@@ -390,22 +479,15 @@ impl Client {
 
     /// Sends one call, retrying 502/503/504 and transport failures within
     /// the budget; every other answer is returned as it came.
-    async fn call(
+    pub(crate) async fn call(
         &self,
-        call: &str,
+        call: &Call<'_>,
         method: Method,
         path: &str,
-        body: Option<&impl Serialize>,
+        body: Option<Bytes>,
         extra_timeout: Duration,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path}", self.inner.base);
-        let body = match body {
-            Some(body) => Some(serde_json::to_vec(body).map_err(|error| Error::Invalid {
-                what: "request body",
-                detail: error.to_string(),
-            })?),
-            None => None,
-        };
+        let url = self.url(path);
         let budget = self.inner.retry_budget;
         let started = Instant::now();
         let mut attempts = 0;
@@ -418,9 +500,10 @@ impl Client {
                 Ok(answer) if is_unavailable(answer.status) => {
                     let problem = problem_of(&answer);
                     Error::Unavailable {
-                        call: call.to_owned(),
+                        call: call.to_string(),
                         status: answer.status.as_u16(),
                         retry_after: answer.retry_after,
+                        retry_after_header: answer.retry_after_header,
                         problem_type: problem.problem_type,
                         detail: problem.detail,
                     }
@@ -438,7 +521,7 @@ impl Client {
             let elapsed = started.elapsed();
             if attempts >= budget.max_attempts || elapsed + delay > budget.max_elapsed {
                 return Err(Error::BudgetExhausted {
-                    call: call.to_owned(),
+                    call: call.to_string(),
                     attempts,
                     elapsed,
                     last: Box::new(error),
@@ -448,12 +531,21 @@ impl Client {
         }
     }
 
-    async fn attempt(
+    /// `path` under the base URL.
+    pub(crate) fn url(&self, path: &str) -> String {
+        let mut url = String::with_capacity(self.inner.base.len() + path.len());
+        url.push_str(&self.inner.base);
+        url.push_str(path);
+        url
+    }
+
+    /// One attempt, whatever it answers (a 503 too): no retry.
+    pub(crate) async fn attempt(
         &self,
-        call: &str,
+        call: &Call<'_>,
         method: Method,
         url: &str,
-        body: Option<&Vec<u8>>,
+        body: Option<&Bytes>,
         extra_timeout: Duration,
     ) -> Result<Answer, Error> {
         let timeout = self.inner.request_timeout + extra_timeout;
@@ -466,7 +558,7 @@ impl Client {
         let failed = |error: reqwest::Error| {
             if error.is_timeout() {
                 Error::Timeout {
-                    call: call.to_owned(),
+                    call: call.to_string(),
                     after: timeout,
                 }
             } else if error.is_builder() {
@@ -476,23 +568,24 @@ impl Client {
                 }
             } else {
                 Error::Transport {
-                    call: call.to_owned(),
+                    call: call.to_string(),
                     source: error.without_url(),
                 }
             }
         };
         let response = request.send().await.map_err(failed)?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
+        let header = response.headers().get(RETRY_AFTER);
+        let retry_after_header = header.is_some();
+        let retry_after = header
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.bytes().await.map_err(failed)?.to_vec();
+        let body = response.bytes().await.map_err(failed)?;
         Ok(Answer {
             status,
             retry_after,
+            retry_after_header,
             body,
         })
     }
@@ -514,13 +607,8 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Empty keys and namespaces match no route; refuse them before sending.
-fn check_segments(namespace: &str, key: &str) -> Result<(), Error> {
-    if namespace.is_empty() || namespace == "." || namespace == ".." {
-        return Err(Error::Invalid {
-            what: "namespace",
-            detail: format!("{namespace:?} is not a namespace ([a-z0-9][a-z0-9_-]{{0,62}})"),
-        });
-    }
+pub(crate) fn check_segments(namespace: &str, key: &str) -> Result<(), Error> {
+    check_namespace(namespace)?;
     if key.is_empty() {
         return Err(Error::Invalid {
             what: "key",
@@ -538,7 +626,20 @@ fn check_segments(namespace: &str, key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(call: &str, answer: &Answer) -> Result<T, Error> {
+pub(crate) fn check_namespace(namespace: &str) -> Result<(), Error> {
+    if namespace.is_empty() || namespace == "." || namespace == ".." {
+        return Err(Error::Invalid {
+            what: "namespace",
+            detail: format!("{namespace:?} is not a namespace ([a-z0-9][a-z0-9_-]{{0,62}})"),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    call: &Call<'_>,
+    answer: &Answer,
+) -> Result<T, Error> {
     serde_json::from_slice(&answer.body).map_err(|error| {
         protocol(
             call,
@@ -548,7 +649,7 @@ fn parse<T: serde::de::DeserializeOwned>(call: &str, answer: &Answer) -> Result<
     })
 }
 
-fn problem_of(answer: &Answer) -> ProblemBody {
+pub(crate) fn problem_of(answer: &Answer) -> ProblemBody {
     serde_json::from_slice(&answer.body).unwrap_or_else(|_| ProblemBody {
         detail: String::from_utf8_lossy(&answer.body)
             .chars()
@@ -558,10 +659,10 @@ fn problem_of(answer: &Answer) -> ProblemBody {
     })
 }
 
-fn refusal(call: &str, answer: &Answer) -> Error {
+pub(crate) fn refusal(call: &Call<'_>, answer: &Answer) -> Error {
     let problem = problem_of(answer);
     Error::Problem {
-        call: call.to_owned(),
+        call: call.to_string(),
         status: answer.status.as_u16(),
         problem_type: problem.problem_type,
         title: problem.title,
@@ -569,9 +670,9 @@ fn refusal(call: &str, answer: &Answer) -> Error {
     }
 }
 
-fn protocol(call: &str, answer: &Answer, what: &str) -> Error {
+pub(crate) fn protocol(call: &Call<'_>, answer: &Answer, what: &str) -> Error {
     Error::Protocol {
-        call: call.to_owned(),
+        call: call.to_string(),
         status: answer.status.as_u16(),
         detail: what.to_owned(),
     }

@@ -18,7 +18,11 @@ pub enum Error {
     Unavailable {
         call: String,
         status: u16,
+        /// `Retry-After` in whole seconds, when it came and was readable.
         retry_after: Option<Duration>,
+        /// Whether the answer carried a `Retry-After` header at all (even
+        /// one `retry_after` could not read).
+        retry_after_header: bool,
         problem_type: String,
         detail: String,
     },
@@ -157,6 +161,28 @@ impl Error {
             Error::Unavailable { retry_after, .. } => *retry_after,
             Error::BudgetExhausted { last, .. } => last.retry_after(),
             _ => None,
+        }
+    }
+
+    /// Whether the answer that caused it carried a `Retry-After` header
+    /// (readable or not): dedupd sends one with every 503.
+    pub fn has_retry_after(&self) -> bool {
+        match self {
+            Error::Unavailable {
+                retry_after_header, ..
+            } => *retry_after_header,
+            Error::BudgetExhausted { last, .. } => last.has_retry_after(),
+            _ => false,
+        }
+    }
+
+    /// Whether no answer came at all (a transport failure or a timeout):
+    /// the call may or may not have taken effect.
+    pub fn is_no_answer(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::BudgetExhausted { last, .. } => last.is_no_answer(),
+            _ => false,
         }
     }
 

@@ -86,18 +86,24 @@
 //! header and appears in no `Debug` output and no error message.
 
 mod answers;
+mod batch;
 mod client;
 mod encode;
 mod error;
+mod operations;
 mod options;
 mod run;
+mod sequences;
 
 pub use answers::{ClaimAnswer, ClaimView, Duplicate, Lease, State, Transition, holder_label};
+pub use batch::{BatchClaim, BatchResult, MAX_BATCH_KEYS};
 pub use client::{Client, ClientBuilder, RetryBudget};
 pub use encode::encode_segment;
 pub use error::Error;
+pub use operations::Readiness;
 pub use options::ClaimOptions;
 pub use run::{Once, RunError};
+pub use sequences::Advance;
 
 /// The README's example compiles.
 #[cfg(doctest)]

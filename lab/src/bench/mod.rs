@@ -40,6 +40,7 @@ use alternatives::{Alternatives, AlternativesReport, CassandraSettings, Durabili
 use dedupd::domain::KeyspaceName;
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
+use dedupd_client::ClaimOptions;
 use load::{Measurement, Operation, closed_loop, open_loop};
 use report::{Check, Ratios, ScenarioReport};
 use scenarios::{HttpApi, RawDriver};
@@ -569,7 +570,7 @@ impl Bench<'_> {
         let closed = Load::Closed {
             workers: profile.closed_workers,
         };
-        let claim_body = serde_json::json!({"ttl_secs": 3600});
+        let claim_options = ClaimOptions::new().ttl(Duration::from_secs(3600));
         let raw_claims_namespace = format!("bench-{run_id}-raw");
         let mut scenarios = plain_and_lwt_inserts(raw, profile, run_id, "", "");
         scenarios.extend([
@@ -591,7 +592,7 @@ impl Bench<'_> {
                 http.claim_new(
                     new_keys_namespace.clone(),
                     format!("{run_id}-http"),
-                    claim_body.clone(),
+                    claim_options.clone(),
                 ),
                 profile.open_ops_per_round,
             )
@@ -608,7 +609,7 @@ impl Bench<'_> {
                 http.claim_new(
                     new_keys_namespace.clone(),
                     format!("{run_id}-httpc"),
-                    claim_body,
+                    claim_options,
                 ),
                 profile.closed_ops_per_round,
             )

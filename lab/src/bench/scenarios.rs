@@ -2,8 +2,9 @@
 //! with no service in the way) and dedupd's HTTP API.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use dedupd_client::{BatchClaim, ClaimAnswer, ClaimOptions, Client, Error, RetryBudget};
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::policies::retry::FallthroughRetryPolicy;
@@ -14,7 +15,6 @@ use scylla::value::Row;
 use uuid::Uuid;
 
 use super::load::{OpResult, Operation, on_keys};
-use crate::http_client::{HttpClient, Settings};
 use dedupd::domain::KeyspaceName;
 
 /// The tables the raw-driver scenarios write: a key-value table like the
@@ -307,48 +307,48 @@ pub fn dup_heavy_key(preloaded: &[String], prefix: &str, index: u64) -> String {
     preloaded[spread].clone()
 }
 
-/// dedupd's HTTP API, as a lean client sees it (see `http_client`).
+/// The claimant every bench claim carries: the client always sends one,
+/// and a fixed one costs no per-call id.
+const BENCH_CLAIMANT: &str = "dedupd-lab-bench";
+
+/// dedupd's HTTP API through its Rust client, as a service would call it:
+/// one client (one connection pool) shared by every worker, the options of
+/// each stream built once, no retries (the bench counts what happened).
 #[derive(Clone)]
 pub struct HttpApi {
-    http: HttpClient,
-    base: String,
+    client: Client,
+}
+
+/// A short name for a client error, for the report.
+pub fn http_error_kind(error: &Error) -> String {
+    match (error, error.status()) {
+        (_, Some(status)) => format!("http_{status}"),
+        (Error::Timeout { .. }, None) => "timeout".into(),
+        (Error::Transport { .. }, None) => "transport".into(),
+        (other, None) => other.to_string().chars().take(40).collect(),
+    }
 }
 
 impl HttpApi {
     pub fn new(base: String) -> Self {
-        Self {
-            http: HttpClient::new(Settings {
-                max_idle_per_host: Some(256),
-                ..Settings::default()
-            }),
-            base,
-        }
+        let client = Client::builder(base)
+            // The closed loops keep many connections in use at once.
+            .pool_max_idle_per_host(256)
+            .retry_budget(RetryBudget::none())
+            // A stalled answer is measured, not cut short.
+            .request_timeout(Duration::from_secs(120))
+            .build()
+            .expect("a dedupd client for the bench");
+        Self { client }
     }
 
-    async fn post(&self, path: &str, body: Bytes) -> Result<u16, String> {
-        self.http
-            .post_json(&format!("{}{path}", self.base), body, None)
-            .await
-            .map(|reply| reply.status)
-            .map_err(|failure| failure.to_string())
+    /// Claims of new keys with `options`; anything but acquired is an error.
+    pub fn claim_new(&self, namespace: String, prefix: String, options: ClaimOptions) -> Operation {
+        self.claims(namespace, numbered(prefix), options, &[201])
     }
 
-    /// A claim of a new key; anything but 201 is an error.
-    pub fn claim_new(
-        &self,
-        namespace: String,
-        prefix: String,
-        body: serde_json::Value,
-    ) -> Operation {
-        self.claims(
-            namespace,
-            numbered(prefix),
-            Bytes::from(body.to_string()),
-            &[201],
-        )
-    }
-
-    /// The duplicate-heavy stream through dedupd: 201 and 409 are answers.
+    /// The duplicate-heavy stream through dedupd: acquired and duplicate are
+    /// answers.
     pub fn dup_heavy(
         &self,
         namespace: String,
@@ -358,58 +358,67 @@ impl HttpApi {
         self.claims(
             namespace,
             move |index| dup_heavy_key(&preloaded, &prefix, index),
-            Bytes::from_static(br#"{"complete":true}"#),
+            ClaimOptions::new().complete(true),
             &[201, 409],
         )
     }
 
-    /// Redeliveries of completed keys, in turn: every answer is 409.
+    /// Redeliveries of completed keys, in turn: every answer is a duplicate.
     pub fn redeliveries(&self, namespace: String, completed: Arc<Vec<String>>) -> Operation {
         self.claims(
             namespace,
             move |index| completed[(index % completed.len() as u64) as usize].clone(),
-            Bytes::from_static(br#"{"complete":true}"#),
+            ClaimOptions::new().complete(true),
             &[409],
         )
     }
 
-    /// A claim of `key_of(index)` with `body`; a status not in `answers` is
-    /// an error.
+    /// A claim of `key_of(index)` with `options`; an answer whose status
+    /// is not in `answers` is an error.
     fn claims(
         &self,
         namespace: String,
         key_of: impl Fn(u64) -> String + Send + Sync + 'static,
-        body: Bytes,
+        options: ClaimOptions,
         answers: &'static [u16],
     ) -> Operation {
-        let path_of = move |index| format!("/v1/namespaces/{namespace}/claims/{}", key_of(index));
-        on_keys(self.clone(), path_of, move |api, path| {
-            let body = body.clone();
-            async move {
-                match api.post(&path, body).await? {
-                    status if answers.contains(&status) => Ok(()),
-                    status => Err(format!("http_{status}")),
-                }
+        let shared = Arc::new((
+            self.client.clone(),
+            namespace,
+            options.claimant(BENCH_CLAIMANT),
+        ));
+        on_keys(shared, key_of, move |shared, key| async move {
+            let (client, namespace, options) = &*shared;
+            let status = match client.claim(namespace, &key, options).await {
+                Ok(ClaimAnswer::Acquired(_)) => 201,
+                Ok(ClaimAnswer::Duplicate(_)) => 409,
+                Err(error) => return Err(http_error_kind(&error)),
+            };
+            match status {
+                status if answers.contains(&status) => Ok(()),
+                status => Err(format!("http_{status}")),
             }
         })
     }
 
     /// Completes `keys` through the batch API, so their claims exist.
     pub async fn preload(&self, namespace: &str, keys: &[String]) -> anyhow::Result<()> {
+        let options = ClaimOptions::new().complete(true).claimant(BENCH_CLAIMANT);
         for chunk in keys.chunks(500) {
-            let claims: Vec<serde_json::Value> = chunk
+            let claims: Vec<BatchClaim> = chunk
                 .iter()
-                .map(|key| serde_json::json!({"key": key}))
+                .map(|key| BatchClaim::new(key.as_str()))
                 .collect();
-            let body = serde_json::json!({"claims": claims, "complete": true}).to_string();
-            let status = self
-                .post(
-                    &format!("/v1/namespaces/{namespace}/claims"),
-                    Bytes::from(body),
-                )
+            let results = self
+                .client
+                .claim_batch(namespace, &claims, &options)
                 .await
                 .map_err(|error| anyhow::anyhow!("preloading claims failed: {error}"))?;
-            anyhow::ensure!(status == 200, "preloading claims failed: HTTP {status}");
+            for result in results {
+                if let Err(error) = result.answer {
+                    anyhow::bail!("preloading claim {:?} failed: {error}", result.key);
+                }
+            }
         }
         Ok(())
     }

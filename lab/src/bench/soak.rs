@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
 use clap::Args;
+use dedupd_client::{ClaimAnswer, ClaimOptions, Client, RetryBudget};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -18,7 +18,6 @@ use super::report::{self, Check};
 use super::scenarios::HttpApi;
 use crate::cql::wait_for_cql;
 use crate::dedupd_process::ServerProcess;
-use crate::http_client::{HttpClient, Settings};
 use crate::target::Target;
 use crate::{local_cluster, metrics_text};
 use dedupd::store::CqlSettings;
@@ -116,7 +115,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let claim = api.claim_new(
         format!("soak-{run_id}"),
         format!("{run_id}-steady"),
-        serde_json::json!({"ttl_secs": 600, "complete": true}),
+        ClaimOptions::new()
+            .ttl(Duration::from_secs(600))
+            .complete(true),
     );
     let per_window = (args.rate * args.window_secs as f64) as u64;
     let mut windows = Vec::new();
@@ -216,33 +217,40 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
 }
 
 async fn overload(base: &str, args: &SoakArgs, run_id: &str) -> anyhow::Result<Overload> {
-    let client = HttpClient::new(Settings::default());
+    // No retries: every refusal is counted as it came.
+    let client = Client::builder(base)
+        .retry_budget(RetryBudget::none())
+        .request_timeout(Duration::from_secs(120))
+        .build()?;
+    let options = Arc::new(
+        ClaimOptions::new()
+            .ttl(Duration::from_secs(600))
+            .complete(true)
+            .claimant(format!("soak-{run_id}")),
+    );
+    let namespace = Arc::new(format!("soak-{run_id}"));
     let until = Instant::now() + Duration::from_secs(args.overload_secs);
-    let body = Bytes::from_static(br#"{"ttl_secs":600,"complete":true}"#);
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..args.overload_clients {
         let client = client.clone();
-        let body = body.clone();
+        let (options, namespace) = (options.clone(), namespace.clone());
         let next = next.clone();
-        let url_base = format!("{base}/v1/namespaces/soak-{run_id}/claims/{run_id}-over-");
+        let key_prefix = format!("{run_id}-over-");
         workers.push(tokio::spawn(async move {
             let (mut accepted, mut refused) = (new_histogram(), new_histogram());
             let (mut no_retry_after, mut other) = (0u64, 0u64);
             while Instant::now() < until {
                 let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let url = format!("{url_base}{index}");
+                let key = format!("{key_prefix}{index}");
                 let sent = Instant::now();
-                let Ok(reply) = client.post_json(&url, body.clone(), None).await else {
-                    other += 1;
-                    continue;
-                };
+                let answer = client.claim(&namespace, &key, &options).await;
                 let micros = sent.elapsed().as_micros() as u64;
-                match reply.status {
-                    201 => accepted.saturating_record(micros.max(1)),
-                    503 => {
+                match answer {
+                    Ok(ClaimAnswer::Acquired(_)) => accepted.saturating_record(micros.max(1)),
+                    Err(error) if error.status() == Some(503) => {
                         refused.saturating_record(micros.max(1));
-                        no_retry_after += u64::from(!reply.retry_after);
+                        no_retry_after += u64::from(!error.has_retry_after());
                     }
                     _ => other += 1,
                 }

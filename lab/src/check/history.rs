@@ -82,6 +82,8 @@ pub struct TransitionRecord {
     pub span: Span,
     /// The HTTP status, or `None` when there was no answer.
     pub status: Option<u16>,
+    /// The answer's body was not what the API sends for its status.
+    pub malformed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -250,7 +252,12 @@ impl History {
             }
         }
         for transition in &self.transitions {
-            if let Some(status) = transition.status
+            if let (Some(status), true) = (transition.status, transition.malformed) {
+                violations.push(format!(
+                    "{:?} of {} answered {status} with a body the client could not read",
+                    transition.kind, transition.key
+                ));
+            } else if let Some(status) = transition.status
                 && !matches!(status, 200 | 404 | 409 | 503)
             {
                 violations.push(format!(
@@ -605,6 +612,7 @@ mod tests {
             kind,
             span: span(sent, sent + 1),
             status,
+            malformed: false,
         }
     }
 
@@ -657,6 +665,16 @@ mod tests {
         );
         let violations = history.violations();
         assert!(violations[0].contains("had completed"), "{violations:?}");
+    }
+
+    #[test]
+    fn a_transition_answered_with_an_unreadable_body_is_a_violation() {
+        let mut malformed = transition("t1", TransitionKind::Complete, 100, Some(200));
+        malformed.malformed = true;
+        let history = claims_and_transitions(vec![a_holds_k()], vec![malformed]);
+        let violations = history.violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].contains("could not read"), "{violations:?}");
     }
 
     #[test]

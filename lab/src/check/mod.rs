@@ -39,7 +39,7 @@ use dedupd::store::migrate::Replication;
 use dedupd::store::{CqlSettings, connect_session};
 pub use history::{Figures, History};
 use wire_faults::{Injected, WireFaults};
-use workload::{Api, ClaimWorkload, ClientContext, claimant, consumer};
+use workload::{ClaimWorkload, ClientContext, claimant, client_of, consumer, is_ready};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -198,22 +198,19 @@ impl Instance {
             wiring,
             unknown_before,
         };
-        let (api, url) = (&Api::default(), &format!("{}/readyz", instance.base()));
+        let client = &client_of(&instance.base());
         // Up to 60 s: behind the wire-fault proxy, on a loaded 2-core
         // machine, the driver's first connections to three nodes have taken
         // longer than 30 s. A process that exits fails at once.
-        crate::process::wait_ready(&mut instance.child, 600, move || async move {
-            let text = api.get_text(url).await;
-            text.is_some_and(|text| text.contains("\"ok\""))
-        })
-        .await
-        .with_context(|| {
-            format!(
-                "dedupd on port {} did not become ready; see {}",
-                instance.port,
-                instance.log.display()
-            )
-        })?;
+        crate::process::wait_ready(&mut instance.child, 600, move || is_ready(client))
+            .await
+            .with_context(|| {
+                format!(
+                    "dedupd on port {} did not become ready; see {}",
+                    instance.port,
+                    instance.log.display()
+                )
+            })?;
         Ok(instance)
     }
 
@@ -223,8 +220,8 @@ impl Instance {
 
     /// Unknown-outcome counters of this life, by `statement/resolution`.
     async fn unknown_outcomes(&self) -> BTreeMap<String, f64> {
-        let text = Api::default()
-            .get_text(&format!("{}/metrics", self.base()))
+        let text = client_of(&self.base())
+            .metrics_text()
             .await
             .unwrap_or_default();
         metrics_text::samples(&text, "dedupd_unknown_outcomes_total")
@@ -358,8 +355,12 @@ async fn run_phase(
         );
     }
     let context = ClientContext {
-        api: Api::default(),
-        bases: Arc::new(instances.iter().map(Instance::base).collect()),
+        instances: Arc::new(
+            instances
+                .iter()
+                .map(|instance| client_of(&instance.base()))
+                .collect(),
+        ),
         namespace: format!("check-{run_id}-{phase}"),
         until: Instant::now() + Duration::from_secs(args.phase_secs),
     };

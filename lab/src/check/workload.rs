@@ -5,85 +5,73 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use chrono::Utc;
+use dedupd_client::{
+    Advance, ClaimAnswer as Claimed, ClaimOptions, Client, Error, Readiness, RetryBudget, State,
+};
 use tokio::time::Instant;
 
 use super::history::{
     ClaimAnswer, ClaimRecord, History, SequenceAnswer, SequenceRecord, Span, TransitionKind,
     TransitionRecord,
 };
-use crate::http_client::{HttpClient, Settings};
 use crate::rng::Dice;
 
 /// How long a client waits for an answer before calling it lost.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// An HTTP response as the clients need it.
-pub struct Answer {
-    pub status: u16,
-    pub retry_after: bool,
-    pub body: Value,
+/// A client of one dedupd instance as the checker needs it: one attempt
+/// per call (every attempt is recorded as it happened, so the client must
+/// not retry behind the history's back), every wait bounded.
+pub fn client_of(base: &str) -> Client {
+    Client::builder(base)
+        .retry_budget(RetryBudget::none())
+        .request_timeout(ANSWER_TIMEOUT)
+        // The checker dials processes it kills.
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .expect("a dedupd client for the checker")
 }
 
-/// The checker's view of the HTTP API: every wait bounded, and any failure
-/// to answer is `None` (the history records it as no answer).
-#[derive(Clone)]
-pub struct Api {
-    http: HttpClient,
+/// Whether the instance answers `/readyz` with ready.
+pub async fn is_ready(client: &Client) -> bool {
+    client
+        .readiness()
+        .await
+        .is_ok_and(|readiness| readiness == Readiness::Ready)
 }
 
-impl Default for Api {
-    fn default() -> Self {
-        Self {
-            http: HttpClient::new(Settings {
-                connect_timeout: Some(Duration::from_secs(2)),
-                ..Settings::default()
-            }),
-        }
+/// What the history records for an error of a claim or an offer: no answer,
+/// a 503 (and whether it said when to retry), or any other status. A body
+/// the client could not read is `Unexpected` with its status: the history
+/// reports it, it is never taken for a benign answer.
+enum Failed {
+    NoAnswer,
+    Unavailable {
+        retry_after: bool,
+    },
+    /// Any other status, the transitions' refusals among them.
+    Status(u16),
+}
+
+fn failed(error: &Error) -> Failed {
+    match error.status() {
+        Some(503) => Failed::Unavailable {
+            retry_after: error.has_retry_after(),
+        },
+        Some(status) => Failed::Status(status),
+        None if error.is_no_answer() => Failed::NoAnswer,
+        // Only a request this checker could not make: its own bug.
+        None => panic!("the checker's request could not be made: {error}"),
     }
-}
-
-impl Api {
-    /// POSTs `body` to `url`; `None` when no answer came back.
-    pub async fn post(&self, url: &str, body: &Value) -> Option<Answer> {
-        let reply = self
-            .http
-            .post_json(url, Bytes::from(body.to_string()), Some(ANSWER_TIMEOUT))
-            .await
-            .ok()?;
-        Some(Answer {
-            status: reply.status,
-            retry_after: reply.retry_after,
-            body: serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
-        })
-    }
-
-    pub async fn get_text(&self, url: &str) -> Option<String> {
-        let reply = self
-            .http
-            .get(url, Some(Duration::from_secs(5)))
-            .await
-            .ok()?;
-        String::from_utf8(reply.body.to_vec()).ok()
-    }
-}
-
-fn time_of(value: &Value) -> Option<DateTime<Utc>> {
-    value
-        .as_str()
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map(|time| time.with_timezone(&Utc))
 }
 
 /// What every client of a phase shares: how it speaks, where it sends, and
 /// when it stops.
 #[derive(Clone)]
 pub struct ClientContext {
-    pub api: Api,
-    /// The instances' base URLs, tried in turn.
-    pub bases: Arc<Vec<String>>,
+    /// A client of each instance, tried in turn.
+    pub instances: Arc<Vec<Client>>,
     pub namespace: String,
     pub until: Instant,
 }
@@ -93,16 +81,18 @@ impl ClientContext {
         Instant::now() < self.until
     }
 
-    /// POSTs `body` to `path` in the phase's namespace, on the instance
-    /// whose `turn` it is: the answer, and when it was sent and answered.
-    async fn post(&self, turn: u64, path: &str, body: &Value) -> (Option<Answer>, Span) {
-        let base = &self.bases[(turn % self.bases.len() as u64) as usize];
-        let url = format!("{base}/v1/namespaces/{}/{path}", self.namespace);
-        let sent = Utc::now();
-        let answer = self.api.post(&url, body).await;
-        let answered = Utc::now();
-        (answer, Span { sent, answered })
+    /// The client of the instance whose `turn` it is.
+    fn on(&self, turn: u64) -> &Client {
+        &self.instances[(turn % self.instances.len() as u64) as usize]
     }
+}
+
+/// Runs `call` and returns its outcome with when it was sent and answered.
+async fn timed<T>(call: impl std::future::Future<Output = T>) -> (T, Span) {
+    let sent = Utc::now();
+    let outcome = call.await;
+    let answered = Utc::now();
+    (outcome, Span { sent, answered })
 }
 
 pub struct ClaimWorkload {
@@ -141,6 +131,10 @@ pub async fn claimant(
 ) -> History {
     let mut history = History::default();
     let claimant = format!("c{client}");
+    let options = ClaimOptions::new()
+        .lease(Duration::from_secs(workload.lease_secs))
+        .ttl(Duration::from_secs(3600))
+        .claimant(claimant.clone());
     let mut dice = Dice::new(client as u64 + 1);
     let mut turn = client as u64;
     let started = Instant::now();
@@ -149,26 +143,23 @@ pub async fn claimant(
             (started.elapsed().as_millis() / workload.shift_every.as_millis().max(1)) as u64;
         let key = format!("k{}", window_start + dice.below(workload.window));
         turn += 1;
-        let body =
-            json!({"lease_secs": workload.lease_secs, "ttl_secs": 3600, "claimant": claimant});
-        let (answer, span) = context.post(turn, &format!("claims/{key}"), &body).await;
-        let recorded = match &answer {
-            None => ClaimAnswer::NoAnswer,
-            Some(answer) => match answer.status {
-                201 => ClaimAnswer::Granted {
-                    token: answer.body["token"].as_str().unwrap_or_default().to_owned(),
-                    takeover: answer.body["takeover"].as_bool().unwrap_or(false),
-                    lease_end: time_of(&answer.body["lease_expires_at"]),
-                },
-                409 => ClaimAnswer::Duplicate {
-                    completed: answer.body["state"] == "completed",
-                    holder: answer.body["holder"].as_str().map(claimant_of_holder),
-                    lease_end: time_of(&answer.body["lease_expires_at"]),
-                },
-                503 => ClaimAnswer::Unavailable {
-                    retry_after: answer.retry_after,
-                },
-                status => ClaimAnswer::Unexpected(status),
+        let client = context.on(turn);
+        let (answer, span) = timed(client.claim(&context.namespace, &key, &options)).await;
+        let recorded = match answer {
+            Ok(Claimed::Acquired(lease)) => ClaimAnswer::Granted {
+                token: lease.token,
+                takeover: lease.takeover,
+                lease_end: lease.lease_expires_at,
+            },
+            Ok(Claimed::Duplicate(duplicate)) => ClaimAnswer::Duplicate {
+                completed: duplicate.state == State::Completed,
+                holder: duplicate.holder.as_deref().map(claimant_of_holder),
+                lease_end: duplicate.lease_expires_at,
+            },
+            Err(error) => match failed(&error) {
+                Failed::NoAnswer => ClaimAnswer::NoAnswer,
+                Failed::Unavailable { retry_after } => ClaimAnswer::Unavailable { retry_after },
+                Failed::Status(status) => ClaimAnswer::Unexpected(status),
             },
         };
         let token = match &recorded {
@@ -199,22 +190,35 @@ pub async fn claimant(
         // The work itself.
         tokio::time::sleep(Duration::from_millis(dice.below(100))).await;
         turn += 1;
-        let (action, body) = match kind {
-            TransitionKind::Complete => (
-                "complete",
-                json!({"token": token, "result": {"by": claimant}}),
-            ),
-            TransitionKind::Release => ("release", json!({"token": token})),
+        let client = context.on(turn);
+        let namespace = &context.namespace;
+        let (answer, span) = match kind {
+            TransitionKind::Complete => {
+                let result = serde_json::json!({"by": claimant});
+                let (done, span) =
+                    timed(client.complete(namespace, &key, &token, Some(&result))).await;
+                (done.map(|_| ()), span)
+            }
+            TransitionKind::Release => timed(client.release(namespace, &key, &token)).await,
         };
-        let (answer, span) = context
-            .post(turn, &format!("claims/{key}/{action}"), &body)
-            .await;
+        // 200, or the error's status; none when no answer came. An answer
+        // the client could not read is recorded as malformed, with its
+        // status, so that the history reports it.
+        let (status, malformed) = match &answer {
+            Ok(()) => (Some(200), false),
+            Err(error) => match failed(error) {
+                Failed::NoAnswer => (None, false),
+                Failed::Unavailable { .. } => (Some(503), false),
+                Failed::Status(status) => (Some(status), matches!(error, Error::Protocol { .. })),
+            },
+        };
         history.transitions.push(TransitionRecord {
             key,
             token,
             kind,
             span,
-            status: answer.map(|answer| answer.status),
+            status,
+            malformed,
         });
     }
     history
@@ -242,27 +246,23 @@ pub async fn consumer(
         });
         let stream = format!("s{stream_index}");
         turn += 1;
-        let body = json!({"seq": seq, "offerer": offerer});
-        let (answer, span) = context
-            .post(turn, &format!("sequences/{stream}"), &body)
-            .await;
-        let last = |answer: &Answer| answer.body["last"].as_u64().unwrap_or(0);
-        let recorded = match &answer {
-            None => SequenceAnswer::NoAnswer,
-            Some(answer) => match (answer.status, answer.body["outcome"].as_str()) {
-                (200, _) => {
-                    known[stream_index].fetch_max(seq, Ordering::SeqCst);
-                    SequenceAnswer::Accepted
-                }
-                (409, Some("duplicate")) => {
-                    known[stream_index].fetch_max(last(answer), Ordering::SeqCst);
-                    SequenceAnswer::Duplicate { last: last(answer) }
-                }
-                (409, Some("gap")) => SequenceAnswer::Gap { last: last(answer) },
-                (503, _) => SequenceAnswer::Unavailable {
-                    retry_after: answer.retry_after,
-                },
-                (status, _) => SequenceAnswer::Unexpected(status),
+        let client = context.on(turn);
+        let (answer, span) =
+            timed(client.advance(&context.namespace, &stream, seq, Some(&offerer))).await;
+        let recorded = match answer {
+            Ok(Advance::Accepted { .. }) => {
+                known[stream_index].fetch_max(seq, Ordering::SeqCst);
+                SequenceAnswer::Accepted
+            }
+            Ok(Advance::Duplicate { last }) => {
+                known[stream_index].fetch_max(last, Ordering::SeqCst);
+                SequenceAnswer::Duplicate { last }
+            }
+            Ok(Advance::Gap { last, .. }) => SequenceAnswer::Gap { last },
+            Err(error) => match failed(&error) {
+                Failed::NoAnswer => SequenceAnswer::NoAnswer,
+                Failed::Unavailable { retry_after } => SequenceAnswer::Unavailable { retry_after },
+                Failed::Status(status) => SequenceAnswer::Unexpected(status),
             },
         };
         let pause = match recorded {

@@ -222,7 +222,9 @@ pub async fn run(args: StorageArgs) -> anyhow::Result<()> {
     let claims = HttpApi::new(server.base.clone()).claim_new(
         namespace.clone(),
         format!("ttl-{}", prepared.run_id),
-        serde_json::json!({"ttl_secs": args.ttl_secs, "complete": true}),
+        dedupd_client::ClaimOptions::new()
+            .ttl(std::time::Duration::from_secs(args.ttl_secs))
+            .complete(true),
     );
 
     let mut samples = Vec::new();

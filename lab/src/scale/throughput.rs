@@ -99,7 +99,7 @@ impl Operations {
         let http = HttpApi::new(server.base.clone()).claim_new(
             format!("scale-{run}-http"),
             format!("{keys}-http"),
-            serde_json::json!({"ttl_secs": 3600}),
+            dedupd_client::ClaimOptions::new().ttl(std::time::Duration::from_secs(3600)),
         );
         let operations = Self {
             prepared,

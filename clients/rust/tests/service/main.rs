@@ -1,11 +1,14 @@
 //! The client against the real dedupd (in-process, on a free loopback
 //! port) over the real test database: one binary, one module per concern.
 
+mod batch;
 mod keys;
 mod lost_answer;
 mod low_level;
+mod operations;
 mod run_once;
 mod secrets;
+mod sequences;
 mod waiting;
 
 use std::time::Duration;
