@@ -187,6 +187,9 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
+            // Its own process group, so that `kill` reaches dedupd itself
+            // when faketime runs it as a child of its own.
+            .process_group(0)
             .kill_on_drop(true);
         let child = command
             .spawn()
@@ -245,6 +248,13 @@ impl Instance {
     /// SIGKILL, no drain: in-flight requests die with the process.
     async fn kill(&mut self) -> BTreeMap<String, f64> {
         let counts = self.all_unknown_outcomes().await;
+        // The whole group: under faketime the child is the wrapper, and
+        // killing it alone left dedupd running (orphaned) after the phase.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
         counts
