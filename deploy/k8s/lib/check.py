@@ -888,6 +888,11 @@ def edit_text(path, old, new):
         handle.write(text.replace(old, new, 1))
 
 
+def append_text(path, text):
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def dedupd_container(docs):
     return docs[0]["spec"]["template"]["spec"]["containers"][0]
 
@@ -1022,6 +1027,82 @@ MUTATIONS = {
         lambda p: edit_yaml(p, lambda d: d[0]["spec"]["ingress"][0]["from"].pop(1)),
         "no NetworkPolicy admits the Prometheus pods",
     ),
+    # The Helm chart (deploy/helm, rendered by validate as overlay-helm*).
+    "chart-values-not-in-schema": (
+        "a misspelled value (hpa.targetCPU) in deploy/helm/ci-values.yaml: values.schema.json refuses it",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "hpa:\n  targetCPU: 50\n"),
+        "additional properties 'targetCPU' not allowed",
+    ),
+    "chart-values-production-replicas": (
+        "hpa.minReplicas 2 with environment production: values.schema.json refuses it",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "hpa:\n  minReplicas: 2\n"),
+        "minimum: got 2, want 3",
+    ),
+    "chart-values-failpoints": (
+        "DEDUPD_FAILPOINTS in the chart's config: values.schema.json refuses it",
+        "../helm/dedupd/values.yaml",
+        lambda p: edit_text(p, "  DEDUPD_KEYSPACE: dedupd\n",
+                            "  DEDUPD_KEYSPACE: dedupd\n  DEDUPD_FAILPOINTS: claim_insert=after:0.05\n"),
+        "invalid propertyName 'DEDUPD_FAILPOINTS'",
+    ),
+    "chart-values-run-as-user": (
+        "securityContext.runAsUser 1000 in ci-values.yaml (valid for the schema, not for the invariants)",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "securityContext:\n  runAsUser: 1000\n  runAsGroup: 65532\n"),
+        "pod runAsUser must be 65532",
+    ),
+    "chart-values-grace-period": (
+        "terminationGracePeriodSeconds 25 in ci-values.yaml, shorter than preStop + shutdown delay + drain",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "terminationGracePeriodSeconds: 25\n"),
+        "terminationGracePeriodSeconds (25) must exceed",
+    ),
+    "chart-readiness-probe-path": (
+        "the chart's readinessProbe on /livez instead of /readyz",
+        "../helm/dedupd/templates/deployment.yaml",
+        lambda p: edit_text(p, "path: /readyz", "path: /livez"),
+        "readinessProbe must GET /readyz on port http",
+    ),
+    "chart-privilege-escalation": (
+        "the chart's container securityContext with allowPrivilegeEscalation: true",
+        "../helm/dedupd/templates/_helpers.tpl",
+        lambda p: edit_text(p, "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"),
+        "allowPrivilegeEscalation must be false",
+    ),
+    "chart-auth-secret-protect-health": (
+        "the chart's auth Secret with protect_health = true (probes send no token)",
+        "../helm/dedupd/templates/auth-secret.yaml",
+        lambda p: edit_text(p, "protect_health = false", "protect_health = true"),
+        "protect_health must stay false",
+    ),
+    "chart-equivalence-liveness": (
+        "the chart's livenessProbe failureThreshold 5, the overlays' 3",
+        "../helm/dedupd/templates/deployment.yaml",
+        lambda p: edit_text(p, "periodSeconds: 10\n            timeoutSeconds: 2\n            failureThreshold: 3",
+                            "periodSeconds: 10\n            timeoutSeconds: 2\n            failureThreshold: 5"),
+        "overlay-helm differs from overlay-production at Deployment/dedupd.pod.containers.dedupd.livenessProbe.failureThreshold",
+    ),
+    "chart-equivalence-hpa": (
+        "the chart's default hpa.maxReplicas 10, the production overlay's 12",
+        "../helm/dedupd/values.yaml",
+        lambda p: edit_text(p, "  maxReplicas: 12\n", "  maxReplicas: 10\n"),
+        "overlay-helm differs from overlay-production at HorizontalPodAutoscaler/dedupd.maxReplicas",
+    ),
+    "chart-rule-unknown-field": (
+        "a rule in deploy/monitoring/dedupd-rules.yaml with an unknown field: the chart's PrometheusRule fails its schema",
+        "../monitoring/dedupd-rules.yaml",
+        lambda p: edit_text(p, "      - record: dedupd:claims:rate5m\n",
+                            "      - record: dedupd:claims:rate5m\n        severity: page\n"),
+        "'severity' was unexpected",
+    ),
+    "chart-rules-missing": (
+        "deploy/monitoring/dedupd-rules.yaml absent: the chart's link to it dangles",
+        "../monitoring/dedupd-rules.yaml",
+        os.remove,
+        "links to ../../../monitoring/dedupd-rules.yaml, which does not exist",
+    ),
 }
 
 
@@ -1042,6 +1123,9 @@ def main(argv):
         with open(path, encoding="utf-8") as handle:
             before = handle.read()
         change(path)
+        if not os.path.exists(path):
+            print(expected)
+            return 0
         with open(path, encoding="utf-8") as handle:
             if handle.read() == before:
                 raise SystemExit(f"self-test mutation {argv[3]} changed nothing in {relative}")
