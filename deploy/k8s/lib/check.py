@@ -18,6 +18,12 @@
       or its Deployment carries the annotation dedupd.io/environment:
       production (components/production sets it).
 
+  check.py equivalent OVERLAY_STREAM CHART_STREAM
+      Compares a stream rendered from the Helm chart with the overlay it
+      stands for, where it matters (container args, env, probes, ports,
+      security context, resources, HPA, PDB, NetworkPolicies, Service,
+      ServiceMonitor, PrometheusRule, dashboard), and prints each difference.
+
   check.py mutations
       Lists the self-test's deliberate breakages (name<TAB>description).
 
@@ -69,6 +75,7 @@ CUSTOM_SCHEMAS = {
     ("scylla.scylladb.com/v1", "ScyllaCluster"): "scyllacluster-v1.json",
     ("k8ssandra.io/v1alpha1", "K8ssandraCluster"): "k8ssandracluster-v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-v1.json",
 }
 
 
@@ -85,6 +92,9 @@ PRODUCTION_ANNOTATION = "dedupd.io/environment"
 AUTH_SECRET = "dedupd-auth"
 AUTH_EXAMPLE = "base/auth-secret.example.yaml"
 FAILPOINTS = "DEDUPD_FAILPOINTS"
+# Streams rendered from the Helm chart are named overlay-helm*: checked like
+# the overlays, and compared with the overlay each stands for.
+CHART_STREAM = "helm"
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -476,10 +486,11 @@ def secret_text(secret, key):
     return None
 
 
-def check_auth_example(problems, secret):
-    """The example auth.toml is one dedupd would accept, with auth on."""
-    where = f"{AUTH_EXAMPLE} {describe(secret)}"
-    text = secret_text(secret, "auth.toml")
+def check_auth_example(problems, secret, where=None, key="auth.toml"):
+    """The example auth.toml (or the one the chart writes) is one dedupd
+    would accept, with auth on."""
+    where = where or f"{AUTH_EXAMPLE} {describe(secret)}"
+    text = secret_text(secret, key)
     if not problems.check(text is not None, where, "must show the key auth.toml"):
         return
     try:
@@ -517,6 +528,11 @@ def check_overlay(problems, name, docs, endpoints, example_secrets):
     configmaps = {d["metadata"]["name"]: d for d in by_kind.get("ConfigMap", [])}
 
     for secret in by_kind.get("Secret", []):
+        # The chart may write the auth Secret from hashes given at install
+        # (auth.create); it is held to the example's rules. Nothing else.
+        if name.startswith(CHART_STREAM) and (secret.get("metadata") or {}).get("name") == AUTH_SECRET:
+            check_auth_example(problems, secret, f"{name} {describe(secret)}")
+            continue
         problems.check(False, name, f"renders {describe(secret)}: Secrets are created by hand, never "
                        "committed in a kustomization (see base/secret.example.yaml)")
     check_failpoints(problems, name, docs, configmaps)
@@ -739,6 +755,119 @@ def invariants(rendered_dir):
     return 1 if problems.items else 0
 
 
+# ---------------------------------------------------------------- equivalence
+
+
+def effective_env(configmaps, container):
+    """Name -> value of a container's environment, ConfigMap values resolved
+    and Secret references shown as secret:NAME/KEY."""
+    env = dict(env_of(configmaps, container))
+    for entry in container.get("env") or []:
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        env[entry["name"]] = f"secret:{ref.get('name')}/{ref.get('key')}" if ref else entry.get("value")
+    return env
+
+
+def workload_view(configmaps, pod_template):
+    """What a pod does, without the names of generated objects."""
+    pod = pod_template.get("spec") or {}
+    volumes = {}
+    for volume in pod.get("volumes") or []:
+        if "configMap" in volume:
+            ref = configmaps.get(volume["configMap"].get("name")) or {}
+            volumes[volume["name"]] = {"configMap": {k: (tomllib.loads(v) if k.endswith(".toml") else v)
+                                                     for k, v in (ref.get("data") or {}).items()},
+                                       "defaultMode": volume["configMap"].get("defaultMode")}
+        else:
+            volumes[volume["name"]] = {k: v for k, v in volume.items() if k != "name"}
+    containers = {}
+    for container in pod.get("containers") or []:
+        containers[container["name"]] = {
+            "image repository": (container.get("image") or "").split("@")[0].rsplit(":", 1)[0],
+            "env": effective_env(configmaps, container),
+            **{key: container.get(key) for key in (
+                "args", "command", "ports", "startupProbe", "livenessProbe", "readinessProbe", "lifecycle",
+                "resources", "securityContext", "imagePullPolicy")},
+            # Order carries no meaning here.
+            "volumeMounts": {m["name"]: m for m in container.get("volumeMounts") or []},
+        }
+    return {
+        "containers": containers,
+        "volumes": volumes,
+        **{key: pod.get(key) for key in (
+            "securityContext", "automountServiceAccountToken", "enableServiceLinks",
+            "terminationGracePeriodSeconds", "restartPolicy", "topologySpreadConstraints")},
+        "pod labels": {k: v for k, v in ((pod_template.get("metadata") or {}).get("labels") or {}).items()
+                       if k in SELECTOR_LABELS},
+    }
+
+
+# Labels that select pods; the others (version, managed-by, chart) differ by
+# tool and are not compared.
+SELECTOR_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component")
+
+
+def stream_view(docs):
+    """The parts of a rendered stream that must agree between the overlay
+    and the chart, by kind and name."""
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    view = {}
+    for doc in docs:
+        kind, meta, spec = doc["kind"], doc.get("metadata") or {}, doc.get("spec") or {}
+        key = f"{kind}/{meta.get('name')}"
+        if kind == "Deployment":
+            view[key] = {
+                "environment": (meta.get("annotations") or {}).get(PRODUCTION_ANNOTATION),
+                "pod": workload_view(configmaps, spec.get("template") or {}),
+                **{k: spec.get(k) for k in ("replicas", "strategy", "minReadySeconds", "selector",
+                                              "revisionHistoryLimit", "progressDeadlineSeconds")},
+            }
+        elif kind == "Job":
+            view[key] = {
+                "pod": workload_view(configmaps, spec.get("template") or {}),
+                **{k: spec.get(k) for k in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished")},
+            }
+        elif kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Service",
+                      "ServiceMonitor", "PrometheusRule"):
+            view[key] = spec
+        elif kind == "ServiceAccount":
+            view[key] = {"automountServiceAccountToken": doc.get("automountServiceAccountToken")}
+        elif kind == "ConfigMap" and (meta.get("labels") or {}).get("grafana_dashboard") == "1":
+            view[key] = {k: json.loads(v) for k, v in (doc.get("data") or {}).items()}
+    return view
+
+
+def differences(path, left, right, out):
+    if isinstance(left, dict) and isinstance(right, dict):
+        for k in sorted(set(left) | set(right), key=str):
+            if k not in right:
+                out.append(f"{path}.{k}: only in the overlay: {json.dumps(left[k], default=str)[:160]}")
+            elif k not in left:
+                out.append(f"{path}.{k}: only in the chart: {json.dumps(right[k], default=str)[:160]}")
+            else:
+                differences(f"{path}.{k}", left[k], right[k], out)
+    elif isinstance(left, list) and isinstance(right, list) and len(left) == len(right):
+        for i, (a, b) in enumerate(zip(left, right)):
+            differences(f"{path}[{i}]", a, b, out)
+    elif left != right:
+        out.append(f"{path}: overlay {json.dumps(left, default=str)[:160]}, chart {json.dumps(right, default=str)[:160]}")
+
+
+def equivalent(overlay_path, chart_path):
+    """The chart renders what the overlay renders where it matters: args,
+    env, probes, ports, security context, resources, HPA, PDB, policies,
+    monitoring. Objects only one of them has are differences too."""
+    overlay, chart = stream_view(load_stream(overlay_path)), stream_view(load_stream(chart_path))
+    found = []
+    differences("", overlay, chart, found)
+    left, right = os.path.basename(overlay_path)[:-5], os.path.basename(chart_path)[:-5]
+    for item in found:
+        print(f"ERROR equivalence: {right} differs from {left} at {item.lstrip('.')}")
+    if not found:
+        print(f"  {right} matches {left} ({len(chart)} objects compared)")
+    return 1 if found else 0
+
+
 # ---------------------------------------------------------------- self-test
 
 
@@ -757,6 +886,11 @@ def edit_text(path, old, new):
         raise SystemExit(f"self-test is stale: {old!r} not found in {path}")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text.replace(old, new, 1))
+
+
+def append_text(path, text):
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def dedupd_container(docs):
@@ -893,6 +1027,82 @@ MUTATIONS = {
         lambda p: edit_yaml(p, lambda d: d[0]["spec"]["ingress"][0]["from"].pop(1)),
         "no NetworkPolicy admits the Prometheus pods",
     ),
+    # The Helm chart (deploy/helm, rendered by validate as overlay-helm*).
+    "chart-values-not-in-schema": (
+        "a misspelled value (hpa.targetCPU) in deploy/helm/ci-values.yaml: values.schema.json refuses it",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "hpa:\n  targetCPU: 50\n"),
+        "additional properties 'targetCPU' not allowed",
+    ),
+    "chart-values-production-replicas": (
+        "hpa.minReplicas 2 with environment production: values.schema.json refuses it",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "hpa:\n  minReplicas: 2\n"),
+        "minimum: got 2, want 3",
+    ),
+    "chart-values-failpoints": (
+        "DEDUPD_FAILPOINTS in the chart's config: values.schema.json refuses it",
+        "../helm/dedupd/values.yaml",
+        lambda p: edit_text(p, "  DEDUPD_KEYSPACE: dedupd\n",
+                            "  DEDUPD_KEYSPACE: dedupd\n  DEDUPD_FAILPOINTS: claim_insert=after:0.05\n"),
+        "invalid propertyName 'DEDUPD_FAILPOINTS'",
+    ),
+    "chart-values-run-as-user": (
+        "securityContext.runAsUser 1000 in ci-values.yaml (valid for the schema, not for the invariants)",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "securityContext:\n  runAsUser: 1000\n  runAsGroup: 65532\n"),
+        "pod runAsUser must be 65532",
+    ),
+    "chart-values-grace-period": (
+        "terminationGracePeriodSeconds 25 in ci-values.yaml, shorter than preStop + shutdown delay + drain",
+        "../helm/ci-values.yaml",
+        lambda p: append_text(p, "terminationGracePeriodSeconds: 25\n"),
+        "terminationGracePeriodSeconds (25) must exceed",
+    ),
+    "chart-readiness-probe-path": (
+        "the chart's readinessProbe on /livez instead of /readyz",
+        "../helm/dedupd/templates/deployment.yaml",
+        lambda p: edit_text(p, "path: /readyz", "path: /livez"),
+        "readinessProbe must GET /readyz on port http",
+    ),
+    "chart-privilege-escalation": (
+        "the chart's container securityContext with allowPrivilegeEscalation: true",
+        "../helm/dedupd/templates/_helpers.tpl",
+        lambda p: edit_text(p, "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true"),
+        "allowPrivilegeEscalation must be false",
+    ),
+    "chart-auth-secret-protect-health": (
+        "the chart's auth Secret with protect_health = true (probes send no token)",
+        "../helm/dedupd/templates/auth-secret.yaml",
+        lambda p: edit_text(p, "protect_health = false", "protect_health = true"),
+        "protect_health must stay false",
+    ),
+    "chart-equivalence-liveness": (
+        "the chart's livenessProbe failureThreshold 5, the overlays' 3",
+        "../helm/dedupd/templates/deployment.yaml",
+        lambda p: edit_text(p, "periodSeconds: 10\n            timeoutSeconds: 2\n            failureThreshold: 3",
+                            "periodSeconds: 10\n            timeoutSeconds: 2\n            failureThreshold: 5"),
+        "overlay-helm differs from overlay-production at Deployment/dedupd.pod.containers.dedupd.livenessProbe.failureThreshold",
+    ),
+    "chart-equivalence-hpa": (
+        "the chart's default hpa.maxReplicas 10, the production overlay's 12",
+        "../helm/dedupd/values.yaml",
+        lambda p: edit_text(p, "  maxReplicas: 12\n", "  maxReplicas: 10\n"),
+        "overlay-helm differs from overlay-production at HorizontalPodAutoscaler/dedupd.maxReplicas",
+    ),
+    "chart-rule-unknown-field": (
+        "a rule in deploy/monitoring/dedupd-rules.yaml with an unknown field: the chart's PrometheusRule fails its schema",
+        "../monitoring/dedupd-rules.yaml",
+        lambda p: edit_text(p, "      - record: dedupd:claims:rate5m\n",
+                            "      - record: dedupd:claims:rate5m\n        severity: page\n"),
+        "'severity' was unexpected",
+    ),
+    "chart-rules-missing": (
+        "deploy/monitoring/dedupd-rules.yaml absent: the chart's link to it dangles",
+        "../monitoring/dedupd-rules.yaml",
+        os.remove,
+        "links to ../../../monitoring/dedupd-rules.yaml, which does not exist",
+    ),
 }
 
 
@@ -901,6 +1111,8 @@ def main(argv):
         return split(argv[2], argv[3], argv[4:])
     if len(argv) == 3 and argv[1] == "invariants":
         return invariants(argv[2])
+    if len(argv) == 4 and argv[1] == "equivalent":
+        return equivalent(argv[2], argv[3])
     if len(argv) == 2 and argv[1] == "mutations":
         for name, (description, *_rest) in MUTATIONS.items():
             print(f"{name}\t{description}")
@@ -911,6 +1123,9 @@ def main(argv):
         with open(path, encoding="utf-8") as handle:
             before = handle.read()
         change(path)
+        if not os.path.exists(path):
+            print(expected)
+            return 0
         with open(path, encoding="utf-8") as handle:
             if handle.read() == before:
                 raise SystemExit(f"self-test mutation {argv[3]} changed nothing in {relative}")
