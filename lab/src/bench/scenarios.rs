@@ -307,10 +307,6 @@ pub fn dup_heavy_key(preloaded: &[String], prefix: &str, index: u64) -> String {
     preloaded[spread].clone()
 }
 
-/// The claimant every bench claim carries: the client always sends one,
-/// and a fixed one costs no per-call id.
-const BENCH_CLAIMANT: &str = "dedupd-lab-bench";
-
 /// dedupd's HTTP API through its Rust client, as a service would call it:
 /// one client (one connection pool) shared by every worker, the options of
 /// each stream built once, no retries (the bench counts what happened).
@@ -382,11 +378,11 @@ impl HttpApi {
         options: ClaimOptions,
         answers: &'static [u16],
     ) -> Operation {
-        let shared = Arc::new((
-            self.client.clone(),
-            namespace,
-            options.claimant(BENCH_CLAIMANT),
-        ));
+        // No claimant of our own: the client gives each call a fresh one,
+        // as a service using it would. One fixed claimant for every call
+        // would make a redelivery of a one-shot marker within its re-entry
+        // time the same caller's retry (201), not a duplicate.
+        let shared = Arc::new((self.client.clone(), namespace, options));
         on_keys(shared, key_of, move |shared, key| async move {
             let (client, namespace, options) = &*shared;
             let status = match client.claim(namespace, &key, options).await {
@@ -403,7 +399,7 @@ impl HttpApi {
 
     /// Completes `keys` through the batch API, so their claims exist.
     pub async fn preload(&self, namespace: &str, keys: &[String]) -> anyhow::Result<()> {
-        let options = ClaimOptions::new().complete(true).claimant(BENCH_CLAIMANT);
+        let options = ClaimOptions::new().complete(true);
         for chunk in keys.chunks(500) {
             let claims: Vec<BatchClaim> = chunk
                 .iter()
