@@ -17,6 +17,7 @@ use dedupd::config::FileConfig;
 use dedupd::domain::KeyspaceName;
 use dedupd::domain::Namespaces;
 use dedupd::http::auth::Auth;
+use dedupd::proxy::config::{ProxyConfig, ProxyFlags};
 use dedupd::startup::AppConfig;
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
@@ -37,6 +38,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(ServeArgs),
+    /// Serve as a reverse proxy in front of one HTTP API, giving its POST
+    /// and PATCH routes `Idempotency-Key` (README, "Idempotency-Key for any
+    /// API").
+    Proxy(ProxyArgs),
     /// Create the keyspace and apply the CQL migrations, then exit.
     Migrate(MigrateArgs),
     /// Print the SHA-256 of a bearer token read from stdin, for the
@@ -258,6 +263,46 @@ pub struct ServeArgs {
     /// After the listener closes, how long in-flight requests may finish.
     #[arg(long, env = "DEDUPD_DRAIN_TIMEOUT_SECS", default_value_t = 20)]
     pub drain_timeout_secs: u64,
+}
+
+/// `dedupd proxy`: every `serve` flag (listen address, database, config,
+/// auth, limits), and the upstream.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The API to protect: plain HTTP/1.1, `http://host:port[/prefix]`.
+    #[arg(long, env = "DEDUPD_PROXY_UPSTREAM")]
+    pub upstream: String,
+    /// How long the upstream has to answer a request, in milliseconds. A
+    /// claim's lease is this plus 10 s, so no retry takes a key over while
+    /// its first request may still be running.
+    #[arg(long, env = "DEDUPD_PROXY_UPSTREAM_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1000..=600_000))]
+    pub upstream_timeout_ms: u64,
+    /// TOML file with the protected routes and the storage policy (README).
+    /// Without it: POST and PATCH on every path, keys optional, fail closed.
+    #[arg(long, env = "DEDUPD_PROXY_CONFIG")]
+    pub proxy_config: Option<PathBuf>,
+    /// The largest request body of a protected request, in bytes (read
+    /// whole for its fingerprint; larger ones get 413).
+    #[arg(long, env = "DEDUPD_PROXY_MAX_REQUEST_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_request_body_bytes: usize,
+}
+
+impl ProxyArgs {
+    pub fn app_config(&self) -> anyhow::Result<AppConfig> {
+        let proxy = ProxyConfig::from_flags(&ProxyFlags {
+            upstream: &self.upstream,
+            upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
+            config: self.proxy_config.as_deref(),
+            max_request_body_bytes: self.max_request_body_bytes,
+        })?;
+        let config = self.serve.app_config()?;
+        Ok(AppConfig {
+            proxy: Some(proxy),
+            ..config
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 pub mod lifecycle;
 pub mod metrics;
+pub mod proxy;
 pub mod sequences;
 pub mod startup;
 pub mod store;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use dedupd::startup::{Application, shutdown_signal};
+use dedupd::startup::{AppConfig, Application, shutdown_signal};
 use dedupd::store::connect_session;
 use dedupd::store::faults::FaultPlan;
 use dedupd::store::migrate::migrate;
@@ -20,12 +20,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             dedupd::telemetry::init(args.cql.log_format);
-            let config = args.app_config()?;
-            let faults = FaultPlan::from_env().map_err(anyhow::Error::msg)?;
-            let application = Application::build_with_faults(config, Arc::new(faults))
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            application.run_until_stopped(shutdown_signal()).await
+            serve(args.app_config()?).await
+        }
+        Command::Proxy(args) => {
+            dedupd::telemetry::init(args.serve.cql.log_format);
+            serve(args.app_config()?).await
         }
         Command::Migrate(args) => {
             dedupd::telemetry::init(args.cql.log_format);
@@ -41,6 +40,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Admin(args) => admin_command::run(&args).await,
     }
+}
+
+/// Binds, serves until SIGTERM, drains: `serve` and `proxy` alike.
+async fn serve(config: AppConfig) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let faults = FaultPlan::from_env().map_err(anyhow::Error::msg)?;
+    let application = Application::build_with_faults(config, Arc::new(faults))
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    application.run_until_stopped(shutdown_signal()).await
 }
 
 async fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {

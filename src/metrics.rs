@@ -185,7 +185,27 @@ metric_set! {
     claim_waits_refused: Counter = Counter::default() => "claim_waits_refused";
     /// Operators' actions on claims through the admin API, by action and outcome
     admin_actions: Family<AdminLabels, Counter> = Family::default() => "admin_actions";
+    /// Requests through `dedupd proxy`, by what became of them (see PROXY_OUTCOMES)
+    proxy_requests: Family<OutcomeLabels, Counter> = Family::default() => "proxy_requests";
 }
+
+/// What a request through `dedupd proxy` came to (`proxy::ProxyOutcome`).
+pub const PROXY_OUTCOMES: [&str; 14] = [
+    "passthrough",
+    "stored",
+    "released",
+    "replayed",
+    "in_progress",
+    "key_reused",
+    "refused",
+    "store_failed_closed",
+    "store_failed_open",
+    "upstream_failed",
+    "too_large_released",
+    "too_large_kept",
+    "not_stored_replayed",
+    "complete_failed",
+];
 
 /// The admin API's actions and outcomes, each series started at zero.
 const ADMIN_ACTIONS: [&str; 2] = ["force_release", "forget"];
@@ -211,6 +231,9 @@ impl MetricSet {
         // `0` rather than no data before the first event.
         for outcome in CLAIM_OUTCOMES {
             let _ = set.claims.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in PROXY_OUTCOMES {
+            let _ = set.proxy_requests.get_or_create(&OutcomeLabels { outcome });
         }
         for action in ADMIN_ACTIONS {
             for outcome in ADMIN_OUTCOMES {

@@ -14,6 +14,7 @@ use crate::domain::Namespaces;
 use crate::http::auth::Auth;
 use crate::http::{self, AppState, Health, Services};
 use crate::metrics::Metrics;
+use crate::proxy::ProxyConfig;
 use crate::sequences::SequenceService;
 use crate::store::faults::FaultPlan;
 use crate::store::migrate::{Replication, migrate};
@@ -33,6 +34,9 @@ pub struct AppConfig {
     pub claims: ClaimSettings,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
+    /// Serve as `dedupd proxy` in front of this upstream instead of the
+    /// claim API.
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl AppConfig {
@@ -53,6 +57,7 @@ impl AppConfig {
                 claims: ClaimSettings::default(),
                 shutdown_delay: Duration::ZERO,
                 drain_timeout: Duration::from_secs(5),
+                proxy: None,
             },
         }
     }
@@ -87,6 +92,8 @@ impl AppConfigBuilder {
         claims: ClaimSettings;
         shutdown_delay: Duration;
         drain_timeout: Duration;
+        /// Serve as an idempotency proxy in front of an upstream.
+        proxy: Option<ProxyConfig>;
     }
 
     /// Requests that may wait on Cassandra at once (at least one).
@@ -165,7 +172,10 @@ impl Application {
         // the backstop waits for both, so it cuts only a request that hangs.
         let request_timeout =
             config.claims.budget.deadline + config.cql.request_timeout + Duration::from_secs(1);
-        let app = http::router(state.clone(), request_timeout);
+        let app = match &config.proxy {
+            Some(proxy) => crate::proxy::router(state.clone(), proxy.clone(), request_timeout)?,
+            None => http::router(state.clone(), request_timeout),
+        };
         let (stop_accepting, stop_signal) = oneshot::channel::<()>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stop_signal.await;

@@ -69,10 +69,16 @@ pub struct StoredResult(String);
 
 impl StoredResult {
     pub fn from_json(value: &serde_json::Value) -> Result<Self, ParseError> {
+        Self::from_json_within(value, MAX_RESULT_BYTES)
+    }
+
+    /// `from_json` with another limit than the claim API's: the proxy
+    /// stores whole responses, under its own configured cap.
+    pub fn from_json_within(value: &serde_json::Value, limit: usize) -> Result<Self, ParseError> {
         let text = value.to_string();
-        if text.len() > MAX_RESULT_BYTES {
+        if text.len() > limit {
             return Err(ParseError(format!(
-                "result is {} bytes of JSON; the limit is {MAX_RESULT_BYTES}",
+                "result is {} bytes of JSON; the limit is {limit}",
                 text.len()
             )));
         }

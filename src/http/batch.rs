@@ -179,6 +179,15 @@ fn outcome_of(error: &ApiError) -> &'static str {
         ApiError::MethodNotAllowed(_) => "method_not_allowed",
         ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
         ApiError::Internal(_) => "internal",
+        // The proxy's own answers; no batch gives them.
+        ApiError::IdempotencyKeyMissing => "idempotency_key_missing",
+        ApiError::IdempotencyKeyInvalid(_) => "idempotency_key_invalid",
+        ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+        ApiError::RequestInProgress => "request_in_progress",
+        ApiError::ResponseNotStored { .. } => "response_not_stored",
+        ApiError::UpstreamUnreachable(_) => "upstream_unreachable",
+        ApiError::UpstreamTimeout(_) => "upstream_timeout",
+        ApiError::NotImplemented(_) => "not_implemented",
     }
 }
 

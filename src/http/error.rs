@@ -68,9 +68,42 @@ pub enum ApiError {
         "not attempted: the batch's deadline came before this key's turn; nothing was written for it: retry it"
     )]
     NotAttempted,
+    /// The proxy's answers (`dedupd proxy`): the draft's error scenarios,
+    /// whose problem types link to the draft's section, and the upstream's.
+    #[error(
+        "this route requires an Idempotency-Key header (a Structured Field String, 1 to 255 characters)"
+    )]
+    IdempotencyKeyMissing,
+    #[error("{0}")]
+    IdempotencyKeyInvalid(String),
+    #[error(
+        "this Idempotency-Key was used for a request with a different payload; a retry must repeat the request exactly, a new request needs a new key"
+    )]
+    IdempotencyKeyReused,
+    #[error(
+        "a request with this Idempotency-Key is still being processed; retry after Retry-After, or send `Prefer: wait=N` to wait for its response"
+    )]
+    RequestInProgress,
+    /// The first request was processed, but its response was too large to
+    /// store and the route fails closed: it is never forwarded again.
+    #[error(
+        "the request with this Idempotency-Key was processed (the upstream answered {status}), but its response was too large to store; it is not sent again"
+    )]
+    ResponseNotStored { status: u16 },
+    #[error("{0}")]
+    UpstreamUnreachable(String),
+    #[error("{0}")]
+    UpstreamTimeout(String),
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("internal error")]
     Internal(String),
 }
+
+/// The revision of the Idempotency-Key draft the proxy implements; the
+/// problem types of its error scenarios point into it.
+pub const IDEMPOTENCY_DRAFT: &str =
+    "https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-idempotency-key-header-07";
 
 impl ApiError {
     /// A 400 that says what a check refused, in the check's own words (the
@@ -89,7 +122,16 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::FingerprintMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_)
+            | ApiError::RequestInProgress
+            | ApiError::ResponseNotStored { .. } => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyMissing | ApiError::IdempotencyKeyInvalid(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Overloaded
             | ApiError::TooManyWaiters
             | ApiError::Unavailable { .. }
@@ -104,9 +146,18 @@ impl ApiError {
         self.slug_and_title().0
     }
 
-    /// `urn:dedupd:problem:<slug>`: the problem document's `type`.
+    /// The problem document's `type`: `urn:dedupd:problem:<slug>`, or for
+    /// the draft's error scenarios the draft's section that names them
+    /// (2.1, the header's syntax; 2.7, the error scenarios).
     pub fn problem_type(&self) -> String {
-        format!("urn:dedupd:problem:{}", self.slug())
+        let section = match self {
+            ApiError::IdempotencyKeyInvalid(_) => "2.1",
+            ApiError::IdempotencyKeyMissing
+            | ApiError::IdempotencyKeyReused
+            | ApiError::RequestInProgress => "2.7",
+            _ => return format!("urn:dedupd:problem:{}", self.slug()),
+        };
+        format!("{IDEMPOTENCY_DRAFT}#section-{section}")
     }
 
     fn slug_and_title(&self) -> (&'static str, &'static str) {
@@ -130,13 +181,35 @@ impl ApiError {
             ApiError::Unavailable { .. } => ("unavailable", "Outcome not decided"),
             ApiError::StoreRefused => ("store-refused", "The database refused the statement"),
             ApiError::NotAttempted => ("not-attempted", "Not attempted"),
+            ApiError::IdempotencyKeyMissing => {
+                ("idempotency-key-missing", "Idempotency-Key is missing")
+            }
+            ApiError::IdempotencyKeyInvalid(_) => {
+                ("idempotency-key-invalid", "Idempotency-Key is invalid")
+            }
+            ApiError::IdempotencyKeyReused => {
+                ("idempotency-key-reused", "Idempotency-Key is already used")
+            }
+            ApiError::RequestInProgress => (
+                "request-in-progress",
+                "A request is outstanding for this Idempotency-Key",
+            ),
+            ApiError::ResponseNotStored { .. } => {
+                ("response-not-stored", "The first response was not stored")
+            }
+            ApiError::UpstreamUnreachable(_) => ("upstream-unreachable", "Upstream unreachable"),
+            ApiError::UpstreamTimeout(_) => ("upstream-timeout", "Upstream timed out"),
+            ApiError::NotImplemented(_) => ("not-implemented", "Not implemented"),
             ApiError::Internal(_) => ("internal", "Internal error"),
         }
     }
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::Overloaded | ApiError::TooManyWaiters | ApiError::NotAttempted => Some(1),
+            ApiError::Overloaded
+            | ApiError::TooManyWaiters
+            | ApiError::NotAttempted
+            | ApiError::RequestInProgress => Some(1),
             // A refusal lasts until someone fixes the schema or the grants:
             // no point in hammering.
             ApiError::StoreRefused => Some(5),

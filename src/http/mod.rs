@@ -132,6 +132,11 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
 }
 
+/// The route label of a response that no route template matched (the
+/// proxy's fallback): one of a few fixed words, never the raw path.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
 /// What the edge middleware needs: where to count, and how long a request
 /// may take.
 #[derive(Clone)]
@@ -149,11 +154,11 @@ struct Edge {
 async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method().as_str());
-    let route = request
+    let matched = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map(|path| path.as_str().to_owned());
+    let route = matched.as_deref().unwrap_or("unmatched");
     // A single claim may wait for its key's holder (`wait_secs`) on top of
     // deciding; its body is not read yet, so its route gets the most.
     let limit = if method == "POST" && route == claims::CLAIM_ROUTE {
@@ -170,6 +175,11 @@ async fn edge(State(edge): State<Edge>, request: Request, next: Next) -> Respons
             ),
             retry_after_secs: 1,
         }),
+    };
+    let route = match (matched, response.extensions().get::<RouteLabel>()) {
+        (Some(route), _) => route,
+        (None, Some(label)) => label.0.to_owned(),
+        (None, None) => "unmatched".to_owned(),
     };
     let labels = HttpLabels {
         method,
@@ -231,11 +241,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone());
+    edge_layers(api, state.metrics.clone(), request_timeout)
+}
+
+/// The layers around every router the service serves (the API's and the
+/// proxy's): metrics and the timeout backstop, panics as problem answers,
+/// tracing.
+pub fn edge_layers(router: Router, metrics: Metrics, request_timeout: Duration) -> Router {
     let edge_state = Edge {
-        metrics: state.metrics.clone(),
+        metrics,
         request_timeout,
     };
-    api.layer(middleware::from_fn_with_state(edge_state, edge))
+    router
+        .layer(middleware::from_fn_with_state(edge_state, edge))
         .layer(CatchPanicLayer::custom(panic_response))
         // 503s for overload and undecided outcomes are answers, not failures of
         // the server: at ERROR level they would flood the logs exactly when the

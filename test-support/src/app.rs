@@ -10,6 +10,7 @@ use dedupd::claims::{ClaimSettings, ReadFirstPolicy, RetryBudget, WaitSettings};
 use dedupd::domain::KeyspaceName;
 use dedupd::domain::Namespaces;
 use dedupd::http::AppState;
+use dedupd::proxy::ProxyConfig;
 use dedupd::startup::{AppConfig, Application};
 use dedupd::store::CqlSettings;
 use dedupd::store::faults::FaultPlan;
@@ -28,6 +29,9 @@ pub struct TestApp {
     pub namespace: String,
     pub faults: Arc<FaultPlan>,
     pub state: AppState,
+    /// Where its probes and metrics are: `/readyz`, or for a proxy
+    /// `/_dedupd/readyz`.
+    probes: &'static str,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -60,6 +64,8 @@ pub struct TestOptions {
     pub wait: WaitSettings,
     pub shutdown_delay: Duration,
     pub wait_ready: bool,
+    /// Run as `dedupd proxy` with this config instead of the claim API.
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Default for TestOptions {
@@ -80,6 +86,7 @@ impl Default for TestOptions {
             wait: WaitSettings::default(),
             shutdown_delay: Duration::ZERO,
             wait_ready: true,
+            proxy: None,
         }
     }
 }
@@ -123,6 +130,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
             wait: options.wait,
         })
         .shutdown_delay(options.shutdown_delay)
+        .proxy(options.proxy.clone())
         .build();
     let faults = Arc::new(FaultPlan::default());
     let application = Application::build_with_faults(config, faults.clone())
@@ -140,6 +148,11 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         namespace: unique_namespace(),
         faults,
         state,
+        probes: if options.proxy.is_some() {
+            "/_dedupd"
+        } else {
+            ""
+        },
         shutdown: Some(shutdown),
         server,
     };
@@ -153,7 +166,7 @@ impl TestApp {
     /// Polls /readyz, bounded.
     pub async fn wait_ready(&self) {
         for _ in 0..300 {
-            if let Ok(response) = self.client.get(self.url("/readyz")).send().await
+            if let Ok(response) = self.client.get(self.probe("/readyz")).send().await
                 && response.status() == StatusCode::OK
             {
                 return;
@@ -168,6 +181,12 @@ impl TestApp {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+
+    /// A probe's or the metrics' URL (`/readyz`, `/metrics`), wherever
+    /// this app serves them.
+    pub fn probe(&self, path: &str) -> String {
+        format!("{}{}{path}", self.address, self.probes)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -243,7 +262,7 @@ impl TestApp {
 
     pub async fn metrics(&self) -> String {
         self.client
-            .get(self.url("/metrics"))
+            .get(self.probe("/metrics"))
             .send()
             .await
             .expect("metrics request")

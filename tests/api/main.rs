@@ -15,6 +15,7 @@ mod keys;
 mod lifecycle;
 mod migrate;
 mod operations;
+mod proxy;
 mod read_first;
 mod sequences;
 mod tls;
