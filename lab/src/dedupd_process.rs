@@ -52,7 +52,7 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// A `dedupd serve` process on a free loopback port.
+/// A `dedupd serve` (or `dedupd proxy`) process on a free loopback port.
 pub struct ServerProcess {
     /// `http://127.0.0.1:<port>`
     pub base: String,
@@ -84,8 +84,51 @@ impl ServerProcess {
         max_in_flight: usize,
         extra_args: &[String],
     ) -> anyhow::Result<Self> {
+        Self::start(
+            binary,
+            "serve",
+            "",
+            nodes,
+            keyspace,
+            max_in_flight,
+            extra_args,
+        )
+        .await
+    }
+
+    /// A `dedupd proxy` process in front of `upstream`: the same flags as
+    /// `spawn`; its probes are under `/_dedupd`.
+    pub async fn spawn_proxy(
+        binary: &Path,
+        nodes: &[String],
+        keyspace: &KeyspaceName,
+        max_in_flight: usize,
+        upstream: &str,
+    ) -> anyhow::Result<Self> {
+        let upstream = ["--upstream".to_owned(), upstream.to_owned()];
+        Self::start(
+            binary,
+            "proxy",
+            "/_dedupd",
+            nodes,
+            keyspace,
+            max_in_flight,
+            &upstream,
+        )
+        .await
+    }
+
+    async fn start(
+        binary: &Path,
+        subcommand: &str,
+        probes: &str,
+        nodes: &[String],
+        keyspace: &KeyspaceName,
+        max_in_flight: usize,
+        extra_args: &[String],
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let log = std::env::temp_dir().join(format!("dedupd-lab-serve-{port}.log"));
+        let log = std::env::temp_dir().join(format!("dedupd-lab-{subcommand}-{port}.log"));
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot write {}", log.display()))?;
         let mut command = Command::new(binary);
@@ -95,7 +138,7 @@ impl ServerProcess {
             }
         }
         let child = command
-            .arg("serve")
+            .arg(subcommand)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--cql-nodes", &nodes.join(",")])
             .args(["--keyspace", keyspace.as_str()])
@@ -108,10 +151,10 @@ impl ServerProcess {
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {} serve", binary.display()))?;
-        let pid = child.id().context("dedupd serve exited at once")?;
+            .with_context(|| format!("cannot start {} {subcommand}", binary.display()))?;
+        let pid = child.id().context("dedupd exited at once")?;
         let base = format!("http://127.0.0.1:{port}");
-        let client = Client::builder(base.clone())
+        let client = Client::builder(format!("{base}{probes}"))
             .retry_budget(RetryBudget::none())
             .request_timeout(Duration::from_secs(5))
             .build()?;
@@ -129,7 +172,12 @@ impl ServerProcess {
                 .is_ok_and(|readiness| readiness == Readiness::Ready)
         })
         .await
-        .with_context(|| format!("dedupd serve did not get ready; see {}", log.display()))?;
+        .with_context(|| {
+            format!(
+                "dedupd {subcommand} did not get ready; see {}",
+                log.display()
+            )
+        })?;
         Ok(server)
     }
 

@@ -224,9 +224,11 @@ pub struct StoragePolicy {
 }
 
 /// Headers replayed by default: what describes the representation and the
-/// resource created. Never `Set-Cookie` (a session handed to whoever
-/// retries) unless `store_set_cookie` says so.
-pub const DEFAULT_STORED_HEADERS: [&str; 9] = [
+/// resource created, and `Allow` (a 405 must carry it) and `Vary`. Never
+/// `Set-Cookie` (a session handed to whoever retries) unless
+/// `store_set_cookie` says so.
+pub const DEFAULT_STORED_HEADERS: [&str; 11] = [
+    "allow",
     "content-type",
     "content-encoding",
     "content-language",
@@ -236,6 +238,7 @@ pub const DEFAULT_STORED_HEADERS: [&str; 9] = [
     "last-modified",
     "cache-control",
     "link",
+    "vary",
 ];
 
 impl StoragePolicy {

@@ -588,3 +588,115 @@ async fn other_methods_pass_through_and_upgrades_are_refused() {
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(proxy_outcome(&app, "passthrough").await, 2.0);
 }
+
+/// The proxy's input handling, fuzzed against the real thing: any key
+/// bytes, body, method and path. No input makes it answer 5xx or panic;
+/// every refusal is a problem document; and a request it stored is never
+/// forwarded again: sent twice, the second is the first's replay.
+#[test]
+fn no_key_body_method_or_path_makes_the_proxy_fail_or_forward_twice() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (app, hits) = runtime.block_on(spawn_proxy(|_| {}));
+    // Mostly keys the header accepts (bare, or quoted with escapes), so
+    // that many cases are stored; the rest any bytes at all.
+    let bare = "[!#-+\\--:<-\\[\\]-~]{1,24}".prop_map(String::into_bytes);
+    let quoted = "[ -~]{0,24}".prop_map(|key| {
+        format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\"")).into_bytes()
+    });
+    let any_bytes = proptest::collection::vec(
+        prop_oneof![
+            Just(b'"'),
+            Just(b'\\'),
+            Just(b' '),
+            Just(b','),
+            Just(b';'),
+            0x21u8..0x7f,
+            0x80u8..=0xff,
+        ],
+        0..24,
+    );
+    let key_bytes = prop_oneof![5 => bare, 3 => quoted, 2 => any_bytes];
+    let body = proptest::collection::vec(any::<u8>(), 0..48);
+    let method = prop_oneof![Just("POST"), Just("PATCH"), Just("PUT"), Just("GET")];
+    let path = prop_oneof![
+        Just("/pay"),
+        Just("/pay/a%2Fb"),
+        Just("/pay/%F0%9F%A6%80"),
+        Just("/pay?x=%25"),
+        Just("/nowhere"),
+    ];
+    // How many cases were stored and then replayed: the property must not
+    // hold only because nothing was ever stored.
+    let replays = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(key_bytes, body, method, path),
+            |(key, body, method, path)| {
+                runtime.block_on(async {
+                    let send = || {
+                        let mut request = app
+                            .client
+                            .request(method.parse().unwrap(), app.url(path))
+                            .body(body.clone());
+                        if let Ok(value) = reqwest::header::HeaderValue::from_bytes(&key) {
+                            request = request.header("idempotency-key", value);
+                        }
+                        request.send()
+                    };
+                    let first = send().await.unwrap();
+                    let first_status = first.status();
+                    let first_replayed = replayed(&first);
+                    let is_problem = first
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|value| value == "application/problem+json");
+                    let first_body = first.bytes().await.unwrap();
+                    prop_assert!(
+                        first_status.as_u16() < 500,
+                        "{method} {path} key {key:?}: {first_status}"
+                    );
+                    if is_problem {
+                        let problem: Value = serde_json::from_slice(&first_body).unwrap();
+                        prop_assert_eq!(
+                            problem["status"].as_u64(),
+                            Some(u64::from(first_status.as_u16()))
+                        );
+                        prop_assert!(problem["type"].is_string() && problem["detail"].is_string());
+                    }
+                    // Forwarded by a protected route, and a status the default
+                    // policy stores (the upstream's own 4xx included).
+                    let code = first_status.as_u16();
+                    let stored = ["POST", "PATCH"].contains(&method)
+                        && !is_problem
+                        && !first_replayed
+                        && matches!(code / 100, 2 | 4)
+                        && ![408, 409, 425, 429].contains(&code);
+                    let hits_before = hits.total();
+                    let second = send().await.unwrap();
+                    prop_assert!(second.status().as_u16() < 500);
+                    if stored {
+                        prop_assert_eq!(second.status(), first_status);
+                        prop_assert!(replayed(&second), "{method} {path} key {key:?}");
+                        prop_assert_eq!(hits.total(), hits_before, "forwarded twice");
+                        prop_assert_eq!(second.bytes().await.unwrap(), first_body);
+                        replays.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(())
+                })
+            },
+        )
+        .unwrap();
+    let replays = replays.into_inner();
+    assert!(
+        replays >= 5,
+        "only {replays} of 96 cases were stored and replayed"
+    );
+    drop(app);
+}

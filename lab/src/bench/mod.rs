@@ -16,6 +16,7 @@
 
 mod alternatives;
 pub mod load;
+mod proxy;
 mod report;
 pub mod scenarios;
 pub mod soak;
@@ -321,6 +322,15 @@ struct TopologyRun {
 
 /// The scenarios the shared-cores run repeats: the comparisons the
 /// topology changes.
+/// The proxy's scenarios (headline run only).
+const PROXY_SCENARIOS: [&str; 5] = [
+    "upstream_post",
+    "proxy_post",
+    "upstream_post_c16",
+    "proxy_post_c16",
+    "proxy_replay_c16",
+];
+
 const SHARED_CORES_SCENARIOS: [&str; 10] = [
     "lwt_insert",
     "lwt_claim_row",
@@ -670,6 +680,66 @@ impl Bench<'_> {
             )
             .served_by(&server),
         );
+        // The idempotency proxy's cost, in the headline run only: the same
+        // POSTs to a trivial upstream alone and through `dedupd proxy`.
+        let proxied = if !only_headline && PROXY_SCENARIOS.iter().any(|name| args.wants(name)) {
+            progress.line("starting an upstream and a dedupd proxy in front of it");
+            let upstream = proxy::Upstream::start().await?;
+            let proxy_server = ServerProcess::spawn_proxy(
+                &self.binary,
+                &self.nodes,
+                keyspace,
+                4096,
+                &upstream.base,
+            )
+            .await?;
+            let posts = proxy::KeyedPosts::default();
+            let stored: Arc<Vec<String>> = Arc::new(
+                (0..CACHED_KEYS)
+                    .map(|i| format!("{run_id}-proxy-stored-{i}"))
+                    .collect(),
+            );
+            posts.send_once(&proxy_server.base, &stored).await?;
+            let (upstream_base, proxy_base) = (upstream.base.as_str(), proxy_server.base.as_str());
+            scenarios.extend([
+                Scenario::new(
+                    "upstream_post",
+                    open,
+                    posts.new_keys(upstream_base, format!("{run_id}-up")),
+                    profile.open_ops_per_round,
+                ),
+                Scenario::new(
+                    "proxy_post",
+                    open,
+                    posts.new_keys(proxy_base, format!("{run_id}-px")),
+                    profile.open_ops_per_round,
+                )
+                .served_by(&proxy_server),
+                Scenario::new(
+                    "upstream_post_c16",
+                    closed,
+                    posts.new_keys(upstream_base, format!("{run_id}-upc")),
+                    profile.closed_ops_per_round,
+                ),
+                Scenario::new(
+                    "proxy_post_c16",
+                    closed,
+                    posts.new_keys(proxy_base, format!("{run_id}-pxc")),
+                    profile.closed_ops_per_round,
+                )
+                .served_by(&proxy_server),
+                Scenario::new(
+                    "proxy_replay_c16",
+                    closed,
+                    posts.retries(proxy_base, stored),
+                    profile.dup_ops_per_round,
+                )
+                .served_by(&proxy_server),
+            ]);
+            Some((upstream, proxy_server))
+        } else {
+            None
+        };
         // What users would pick instead, in the headline run only: on the
         // database CPUs of a pinned topology, as the Cassandra node.
         let alternatives = if only_headline {
@@ -763,6 +833,10 @@ impl Bench<'_> {
             rss_end_mib: server.rss_mib(),
         };
         server.stop().await;
+        if let Some((upstream, proxy_server)) = proxied {
+            proxy_server.stop().await;
+            drop(upstream);
+        }
         let alternatives = match alternatives {
             Some(started) => Some(started.stop().await),
             None => None,

@@ -106,6 +106,21 @@ pub struct Ratios {
     /// profile's open loop, where this bench compares latencies:
     /// `http_claim` / `postgres_claim`. Goal ≤ 1.5.
     pub dedupd_over_postgres_new_key_p50: Option<f64>,
+    /// `dedupd proxy` in front of a trivial upstream over the upstream
+    /// alone, a new `Idempotency-Key` per POST (a claim and a completion
+    /// each): `proxy_post` / `upstream_post` under the open loop.
+    pub proxy_over_upstream_p50: Option<f64>,
+    pub proxy_over_upstream_p99: Option<f64>,
+    /// `proxy_post_c16` / `upstream_post_c16`: requests/s at 16 workers.
+    pub proxy_over_upstream_throughput: Option<f64>,
+    /// Retries answered from stored responses over the upstream alone:
+    /// `proxy_replay_c16` / `upstream_post_c16`.
+    pub proxy_replay_over_upstream_throughput: Option<f64>,
+    /// What the proxy adds to a request's p50, in µs (open loop).
+    pub proxy_added_p50_us: Option<f64>,
+    /// The proxy process's own CPU per new-key request and per replay, µs.
+    pub server_cpu_us_per_proxied_request: Option<f64>,
+    pub server_cpu_us_per_proxy_replay: Option<f64>,
 }
 
 impl Ratios {
@@ -150,6 +165,19 @@ impl Ratios {
                 tput("dup_heavy_redis_c16"),
             ),
             dedupd_over_postgres_new_key_p50: over(p50("http_claim"), p50("postgres_claim")),
+            proxy_over_upstream_p50: over(p50("proxy_post"), p50("upstream_post")),
+            proxy_over_upstream_p99: over(p99("proxy_post"), p99("upstream_post")),
+            proxy_over_upstream_throughput: over(tput("proxy_post_c16"), tput("upstream_post_c16")),
+            proxy_replay_over_upstream_throughput: over(
+                tput("proxy_replay_c16"),
+                tput("upstream_post_c16"),
+            ),
+            proxy_added_p50_us: match (p50("proxy_post"), p50("upstream_post")) {
+                (Some(proxied), Some(alone)) => Some(proxied - alone),
+                _ => None,
+            },
+            server_cpu_us_per_proxied_request: server_cpu("proxy_post_c16"),
+            server_cpu_us_per_proxy_replay: server_cpu("proxy_replay_c16"),
         }
     }
 }
