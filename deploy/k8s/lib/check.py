@@ -12,7 +12,10 @@
       security context, probes and shutdown timing, no fault injection,
       ingress to the HTTP port by pod label, bearer-token auth from a Secret
       in production, the example Secrets' shape, and that each overlay's
-      database settings match the database manifests.
+      database settings match the database manifests. A Deployment running
+      `dedupd proxy` has its probes and metrics under /_dedupd/, an
+      upstream, a drain that outlasts a forwarded request, and its claim
+      namespace in the namespaces file.
 
       An overlay is production when its directory is overlays/production*
       or its Deployment carries the annotation dedupd.io/environment:
@@ -98,6 +101,20 @@ CHART_STREAM = "helm"
 TOKEN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# dedupd's own endpoints, by the subcommand the container runs. `dedupd
+# proxy` forwards every other path to its upstream, /livez and /metrics
+# included: a probe or a scrape there would ask the API behind it.
+OWN_PATHS = {
+    "serve": {"livez": "/livez", "readyz": "/readyz", "metrics": "/metrics"},
+    "proxy": {"livez": "/_dedupd/livez", "readyz": "/_dedupd/readyz", "metrics": "/_dedupd/metrics"},
+}
+# What `dedupd proxy --upstream` accepts: plain HTTP, a host, an optional
+# path prefix, no query.
+PROXY_UPSTREAM = re.compile(r"http://[^/?#@\s]+(/[^?#\s]*)?")
+# dedupd's defaults for the settings the proxy's timing checks read.
+PROXY_UPSTREAM_TIMEOUT_MS = 30000
+REQUEST_DEADLINE_MS = 10000
+PROXY_NAMESPACE = "proxy"
 
 
 def load_stream(path):
@@ -347,7 +364,7 @@ def peer_admits(peer, labels, any_value=(), other_namespace=False):
     return selector_matches(peer.get("podSelector"), labels, any_value)
 
 
-def check_ingress(problems, name, policies, pod_labels, production, scraped):
+def check_ingress(problems, name, policies, pod_labels, production, scraped, metrics_path="/metrics"):
     peers = list(http_peers(policies, pod_labels))
     client = ", ".join(f"{k}={v}" for k, v in CLIENT_LABELS.items())
     problems.check(any(peer_admits(peer, CLIENT_LABELS) for _, peer in peers), name,
@@ -357,7 +374,7 @@ def check_ingress(problems, name, policies, pod_labels, production, scraped):
         problems.check(any(peer_admits(peer, PROMETHEUS_POD_LABELS, PROMETHEUS_INSTANCE_KEYS, True)
                            for _, peer in peers), name,
                        f"no NetworkPolicy admits the Prometheus pods ({prometheus}) of another namespace "
-                       "to port http: the ServiceMonitor's scrapes of /metrics would time out")
+                       f"to port http: the ServiceMonitor's scrapes of {metrics_path} would time out")
     if not production:
         return
     for policy, peer in peers:
@@ -427,6 +444,15 @@ def check_config_files(problems, name, configmaps, production):
                            f"{AUTH_SECRET}")
 
 
+def innermost_mount(container, path):
+    """The volume mount of the container that holds `path` (normalized), the
+    innermost when mounts nest; None when no mount does."""
+    mounts = [m for m in container.get("volumeMounts") or []
+              if path == posixpath.normpath(m.get("mountPath") or "")
+              or path.startswith(posixpath.normpath(m.get("mountPath") or "").rstrip("/") + "/")]
+    return max(mounts, key=lambda m: len(posixpath.normpath(m["mountPath"])), default=None)
+
+
 def check_auth(problems, where, pod, container, env, example_secrets):
     """Production serves with bearer tokens: DEDUPD_AUTH_CONFIG names a file
     of the Secret dedupd-auth, mounted read-only."""
@@ -441,13 +467,10 @@ def check_auth(problems, where, pod, container, env, example_secrets):
                           f"(components/production points it at the Secret {AUTH_SECRET})"):
         return
     path = posixpath.normpath(path)
-    mounts = [m for m in container.get("volumeMounts") or []
-              if path == posixpath.normpath(m.get("mountPath") or "")
-              or path.startswith(posixpath.normpath(m.get("mountPath") or "").rstrip("/") + "/")]
-    if not problems.check(bool(mounts), where, f"serves without auth: DEDUPD_AUTH_CONFIG ({path}) is on no "
+    mount = innermost_mount(container, path)
+    if not problems.check(mount is not None, where, f"serves without auth: DEDUPD_AUTH_CONFIG ({path}) is on no "
                           "volume mounted into the container, so no Secret provides it"):
         return
-    mount = max(mounts, key=lambda m: len(posixpath.normpath(m["mountPath"])))  # the innermost wins
     volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), {})
     secret = volume.get("secret")
     if not problems.check(isinstance(secret, dict), where, f"serves without auth from a Secret: "
@@ -476,6 +499,94 @@ def check_auth(problems, where, pod, container, env, example_secrets):
     if known is not None:
         problems.check(key in known, where, f"DEDUPD_AUTH_CONFIG ({path}) reads key {key!r} of Secret "
                        f"{secret.get('secretName')}, whose example has {sorted(known)}")
+
+
+def configmap_file(problems, where, pod, container, configmaps, variable, path):
+    """The text of the file that `variable` (`path`) names, when a ConfigMap
+    rendered with the overlay provides it; else None, with a problem when
+    the container cannot have the file at all."""
+    path = posixpath.normpath(path)
+    mount = innermost_mount(container, path)
+    if not problems.check(mount is not None, where, f"{variable} ({path}) is on no volume mounted into "
+                          "the container: dedupd cannot read it and exits at start"):
+        return None
+    volume = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), {})
+    source = volume.get("configMap")
+    if not isinstance(source, dict) or source.get("name") not in configmaps:
+        return None  # a Secret, or a ConfigMap made elsewhere: nothing to read here
+    inner = posixpath.relpath(path, posixpath.normpath(mount["mountPath"]))
+    if mount.get("subPath"):
+        inner = posixpath.normpath(posixpath.join(mount["subPath"], inner))
+    items = source.get("items")
+    if items:
+        key = next((i.get("key") for i in items if posixpath.normpath(i.get("path") or "") == inner), None)
+        if not problems.check(key is not None, where, f"{variable} ({path}) names {inner!r}, a file the "
+                              f"volume {mount.get('name')!r}'s items do not provide"):
+            return None
+    else:
+        key = inner
+    data = configmaps[source["name"]].get("data") or {}
+    if not problems.check(key in data, where, f"{variable} ({path}) reads key {key!r} of ConfigMap "
+                          f"{source['name']}, which has {sorted(data)}"):
+        return None
+    return data[key]
+
+
+def check_proxy(problems, where, pod, container, configmaps, env):
+    """`dedupd proxy`: an upstream to forward to, a drain that lets a
+    forwarded request finish, and a claim namespace that the namespaces
+    file lists (the proxy refuses to start otherwise). `env` is the
+    container's whole environment."""
+    upstream = env.get("DEDUPD_PROXY_UPSTREAM")
+    if problems.check(bool(upstream), where, "dedupd proxy needs DEDUPD_PROXY_UPSTREAM "
+                      "(http://host:port[/prefix] of the API it fronts): without it the container exits at start"):
+        problems.check(PROXY_UPSTREAM.fullmatch(upstream) is not None, where,
+                       f"DEDUPD_PROXY_UPSTREAM {upstream!r} is not http://host:port[/prefix]: the proxy "
+                       "speaks plain HTTP/1.1 and takes no query string")
+
+    # A request in flight when the drain starts may wait for the upstream
+    # and then store its response. Cut in between, its claim stays in
+    # progress until the lease lapses, and the client's retry reaches the
+    # upstream a second time.
+    try:
+        upstream_ms = int(env.get("DEDUPD_PROXY_UPSTREAM_TIMEOUT_MS", PROXY_UPSTREAM_TIMEOUT_MS))
+        deadline_ms = int(env.get("DEDUPD_REQUEST_DEADLINE_MS", REQUEST_DEADLINE_MS))
+        drain_secs = int(env.get("DEDUPD_DRAIN_TIMEOUT_SECS", 20))
+    except ValueError:
+        problems.check(False, where, "DEDUPD_PROXY_UPSTREAM_TIMEOUT_MS, DEDUPD_REQUEST_DEADLINE_MS or "
+                       "DEDUPD_DRAIN_TIMEOUT_SECS is not a number")
+    else:
+        problems.check(1000 <= upstream_ms <= 600000, where,
+                       f"DEDUPD_PROXY_UPSTREAM_TIMEOUT_MS ({upstream_ms}) must be 1000 to 600000")
+        problems.check(drain_secs * 1000 >= upstream_ms + deadline_ms, where,
+                       f"DEDUPD_DRAIN_TIMEOUT_SECS ({drain_secs} s) must cover DEDUPD_PROXY_UPSTREAM_TIMEOUT_MS "
+                       f"({upstream_ms}) + DEDUPD_REQUEST_DEADLINE_MS ({deadline_ms}): a request the drain cuts "
+                       "after the upstream acted leaves its claim to lapse, and the retry runs it again")
+
+    namespace, named_by = PROXY_NAMESPACE, "the default without DEDUPD_PROXY_CONFIG"
+    proxy_config = env.get("DEDUPD_PROXY_CONFIG")
+    if proxy_config:
+        text = configmap_file(problems, where, pod, container, configmaps, "DEDUPD_PROXY_CONFIG", proxy_config)
+        if text is None:
+            return
+        try:
+            namespace = tomllib.loads(text).get("namespace", PROXY_NAMESPACE)
+            named_by = "DEDUPD_PROXY_CONFIG's `namespace`"
+        except tomllib.TOMLDecodeError:
+            return  # check_config_files reports it
+    config = env.get("DEDUPD_CONFIG")
+    if not config:
+        return  # no namespaces file: every namespace exists
+    text = configmap_file(problems, where, pod, container, configmaps, "DEDUPD_CONFIG", config)
+    if text is None:
+        return
+    try:
+        listed = tomllib.loads(text).get("namespaces") or {}
+    except tomllib.TOMLDecodeError:
+        return
+    problems.check(not listed or namespace in listed, where,
+                   f"the proxy's claim namespace {namespace!r} ({named_by}) is not listed "
+                   f"in DEDUPD_CONFIG ({config}), which lists {sorted(listed)}: dedupd proxy refuses to start")
 
 
 def secret_text(secret, key):
@@ -553,32 +664,46 @@ def check_overlay(problems, name, docs, endpoints, example_secrets):
     container = next((c for c in containers if c.get("name") == "dedupd"), None)
     if not problems.check(container is not None, where, "no container named dedupd"):
         return
+    args = container.get("args")
+    mode = args[0] if isinstance(args, list) and args and args[0] in OWN_PATHS else None
+    problems.check(mode is not None and args == [mode], where,
+                   "container dedupd must run `dedupd serve` or `dedupd proxy` (args [\"serve\"] or "
+                   f"[\"proxy\"], settings in the environment), not args {args!r}")
+    own = OWN_PATHS[mode or "serve"]
+    forwarded = " (dedupd proxy forwards every other path to its upstream)" if mode == "proxy" else ""
     problems.check(((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable") == 0,
                    where, "rollingUpdate.maxUnavailable must be 0")
     problems.check((spec.get("minReadySeconds") or 0) > 0, where, "minReadySeconds must be set")
     ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
     problems.check(ports.get("http") == 8080, where, "container port `http` must be 8080")
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+    for probe, path in (("readinessProbe", own["readyz"]), ("livenessProbe", own["livez"]),
+                        ("startupProbe", own["livez"])):
+        if probe == "startupProbe" and probe not in container:
+            continue  # optional; when present, it asks what liveness asks
         get = ((container.get(probe) or {}).get("httpGet")) or {}
         problems.check(get.get("path") == path and get.get("port") == "http", where,
-                       f"{probe} must GET {path} on port http")
+                       f"{probe} must GET {path} on port http{forwarded}")
     keys = {c.get("topologyKey") for c in pod.get("topologySpreadConstraints") or []}
     problems.check({"topology.kubernetes.io/zone", "kubernetes.io/hostname"} <= keys, where,
                    "topologySpreadConstraints must cover zone and hostname")
 
     env = env_of(configmaps, container)
+    # With the container's own env, which wins over envFrom as in Kubernetes.
+    full_env = effective_env(configmaps, container)
     for key in ("DEDUPD_CQL_NODES", "DEDUPD_LOCAL_DC", "DEDUPD_REPLICATION"):
         problems.check(bool(env.get(key)), where, f"{key} is not set (a components/<database> sets it)")
     problems.check(env.get("DEDUPD_LOG_FORMAT") == "json", where, "DEDUPD_LOG_FORMAT must be json")
     if production:
         check_auth(problems, where, pod, container, env, example_secrets)
+    if mode == "proxy":
+        check_proxy(problems, where, pod, container, configmaps, full_env)
 
     # Shutdown: the kubelet must not kill the pod while it drains.
     pre_stop = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
     if problems.check(isinstance(pre_stop, int), where, "lifecycle.preStop.sleep.seconds must be set"):
         try:
-            delay = int(env.get("DEDUPD_SHUTDOWN_DELAY_SECS", 5))
-            drain = int(env.get("DEDUPD_DRAIN_TIMEOUT_SECS", 20))
+            delay = int(full_env.get("DEDUPD_SHUTDOWN_DELAY_SECS", 5))
+            drain = int(full_env.get("DEDUPD_DRAIN_TIMEOUT_SECS", 20))
         except ValueError:
             delay, drain = 5, 20
             problems.check(False, where, "DEDUPD_SHUTDOWN_DELAY_SECS/DEDUPD_DRAIN_TIMEOUT_SECS are not numbers")
@@ -637,7 +762,8 @@ def check_overlay(problems, name, docs, endpoints, example_secrets):
                 problems.check(endpoint.get("port") in port_names, name,
                                f"{describe(monitor)} scrapes port {endpoint.get('port')!r}, "
                                f"which {describe(service)} does not name")
-                problems.check(endpoint.get("path") == "/metrics", name, f"{describe(monitor)} path must be /metrics")
+                problems.check(endpoint.get("path") == own["metrics"], name,
+                               f"{describe(monitor)} path must be {own['metrics']}{forwarded}")
 
     # The migration Job: same image, bounded retries.
     jobs = by_kind.get("Job", [])
@@ -663,7 +789,8 @@ def check_overlay(problems, name, docs, endpoints, example_secrets):
                     and {"Ingress", "Egress"} <= set(p["spec"].get("policyTypes") or [])]
         problems.check(bool(covering), name,
                        f"no NetworkPolicy restricts both ingress and egress of {describe(workload)}'s pods")
-    check_ingress(problems, name, policies, pod_labels, production, bool(by_kind.get("ServiceMonitor")))
+    check_ingress(problems, name, policies, pod_labels, production, bool(by_kind.get("ServiceMonitor")),
+                  own["metrics"])
 
     # The database settings match a database this repository deploys.
     local_dc = env.get("DEDUPD_LOCAL_DC")
@@ -1026,6 +1153,32 @@ MUTATIONS = {
         "base/networkpolicy.yaml",
         lambda p: edit_yaml(p, lambda d: d[0]["spec"]["ingress"][0]["from"].pop(1)),
         "no NetworkPolicy admits the Prometheus pods",
+    ),
+    # overlays/proxy: `dedupd proxy` in front of an API.
+    "proxy-readiness-probe-path": (
+        "overlays/proxy's readinessProbe on /readyz, a path the proxy forwards to the upstream",
+        "overlays/proxy/deployment.yaml",
+        lambda p: edit_text(p, "path: /_dedupd/readyz", "path: /readyz"),
+        "readinessProbe must GET /_dedupd/readyz on port http",
+    ),
+    "proxy-upstream-missing": (
+        "overlays/proxy without DEDUPD_PROXY_UPSTREAM (the proxy exits at start)",
+        "overlays/proxy/deployment.yaml",
+        lambda p: edit_yaml(p, lambda d: dedupd_container(d).update(env=[
+            e for e in dedupd_container(d)["env"] if e["name"] != "DEDUPD_PROXY_UPSTREAM"])),
+        "dedupd proxy needs DEDUPD_PROXY_UPSTREAM",
+    ),
+    "proxy-drain-short": (
+        "overlays/proxy's upstream timeout raised to 60 s without a longer drain",
+        "overlays/proxy/deployment.yaml",
+        lambda p: edit_text(p, 'value: "30000"', 'value: "60000"'),
+        "DEDUPD_DRAIN_TIMEOUT_SECS (45 s) must cover DEDUPD_PROXY_UPSTREAM_TIMEOUT_MS (60000)",
+    ),
+    "proxy-namespace-unlisted": (
+        "overlays/proxy's namespaces file without the proxy's claim namespace",
+        "overlays/proxy/namespaces.toml",
+        lambda p: edit_text(p, "[namespaces.proxy]", "[namespaces.orders]"),
+        "the proxy's claim namespace 'proxy' (DEDUPD_PROXY_CONFIG's `namespace`) is not listed",
     ),
     # The Helm chart (deploy/helm, rendered by validate as overlay-helm*).
     "chart-values-not-in-schema": (
