@@ -285,8 +285,13 @@ pub struct ProxyArgs {
     pub proxy_config: Option<PathBuf>,
     /// The largest request body of a protected request, in bytes (read
     /// whole for its fingerprint; larger ones get 413).
-    #[arg(long, env = "DEDUPD_PROXY_MAX_REQUEST_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "DEDUPD_PROXY_MAX_REQUEST_BODY_BYTES", default_value_t = dedupd::proxy::config::DEFAULT_MAX_REQUEST_BODY_BYTES)]
     pub max_request_body_bytes: usize,
+    /// What protected requests may hold in memory at once, in MiB: their
+    /// bodies, and room for each forward's response to be stored. A
+    /// request that finds none gets 503 before anything is forwarded.
+    #[arg(long, env = "DEDUPD_PROXY_MAX_BUFFERED_MIB", default_value_t = (dedupd::proxy::config::DEFAULT_MAX_BUFFERED_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_buffered_mib: u64,
 }
 
 impl ProxyArgs {
@@ -296,6 +301,7 @@ impl ProxyArgs {
             upstream_timeout: Duration::from_millis(self.upstream_timeout_ms),
             config: self.proxy_config.as_deref(),
             max_request_body_bytes: self.max_request_body_bytes,
+            max_buffered_bytes: (self.max_buffered_mib as usize) << 20,
         })?;
         let config = self.serve.app_config()?;
         Ok(AppConfig {

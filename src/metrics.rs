@@ -190,7 +190,7 @@ metric_set! {
 }
 
 /// What a request through `dedupd proxy` came to (`proxy::ProxyOutcome`).
-pub const PROXY_OUTCOMES: [&str; 14] = [
+pub const PROXY_OUTCOMES: [&str; 15] = [
     "passthrough",
     "stored",
     "released",
@@ -198,6 +198,7 @@ pub const PROXY_OUTCOMES: [&str; 14] = [
     "in_progress",
     "key_reused",
     "refused",
+    "overloaded",
     "store_failed_closed",
     "store_failed_open",
     "upstream_failed",

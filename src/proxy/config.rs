@@ -41,7 +41,17 @@ pub struct ProxyConfig {
     /// Request bodies of protected requests are read whole (the fingerprint
     /// needs them): larger ones get 413.
     pub max_request_body_bytes: usize,
+    /// All that protected requests may hold in memory at once: their bodies
+    /// as read, and for each forward the room its response may need to be
+    /// stored. A request that finds no room gets 503 before anything is
+    /// forwarded, so memory stays bounded whatever clients send.
+    pub max_buffered_bytes: usize,
 }
+
+/// `--max-request-body-bytes`'s default.
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+/// `--max-buffered-mib`'s default.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 /// Where requests go: a plain-HTTP/1.1 origin, optionally with a path
 /// prefix (`http://127.0.0.1:3000/api`).
@@ -331,12 +341,14 @@ fn default_store_failure() -> StoreFailurePolicy {
     StoreFailurePolicy::Closed
 }
 
-/// What `--upstream`, `--upstream-timeout-ms` and `--proxy-config` say.
+/// What `--upstream`, `--upstream-timeout-ms`, `--proxy-config` and the
+/// memory limits say.
 pub struct ProxyFlags<'a> {
     pub upstream: &'a str,
     pub upstream_timeout: Duration,
     pub config: Option<&'a Path>,
     pub max_request_body_bytes: usize,
+    pub max_buffered_bytes: usize,
 }
 
 impl ProxyConfig {
@@ -364,7 +376,8 @@ impl ProxyConfig {
                 upstream,
                 upstream_timeout: Duration::from_secs(30),
                 config: None,
-                max_request_body_bytes: crate::http::MAX_BODY_BYTES,
+                max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
+                max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             },
         )
     }
@@ -420,6 +433,14 @@ impl ProxyConfig {
                 .map(RouteFile::into_route)
                 .collect::<anyhow::Result<_>>()?
         };
+        let one_request = flags.max_request_body_bytes + file.max_stored_response_bytes;
+        anyhow::ensure!(
+            flags.max_buffered_bytes >= one_request,
+            "--max-buffered-mib must hold at least one request: its body \
+             (--max-request-body-bytes, {}) and its stored response (max_stored_response_bytes, {})",
+            flags.max_request_body_bytes,
+            file.max_stored_response_bytes
+        );
         let upstream_secs = flags.upstream_timeout.as_secs();
         anyhow::ensure!(
             (1..=600).contains(&upstream_secs),
@@ -440,6 +461,7 @@ impl ProxyConfig {
                 oversize: file.oversize,
             },
             max_request_body_bytes: flags.max_request_body_bytes,
+            max_buffered_bytes: flags.max_buffered_bytes,
         })
     }
 
@@ -544,6 +566,7 @@ mod tests {
             upstream_timeout: Duration::from_secs(5),
             config: None,
             max_request_body_bytes: 1024,
+            max_buffered_bytes: 1 << 20,
         };
         let config = ProxyConfig::from_file(file, &flags).unwrap();
         assert_eq!(config.namespace.as_str(), "payments-api");
@@ -587,6 +610,7 @@ mod tests {
                 upstream_timeout: Duration::from_secs(5),
                 config: None,
                 max_request_body_bytes: 1024,
+                max_buffered_bytes: 1 << 20,
             };
             let error = toml::from_str::<ProxyFile>(text)
                 .map_err(anyhow::Error::from)

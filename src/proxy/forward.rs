@@ -12,10 +12,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header, request};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use tokio::time::{Instant, timeout_at};
 
+use super::buffers::Reserved;
 use super::config::{OversizePolicy, ProtectedRoute, StoreFailurePolicy};
 use super::header::{REPLAYED, WARNING, idempotency_key, preferred_wait_secs};
 use super::stored::{StoredResponse, UnknownStoredValue};
@@ -34,19 +35,34 @@ const PROXIED: RouteLabel = RouteLabel("proxied");
 type Handled = Result<(ProxyOutcome, Response), (ProxyOutcome, ApiError)>;
 
 /// The fallback handler: every request that is not one of the proxy's own.
+///
+/// The request is handled in a task of its own, not in the connection's:
+/// hyper drops a handler whose client hung up, and a client that gives up
+/// waiting is exactly the one that retries. Dropped between the claim and
+/// the upstream's answer, the forward would be cut off (perhaps after the
+/// upstream acted) and the claim left in progress until its lease ran out,
+/// and then forwarded again. Detached, it runs to its end: the response is
+/// stored (or the key released), and the retry gets what it should.
 pub async fn proxy(State(state): State<ProxyState>, request: Request) -> Response {
-    let (outcome, mut response) = match handle(&state, request).await {
-        Ok(handled) => handled,
-        Err((outcome, error)) => (outcome, error.into_response()),
-    };
-    state
-        .app
-        .metrics
-        .proxy_requests
-        .get_or_create(&OutcomeLabels {
-            outcome: outcome.as_str(),
-        })
-        .inc();
+    let handled = tokio::spawn(async move {
+        let (outcome, response) = match handle(&state, request).await {
+            Ok(handled) => handled,
+            Err((outcome, error)) => (outcome, error.into_response()),
+        };
+        state
+            .app
+            .metrics
+            .proxy_requests
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        response
+    })
+    .await;
+    let mut response = handled.unwrap_or_else(|error| {
+        ApiError::Internal(format!("the proxy's request task failed: {error}")).into_response()
+    });
     response.extensions_mut().insert(PROXIED);
     response
 }
@@ -82,10 +98,23 @@ async fn handle(state: &ProxyState, request: Request) -> Handled {
         .map_err(|error| (ProxyOutcome::Refused, ApiError::invalid_request(error)))?;
     let (parts, body) = request.into_parts();
     // The whole body, bounded: the fingerprint needs it, and so does a
-    // forward that may happen only after the claim.
-    let body = read_request_body(body, config.max_request_body_bytes)
-        .await
-        .map_err(|error| (ProxyOutcome::Refused, error))?;
+    // forward that may happen only after the claim. What it holds of the
+    // buffer budget is given back when this request ends.
+    let mut held = Reserved::default();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    let body = read_request_body(state, declared, body, &mut held).await?;
+    // And room for the response it may store, before anything is claimed:
+    // refused now, nothing has happened that a retry could repeat.
+    if state
+        .buffers
+        .reserve(&mut held, config.storage.max_bytes)
+        .is_err()
+    {
+        return Err((ProxyOutcome::Overloaded, no_buffer_room()));
+    }
     let fingerprint = scope::fingerprint(&route.fingerprint, parts.uri.query(), &body)
         .map_err(|error| (ProxyOutcome::Refused, ApiError::invalid_request(error)))?;
     let claim = ClaimRequest {
@@ -145,18 +174,56 @@ async fn handle(state: &ProxyState, request: Request) -> Handled {
     }
 }
 
-async fn read_request_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge(format!(
+/// Reads a protected request's body whole, within the per-request limit
+/// (413, at once when `Content-Length` already says so) and the buffer
+/// budget (503).
+async fn read_request_body(
+    state: &ProxyState,
+    declared_length: Option<usize>,
+    mut body: Body,
+    held: &mut Reserved,
+) -> Result<Bytes, (ProxyOutcome, ApiError)> {
+    let limit = state.config.max_request_body_bytes;
+    let too_large = || {
+        (
+            ProxyOutcome::Refused,
+            ApiError::PayloadTooLarge(format!(
                 "a protected request's body may hold at most {limit} bytes (the proxy reads it \
                  whole to fingerprint it)"
-            )))
+            )),
+        )
+    };
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut read = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            (
+                ProxyOutcome::Refused,
+                ApiError::invalid_request(format!("the request body could not be read: {error}")),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if read.len() + data.len() > limit {
+            return Err(too_large());
         }
-        Err(error) => Err(ApiError::invalid_request(format!(
-            "the request body could not be read: {error}"
-        ))),
+        if state.buffers.reserve(held, data.len()).is_err() {
+            return Err((ProxyOutcome::Overloaded, no_buffer_room()));
+        }
+        read.extend_from_slice(&data);
+    }
+    Ok(read.freeze())
+}
+
+fn no_buffer_room() -> ApiError {
+    ApiError::Unavailable {
+        detail: "the proxy's memory for request and response bodies (--max-buffered-mib) is \
+                 taken by other requests; nothing was forwarded: retry shortly"
+            .into(),
+        retry_after_secs: 1,
     }
 }
 

@@ -7,6 +7,7 @@
 //! The service's own probes and metrics live under `/_dedupd/`, out of the
 //! upstream's way.
 
+mod buffers;
 pub mod config;
 mod forward;
 pub mod header;
@@ -41,6 +42,7 @@ pub struct ProxyState {
     app: AppState,
     config: Arc<ProxyConfig>,
     client: upstream::UpstreamClient,
+    buffers: buffers::BufferBudget,
     /// Every proxy claim's retention: the namespace's TTL, and a lease that
     /// outlasts the upstream's timeout.
     retention: Retention,
@@ -73,6 +75,9 @@ pub enum ProxyOutcome {
     /// The request was refused before anything was forwarded: 400, 413 or
     /// 501, or 409 for a key holding a result the proxy did not store.
     Refused,
+    /// No room in the proxy's buffer memory (`--max-buffered-mib`): 503
+    /// before anything was forwarded.
+    Overloaded,
     /// The claim could not be decided; the route fails closed: 503.
     StoreFailedClosed,
     /// The claim could not be decided; the route fails open: forwarded
@@ -103,6 +108,7 @@ impl ProxyOutcome {
             ProxyOutcome::InProgress => "in_progress",
             ProxyOutcome::KeyReused => "key_reused",
             ProxyOutcome::Refused => "refused",
+            ProxyOutcome::Overloaded => "overloaded",
             ProxyOutcome::StoreFailedClosed => "store_failed_closed",
             ProxyOutcome::StoreFailedOpen => "store_failed_open",
             ProxyOutcome::UpstreamFailed => "upstream_failed",
@@ -145,10 +151,12 @@ pub fn router(
         routes = config.routes.len(),
         "proxying"
     );
+    let buffers = buffers::BufferBudget::new(config.max_buffered_bytes);
     let state = ProxyState {
         app,
         config: Arc::new(config),
         client: upstream::client(),
+        buffers,
         retention,
     };
     let router = Router::new()
@@ -176,6 +184,7 @@ mod tests {
             InProgress,
             KeyReused,
             Refused,
+            Overloaded,
             StoreFailedClosed,
             StoreFailedOpen,
             UpstreamFailed,

@@ -277,6 +277,60 @@ async fn a_concurrent_retry_hears_409_or_waits_for_the_response() {
 }
 
 #[tokio::test]
+async fn a_client_that_hangs_up_still_gets_the_first_response_on_retry() {
+    let (app, hits) = spawn_proxy(|_| {}).await;
+    // Gives up long before the upstream's 800 ms answer.
+    let impatient = app
+        .client
+        .post(app.url("/slow"))
+        .header("idempotency-key", "gave-up")
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "the client timed out");
+    // The proxy finishes the request without the client: the retry hears
+    // the stored response, not 409 for the length of a lease.
+    let retry = app
+        .client
+        .post(app.url("/slow"))
+        .header("idempotency-key", "gave-up")
+        .header("prefer", "wait=10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert!(replayed(&retry));
+    assert_eq!(retry.text().await.unwrap(), "slow order 1");
+    assert_eq!(hits.total(), 1);
+}
+
+#[tokio::test]
+async fn bodies_are_bounded_per_request_and_across_requests() {
+    let (app, hits) = spawn_proxy(|config| {
+        config.max_request_body_bytes = 512 * 1024;
+        config.max_buffered_bytes = 256 * 1024;
+    })
+    .await;
+    // Over the per-request limit: 413, said before the body is read.
+    let (status, _) =
+        problem(send_keyed(&app, "/pay", "huge", &"h".repeat(600 * 1024)).await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Within it, but more than all requests may hold at once: 503, with
+    // nothing forwarded.
+    let refused = send_keyed(&app, "/pay", "big", &"b".repeat(300 * 1024)).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let (status, _) = problem(refused).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hits.total(), 0);
+    assert_eq!(proxy_outcome(&app, "overloaded").await, 1.0);
+    // The refused request gave its room back: one that fits (with room for
+    // its response) goes through.
+    let fits = send_keyed(&app, "/pay", "fits", &"f".repeat(150 * 1024)).await;
+    assert_eq!(fits.status(), StatusCode::CREATED);
+    assert_eq!(hits.total(), 1);
+}
+
+#[tokio::test]
 async fn answers_that_say_try_again_are_not_stored() {
     let (app, hits) = spawn_proxy(|_| {}).await;
     for code in [500, 503, 429, 409, 408] {

@@ -1,0 +1,73 @@
+//! The memory protected requests may hold at once (`--max-buffered-mib`).
+//!
+//! A protected request's body is read whole, and a stored response is read
+//! whole before it is stored: without a bound across requests, enough
+//! clients sending large bodies at once would take all the memory there
+//! is. Each request reserves what it reads as it reads it, and, before its
+//! claim, the room its response may need; one that finds no room is
+//! refused (503) before anything is claimed or forwarded, so the refusal is
+//! always safe to retry.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The budget, in KiB permits. Cheap to clone.
+#[derive(Clone)]
+pub struct BufferBudget {
+    kib: Arc<Semaphore>,
+}
+
+/// What one request holds of the budget; given back when dropped.
+#[derive(Default)]
+pub struct Reserved {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The budget has no room for what a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
+
+impl BufferBudget {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            kib: Arc::new(Semaphore::new(kib(bytes) as usize)),
+        }
+    }
+
+    /// Adds room for `bytes` more to `held`, or refuses at once.
+    pub fn reserve(&self, held: &mut Reserved, bytes: usize) -> Result<(), NoRoom> {
+        let more = self
+            .kib
+            .clone()
+            .try_acquire_many_owned(kib(bytes))
+            .map_err(|_| NoRoom)?;
+        match &mut held.permit {
+            Some(permit) => permit.merge(more),
+            None => held.permit = Some(more),
+        }
+        Ok(())
+    }
+}
+
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_is_taken_as_requests_read_and_given_back_when_they_end() {
+        let budget = BufferBudget::new(10 * 1024);
+        let mut first = Reserved::default();
+        budget.reserve(&mut first, 6 * 1024).unwrap();
+        let mut second = Reserved::default();
+        assert_eq!(budget.reserve(&mut second, 5 * 1024), Err(NoRoom));
+        budget.reserve(&mut second, 4 * 1024).unwrap();
+        assert_eq!(budget.reserve(&mut first, 1), Err(NoRoom));
+        drop(first);
+        budget.reserve(&mut second, 6 * 1024).unwrap();
+    }
+}
