@@ -89,26 +89,25 @@ fn request_of(action: &AdminCommand) -> (hyper::Method, String, Option<String>) 
             encode_segment(key)
         )
     };
+    // Both actions are a POST to a verb under the claim, with the reason
+    // for the audit log.
+    let act = |namespace: &str, key: &str, verb: &str, reason: Option<&str>| {
+        let body = serde_json::json!({ "reason": reason }).to_string();
+        let path = format!("{}/{verb}", claim(namespace, key));
+        (hyper::Method::POST, path, Some(body))
+    };
     match action {
         AdminCommand::Get { namespace, key } => (hyper::Method::GET, claim(namespace, key), None),
         AdminCommand::ForceRelease {
             namespace,
             key,
             reason,
-        } => (
-            hyper::Method::POST,
-            format!("{}/force-release", claim(namespace, key)),
-            Some(serde_json::json!({ "reason": reason }).to_string()),
-        ),
+        } => act(namespace, key, "force-release", reason.as_deref()),
         AdminCommand::Forget {
             namespace,
             key,
             reason,
-        } => (
-            hyper::Method::POST,
-            format!("{}/forget", claim(namespace, key)),
-            Some(serde_json::json!({ "reason": reason }).to_string()),
-        ),
+        } => act(namespace, key, "forget", Some(reason)),
     }
 }
 

@@ -133,22 +133,27 @@ impl<'a> AdminMachine<'a> {
     /// The answer from the row as a serial read saw it after an unknown
     /// delete (or a refusal that followed one).
     fn judge(&mut self, before: ClaimRecord, view: RowView) -> Next<Self> {
-        let answer = match view {
-            RowView::Absent | RowView::Remnant { token: None } => AdminOutcome::Done { before },
+        match view {
+            RowView::Absent | RowView::Remnant { token: None } => {
+                Action::Answer(AdminOutcome::Done { before })
+            }
+            // Still the holder we read first: the write did not apply, so
+            // it goes again (against the row as it is now).
             RowView::Live(now) if now.token == before.token && self.action.applies_to(&now) => {
                 let write = self.action.write(&now);
                 self.before = Some(before);
-                return Action::Write(write);
+                Action::Write(write)
             }
             RowView::Remnant { token: Some(held) } if held == before.token => {
                 let write = self.action.write(&before);
                 self.before = Some(before);
-                return Action::Write(write);
+                Action::Write(write)
             }
-            RowView::Live(now) if now.window != before.window => AdminOutcome::Done { before },
-            RowView::Live(_) | RowView::Remnant { .. } => AdminOutcome::Changed,
-        };
-        Action::Answer(answer)
+            RowView::Live(now) if now.window != before.window => {
+                Action::Answer(AdminOutcome::Done { before })
+            }
+            RowView::Live(_) | RowView::Remnant { .. } => Action::Answer(AdminOutcome::Changed),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use super::AppState;
 use super::auth::Auth;
 use super::claim_answer::{StateDto, holder_of};
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, OptionalJsonBody, decoded_params, param};
+use super::extract::{OptionalJsonBody, WithBody, decoded_params, param};
 use super::problem_docs::{InvalidRequest, NoLiveClaim, NotDecided};
 use crate::claims::{AdminAction, AdminOutcome};
 use crate::domain::{ClaimKey, ClaimRecord, Namespace, Principal, StoredResult};
@@ -188,13 +188,9 @@ pub async fn force_release(
     request_body = ForgetBody,
     responses((status = 200, description = "Forgotten; `before` is the claim that was", body = AdminActionResponse), AdminRefusals, AdminConflict, InvalidRequest, NoLiveClaim, NotDecided)
 )]
-pub async fn forget(
-    State(state): State<AppState>,
-    path: AdminClaimPath,
-    JsonBody(body): JsonBody<ForgetBody>,
-) -> ApiResult<Response> {
-    let reason = checked_reason(Some(body.reason), true)?;
-    act(&state, &path, AdminAction::Forget, reason).await
+pub async fn forget(call: WithBody<AdminClaimPath, ForgetBody>) -> ApiResult<Response> {
+    let reason = checked_reason(Some(call.body.reason), true)?;
+    act(&call.state, &call.path, AdminAction::Forget, reason).await
 }
 
 async fn act(

@@ -21,7 +21,7 @@ use super::problem_docs::{
 };
 use std::time::Duration;
 
-use crate::claims::{ClaimService, DecideError, MAX_WAIT_SECS, TooManyWaiters, TransitionOutcome};
+use crate::claims::{MAX_WAIT_SECS, TooManyWaiters, TransitionOutcome};
 use crate::domain::{ClaimRecord, ClaimToken, LeaseRequest, StoredResult};
 
 /// The body of a claim. Every field is optional; so is the body.
@@ -274,17 +274,32 @@ impl<B: GuardedBody> FromRequest<AppState> for TokenCall<B> {
     }
 }
 
+/// What a token's owner asks of its claim, once the body is valid.
+enum TokenAction {
+    Complete(Option<StoredResult>),
+    Release,
+    Extend(LeaseRequest),
+}
+
 impl<B> TokenCall<B> {
     /// What complete, release and extend share once their input is valid:
     /// the services and a permit, then the call, answered by its outcome.
-    async fn transition(
-        &self,
-        done: &'static str,
-        call: impl AsyncFnOnce(&ClaimService) -> Result<TransitionOutcome, DecideError>,
-    ) -> ApiResult<Response> {
+    async fn transition(&self, action: TokenAction) -> ApiResult<Response> {
         let (services, _permit) = self.state.admitted()?;
-        let outcome = call(services.claims.as_ref()).await?;
-        transition_response(outcome, done)
+        let claims = services.claims.as_ref();
+        let (namespace, key, token) = (&self.path.namespace, &self.path.key, self.token);
+        let (done, outcome) = match action {
+            TokenAction::Complete(result) => (
+                "completed",
+                claims.complete(namespace, key, token, result).await,
+            ),
+            TokenAction::Release => ("released", claims.release(namespace, key, token).await),
+            TokenAction::Extend(lease) => (
+                "extended",
+                claims.extend(namespace, key, token, lease).await,
+            ),
+        };
+        transition_response(outcome?, done)
     }
 }
 
@@ -318,12 +333,7 @@ pub async fn complete(call: TokenCall<CompleteBody>) -> ApiResult<Response> {
         .map(StoredResult::from_json)
         .transpose()
         .map_err(|error| ApiError::PayloadTooLarge(error.to_string()))?;
-    call.transition("completed", async |claims| {
-        claims
-            .complete(&call.path.namespace, &call.path.key, call.token, result)
-            .await
-    })
-    .await
+    call.transition(TokenAction::Complete(result)).await
 }
 
 /// Release an in-progress claim so the key can be claimed again at once.
@@ -332,12 +342,7 @@ pub async fn complete(call: TokenCall<CompleteBody>) -> ApiResult<Response> {
     responses(TransitionAnswers, InvalidRequest, NoLiveClaim, BodyNotJson, NotDecided)
 )]
 pub async fn release(call: TokenCall<TokenBody>) -> ApiResult<Response> {
-    call.transition("released", async |claims| {
-        claims
-            .release(&call.path.namespace, &call.path.key, call.token)
-            .await
-    })
-    .await
+    call.transition(TokenAction::Release).await
 }
 
 /// Extend the lease of an in-progress claim.
@@ -348,12 +353,7 @@ pub async fn release(call: TokenCall<TokenBody>) -> ApiResult<Response> {
 pub async fn extend(call: TokenCall<ExtendBody>) -> ApiResult<Response> {
     let lease = LeaseRequest::parse(&call.path.policy, call.body.lease_secs)
         .map_err(ApiError::invalid_request)?;
-    call.transition("extended", async |claims| {
-        claims
-            .extend(&call.path.namespace, &call.path.key, call.token, lease)
-            .await
-    })
-    .await
+    call.transition(TokenAction::Extend(lease)).await
 }
 
 /// Read a claim's state and times (never its token).

@@ -13,7 +13,7 @@ use crate::client::{
 };
 use crate::encode::encode_segment;
 use crate::error::Error;
-use crate::options::{ClaimOptions, whole_secs};
+use crate::options::{ClaimOptions, ClaimTerms};
 
 /// The most keys one batch may hold.
 pub const MAX_BATCH_KEYS: usize = 1000;
@@ -66,12 +66,8 @@ pub struct BatchResult {
 #[derive(Serialize)]
 struct BatchBody<'a> {
     claims: Vec<BatchItem<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ttl_secs: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease_secs: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    complete: Option<bool>,
+    #[serde(flatten)]
+    terms: ClaimTerms,
     claimant: &'a str,
 }
 
@@ -155,9 +151,7 @@ impl Client {
                         .or(options.fingerprint.as_deref()),
                 })
                 .collect(),
-            ttl_secs: options.ttl.map(whole_secs),
-            lease_secs: options.lease.map(whole_secs),
-            complete: options.complete.then_some(true),
+            terms: options.terms(),
             claimant: &claimant,
         };
         let call = Call::Batch {

@@ -97,12 +97,19 @@ impl ClaimOptions {
 
     pub(crate) fn body<'a>(&'a self, claimant: &'a str, wait: Duration) -> ClaimBody<'a> {
         ClaimBody {
-            ttl_secs: self.ttl.map(whole_secs),
-            lease_secs: self.lease.map(whole_secs),
-            complete: self.complete.then_some(true),
+            terms: self.terms(),
             fingerprint: self.fingerprint.as_deref(),
             claimant,
             wait_secs: (!wait.is_zero()).then(|| whole_secs(wait.min(MAX_WAIT))),
+        }
+    }
+
+    /// What a single claim and a batch both send of these options.
+    pub(crate) fn terms(&self) -> ClaimTerms {
+        ClaimTerms {
+            ttl_secs: self.ttl.map(whole_secs),
+            lease_secs: self.lease.map(whole_secs),
+            complete: self.complete.then_some(true),
         }
     }
 }
@@ -113,14 +120,22 @@ pub(crate) fn whole_secs(duration: Duration) -> u64 {
     secs.max(1)
 }
 
+/// The fields a claim body and a batch body share; absent when unset, so
+/// the namespace's defaults apply.
 #[derive(Serialize)]
-pub(crate) struct ClaimBody<'a> {
+pub(crate) struct ClaimTerms {
     #[serde(skip_serializing_if = "Option::is_none")]
     ttl_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_secs: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     complete: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ClaimBody<'a> {
+    #[serde(flatten)]
+    terms: ClaimTerms,
     #[serde(skip_serializing_if = "Option::is_none")]
     fingerprint: Option<&'a str>,
     claimant: &'a str,

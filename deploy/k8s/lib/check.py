@@ -484,21 +484,27 @@ def check_auth(problems, where, pod, container, env, example_secrets):
     problems.check(secret.get("secretName") == AUTH_SECRET, where,
                    f"the auth config must come from the Secret {AUTH_SECRET} ({AUTH_EXAMPLE}), "
                    f"not {secret.get('secretName')!r}")
-    inner = posixpath.relpath(path, posixpath.normpath(mount["mountPath"]))
-    if mount.get("subPath"):
-        inner = posixpath.normpath(posixpath.join(mount["subPath"], inner))
-    items = secret.get("items")
-    if items:
-        key = next((i.get("key") for i in items if posixpath.normpath(i.get("path") or "") == inner), None)
-        if not problems.check(key is not None, where, f"DEDUPD_AUTH_CONFIG ({path}) names {inner!r}, a file "
-                              "the Secret volume's items do not provide"):
-            return
-    else:
-        key = inner
+    inner, key = volume_key(mount, secret, path)
+    if not problems.check(key is not None, where, f"DEDUPD_AUTH_CONFIG ({path}) names {inner!r}, a file "
+                          "the Secret volume's items do not provide"):
+        return
     known = example_secrets.get(secret.get("secretName"))
     if known is not None:
         problems.check(key in known, where, f"DEDUPD_AUTH_CONFIG ({path}) reads key {key!r} of Secret "
                        f"{secret.get('secretName')}, whose example has {sorted(known)}")
+
+
+def volume_key(mount, source, path):
+    """Which key of a Secret or ConfigMap volume `source` the file at `path`
+    (inside `mount`) is: (the path inside the volume, the key), the key None
+    when the volume lists `items` and none of them is that path."""
+    inner = posixpath.relpath(path, posixpath.normpath(mount["mountPath"]))
+    if mount.get("subPath"):
+        inner = posixpath.normpath(posixpath.join(mount["subPath"], inner))
+    items = source.get("items")
+    if not items:
+        return inner, inner
+    return inner, next((i.get("key") for i in items if posixpath.normpath(i.get("path") or "") == inner), None)
 
 
 def configmap_file(problems, where, pod, container, configmaps, variable, path):
@@ -514,17 +520,10 @@ def configmap_file(problems, where, pod, container, configmaps, variable, path):
     source = volume.get("configMap")
     if not isinstance(source, dict) or source.get("name") not in configmaps:
         return None  # a Secret, or a ConfigMap made elsewhere: nothing to read here
-    inner = posixpath.relpath(path, posixpath.normpath(mount["mountPath"]))
-    if mount.get("subPath"):
-        inner = posixpath.normpath(posixpath.join(mount["subPath"], inner))
-    items = source.get("items")
-    if items:
-        key = next((i.get("key") for i in items if posixpath.normpath(i.get("path") or "") == inner), None)
-        if not problems.check(key is not None, where, f"{variable} ({path}) names {inner!r}, a file the "
-                              f"volume {mount.get('name')!r}'s items do not provide"):
-            return None
-    else:
-        key = inner
+    inner, key = volume_key(mount, source, path)
+    if not problems.check(key is not None, where, f"{variable} ({path}) names {inner!r}, a file the "
+                          f"volume {mount.get('name')!r}'s items do not provide"):
+        return None
     data = configmaps[source["name"]].get("data") or {}
     if not problems.check(key in data, where, f"{variable} ({path}) reads key {key!r} of ConfigMap "
                           f"{source['name']}, which has {sorted(data)}"):

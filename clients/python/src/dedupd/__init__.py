@@ -10,6 +10,7 @@
 See the package README for the protocol rules the client follows.
 """
 
+from . import errors
 from ._async import AsyncClaim, AsyncClient
 from ._protocol import (
     Acquired,
@@ -22,54 +23,20 @@ from ._protocol import (
     new_claimant,
 )
 from ._sync import Claim, Client
-from .errors import (
-    AlreadyCompleted,
-    BadRequest,
-    DedupdError,
-    FingerprintMismatch,
-    Forbidden,
-    LeaseLost,
-    NotFound,
-    NotOwner,
-    PayloadTooLarge,
-    ProblemError,
-    ServerError,
-    StillInProgress,
-    TransitionRefused,
-    Unauthorized,
-    Unavailable,
-    UnreleasedClaimWarning,
-    UnsupportedMediaType,
-)
+from .errors import *  # noqa: F403 (every error is part of the API: errors.__all__ names them)
 
 __all__ = [
     "Acquired",
-    "AlreadyCompleted",
     "AsyncClaim",
     "AsyncClient",
-    "BadRequest",
     "Claim",
     "ClaimAnswer",
     "ClaimInfo",
     "Client",
-    "DedupdError",
     "Duplicate",
-    "FingerprintMismatch",
-    "Forbidden",
-    "LeaseLost",
-    "NotFound",
-    "NotOwner",
-    "PayloadTooLarge",
-    "ProblemError",
-    "ServerError",
-    "StillInProgress",
     "Transition",
-    "TransitionRefused",
-    "Unauthorized",
-    "Unavailable",
-    "UnreleasedClaimWarning",
-    "UnsupportedMediaType",
     "__version__",
     "holder_label",
     "new_claimant",
 ]
+__all__ += errors.__all__
