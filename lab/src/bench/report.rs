@@ -29,7 +29,7 @@ pub struct ScenarioReport {
     /// scenarios, the driver) spent per operation; Cassandra's own CPU is
     /// not included.
     pub process_cpu_us_per_op: Option<u64>,
-    /// CPU the dedupd process spent per operation, from its /proc/<pid>/stat
+    /// CPU the dedupd process spent per operation, from its CPU-time clock
     /// (HTTP scenarios only).
     pub server_cpu_us_per_op: Option<u64>,
 }
