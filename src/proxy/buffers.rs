@@ -22,6 +22,10 @@ pub struct BufferBudget {
 #[derive(Default)]
 pub struct Reserved {
     permit: Option<OwnedSemaphorePermit>,
+    /// The bytes asked for so far. Permits follow their sum, rounded up
+    /// once: a body that arrives in many small frames costs what it weighs,
+    /// not a KiB a frame.
+    bytes: usize,
 }
 
 /// The budget has no room for what a request asked for.
@@ -37,15 +41,24 @@ impl BufferBudget {
 
     /// Adds room for `bytes` more to `held`, or refuses at once.
     pub fn reserve(&self, held: &mut Reserved, bytes: usize) -> Result<(), NoRoom> {
-        let more = self
-            .kib
-            .clone()
-            .try_acquire_many_owned(kib(bytes))
-            .map_err(|_| NoRoom)?;
-        match &mut held.permit {
-            Some(permit) => permit.merge(more),
-            None => held.permit = Some(more),
+        let total = held.bytes.saturating_add(bytes);
+        let have = held
+            .permit
+            .as_ref()
+            .map_or(0, |permit| permit.num_permits());
+        let missing = (kib(total) as usize).saturating_sub(have);
+        if missing > 0 {
+            let more = self
+                .kib
+                .clone()
+                .try_acquire_many_owned(u32::try_from(missing).unwrap_or(u32::MAX))
+                .map_err(|_| NoRoom)?;
+            match &mut held.permit {
+                Some(permit) => permit.merge(more),
+                None => held.permit = Some(more),
+            }
         }
+        held.bytes = total;
         Ok(())
     }
 }
@@ -69,5 +82,18 @@ mod tests {
         assert_eq!(budget.reserve(&mut first, 1), Err(NoRoom));
         drop(first);
         budget.reserve(&mut second, 6 * 1024).unwrap();
+    }
+
+    #[test]
+    fn many_small_frames_cost_what_they_weigh() {
+        let budget = BufferBudget::new(4 * 1024);
+        let mut held = Reserved::default();
+        // 4 KiB in 100-byte frames: 41 frames would be 41 KiB at a KiB each.
+        for _ in 0..40 {
+            budget.reserve(&mut held, 100).unwrap();
+        }
+        assert_eq!(held.permit.as_ref().map(|p| p.num_permits()), Some(4));
+        let mut other = Reserved::default();
+        assert_eq!(budget.reserve(&mut other, 1), Err(NoRoom));
     }
 }

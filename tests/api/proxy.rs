@@ -141,6 +141,18 @@ async fn send_keyed(app: &TestApp, path: &str, key: &str, body: &str) -> reqwest
         .expect("proxied request")
 }
 
+/// A keyed POST that may wait up to `wait_secs` for the key's first request
+/// to finish (`Prefer: wait`).
+async fn send_waiting(app: &TestApp, path: &str, key: &str, wait_secs: u32) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("idempotency-key", key)
+        .header("prefer", format!("wait={wait_secs}"))
+        .send()
+        .await
+        .expect("proxied request")
+}
+
 async fn problem(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     assert_eq!(
@@ -260,14 +272,7 @@ async fn a_concurrent_retry_hears_409_or_waits_for_the_response() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["type"], format!("{DRAFT}#section-2.7"));
 
-    let waiting = app
-        .client
-        .post(app.url("/slow"))
-        .header("idempotency-key", "s")
-        .header("prefer", "wait=10")
-        .send()
-        .await
-        .unwrap();
+    let waiting = send_waiting(&app, "/slow", "s", 10).await;
     assert_eq!(waiting.status(), StatusCode::CREATED);
     assert!(replayed(&waiting));
     let (first_status, first_body) = first.await.unwrap();
@@ -290,14 +295,7 @@ async fn a_client_that_hangs_up_still_gets_the_first_response_on_retry() {
     assert!(impatient.is_err(), "the client timed out");
     // The proxy finishes the request without the client: the retry hears
     // the stored response, not 409 for the length of a lease.
-    let retry = app
-        .client
-        .post(app.url("/slow"))
-        .header("idempotency-key", "gave-up")
-        .header("prefer", "wait=10")
-        .send()
-        .await
-        .unwrap();
+    let retry = send_waiting(&app, "/slow", "gave-up", 10).await;
     assert_eq!(retry.status(), StatusCode::CREATED);
     assert!(replayed(&retry));
     assert_eq!(retry.text().await.unwrap(), "slow order 1");
