@@ -110,13 +110,6 @@ impl Measurement {
 }
 
 /// Sends `count` operations at `rate_per_s`, starting with index `first`.
-///
-/// The schedule runs on a thread of its own with `std::thread::sleep`
-/// (about 0.1 ms late on Linux) rather than on tokio timers, whose 1 ms
-/// granularity would add up to a millisecond of the generator's own delay to
-/// every latency. At most `max_in_flight` may be outstanding; a send that
-/// finds the cap reached is counted as an `overrun` error, not delayed,
-/// because delaying it would hide the stall.
 pub async fn open_loop(
     operation: &Operation,
     first: u64,
@@ -124,26 +117,62 @@ pub async fn open_loop(
     rate_per_s: f64,
     max_in_flight: u64,
 ) -> Measurement {
+    let mut measured = open_loop_in_turn(
+        std::slice::from_ref(operation),
+        first,
+        count,
+        rate_per_s,
+        max_in_flight,
+    )
+    .await;
+    measured.pop().unwrap_or_default()
+}
+
+/// Sends `count_each` calls of every operation of `operations`, in turn on
+/// one schedule of `rate_per_s` sends (a, b, a, b, …; the `k`th call of
+/// each has index `first + k`), and measures each operation apart.
+///
+/// Two scenarios whose ratio is a headline figure are sent this way: each
+/// request of one has a request of the other a few milliseconds away, so
+/// whatever the machine does meanwhile (a compaction, a garbage collection,
+/// another build) lands on both alike instead of on whichever ran at the
+/// time.
+///
+/// The schedule runs on a thread of its own with `std::thread::sleep`
+/// (about 0.1 ms late on Linux) rather than on tokio timers, whose 1 ms
+/// granularity would add up to a millisecond of the generator's own delay to
+/// every latency. At most `max_in_flight` may be outstanding; a send that
+/// finds the cap reached is counted as an `overrun` error, not delayed,
+/// because delaying it would hide the stall.
+pub async fn open_loop_in_turn(
+    operations: &[Operation],
+    first: u64,
+    count_each: u64,
+    rate_per_s: f64,
+    max_in_flight: u64,
+) -> Vec<Measurement> {
+    let turns = operations.len() as u64;
     let interval = Duration::from_secs_f64(1.0 / rate_per_s);
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Duration, OpResult)>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, Duration, OpResult)>();
     let in_flight = Arc::new(AtomicU64::new(0));
     let runtime = tokio::runtime::Handle::current();
-    let operation = operation.clone();
+    let scheduled = operations.to_vec();
     let start = std::time::Instant::now();
     let scheduler = std::thread::spawn(move || {
-        let mut overruns = 0;
-        for offset in 0..count {
+        let mut overruns = vec![0u64; scheduled.len()];
+        for offset in 0..count_each * turns {
+            let turn = (offset % turns) as usize;
             let intended = start + interval.mul_f64(offset as f64);
             let now = std::time::Instant::now();
             if intended > now {
                 std::thread::sleep(intended - now);
             }
             if in_flight.load(Ordering::Relaxed) >= max_in_flight {
-                overruns += 1;
+                overruns[turn] += 1;
                 continue;
             }
             in_flight.fetch_add(1, Ordering::Relaxed);
-            let future = operation(first + offset);
+            let future = scheduled[turn](first + offset / turns);
             let done_tx = done_tx.clone();
             let in_flight = in_flight.clone();
             runtime.spawn(async move {
@@ -151,22 +180,27 @@ pub async fn open_loop(
                 // From the intended send time, not the actual one.
                 let latency = intended.elapsed();
                 in_flight.fetch_sub(1, Ordering::Relaxed);
-                let _ = done_tx.send((latency, result));
+                let _ = done_tx.send((turn, latency, result));
             });
         }
         overruns
     });
-    let mut measurement = Measurement::default();
+    let mut measured = vec![Measurement::default(); operations.len()];
     // Ends when the scheduler and every request it started are done.
-    while let Some((latency, result)) = done_rx.recv().await {
-        measurement.record(latency, &result);
+    while let Some((turn, latency, result)) = done_rx.recv().await {
+        measured[turn].record(latency, &result);
     }
-    let overruns = scheduler.join().unwrap_or(0);
-    for _ in 0..overruns {
-        measurement.record(Duration::ZERO, &Err("overrun".into()));
+    let overruns = scheduler
+        .join()
+        .unwrap_or_else(|_| vec![0; operations.len()]);
+    let elapsed = start.elapsed();
+    for (measurement, overruns) in measured.iter_mut().zip(overruns) {
+        for _ in 0..overruns {
+            measurement.record(Duration::ZERO, &Err("overrun".into()));
+        }
+        measurement.elapsed = elapsed;
     }
-    measurement.elapsed = start.elapsed();
-    measurement
+    measured
 }
 
 /// Runs `count` operations on `workers` concurrent workers, each sending
@@ -238,6 +272,32 @@ mod tests {
         assert_eq!(measurement.count(), 2);
         assert_eq!(measurement.errors, 8);
         assert_eq!(measurement.error_kinds, vec![("overrun".to_owned(), 8)]);
+    }
+
+    #[tokio::test]
+    async fn operations_in_turn_are_sent_alternately_and_measured_apart() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recording = |tag: char, answer: OpResult| -> Operation {
+            let seen = seen.clone();
+            Arc::new(move |index| {
+                seen.lock().unwrap().push((tag, index));
+                let answer = answer.clone();
+                Box::pin(async move { answer })
+            })
+        };
+        let operations = [
+            recording('a', Ok(())),
+            recording('b', Err("refused".into())),
+        ];
+        let measured = open_loop_in_turn(&operations, 10, 5, 200.0, 1000).await;
+        let expected: Vec<(char, u64)> = (10..15).flat_map(|i| [('a', i), ('b', i)]).collect();
+        assert_eq!(*seen.lock().unwrap(), expected);
+        // Each operation's answers are its own: a's five successes, b's
+        // five refusals.
+        assert_eq!(measured.len(), 2);
+        assert_eq!((measured[0].count(), measured[0].errors), (5, 0));
+        assert_eq!((measured[1].count(), measured[1].errors), (0, 5));
+        assert_eq!(measured[1].error_kinds, vec![("refused".to_owned(), 5)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,10 @@
 //! users would pick instead, a private Redis and PostgreSQL (see
 //! `alternatives`). Scenarios run interleaved, a slice each per round, so
 //! that drift of the machine (other load, compaction, JIT warm-up) lands
-//! on all of them alike.
+//! on all of them alike; the open-loop pairs whose ratios are headline
+//! figures (`plain_insert` and `lwt_insert`, `lwt_claim_row` and
+//! `http_claim`, `upstream_post` and `proxy_post`) go further and share one
+//! schedule, a request of each in turn.
 //!
 //! Its length is the scenario list and the run that interleaves them; the
 //! load generator, the scenarios' operations, the alternatives and the
@@ -42,7 +45,7 @@ use dedupd::domain::KeyspaceName;
 use dedupd::store::CqlSettings;
 use dedupd::store::migrate::Replication;
 use dedupd_client::ClaimOptions;
-use load::{Measurement, Operation, closed_loop, open_loop};
+use load::{Measurement, Operation, closed_loop, open_loop, open_loop_in_turn};
 use report::{Check, Ratios, ScenarioReport};
 use scenarios::{HttpApi, RawDriver};
 use topology::Topology;
@@ -177,6 +180,9 @@ struct Scenario {
     /// spent during the measured slices.
     server: Option<u32>,
     server_cpu: Duration,
+    /// The scenarios this one shares an open-loop schedule with, in turn
+    /// (see `Group`); empty when it runs alone.
+    in_turn_with: Vec<String>,
 }
 
 impl Scenario {
@@ -191,6 +197,7 @@ impl Scenario {
             cpu: Duration::ZERO,
             server: None,
             server_cpu: Duration::ZERO,
+            in_turn_with: Vec::new(),
         }
     }
 
@@ -214,11 +221,24 @@ impl Scenario {
     }
 
     fn report(&self) -> ScenarioReport {
-        let mut report = ScenarioReport::new(&self.name, self.load.describe(), &self.measured);
+        let load = match self.in_turn_with.as_slice() {
+            [] => self.load.describe(),
+            partners => format!(
+                "{}, in turn with {}",
+                self.load.describe(),
+                partners.join(", ")
+            ),
+        };
+        let mut report = ScenarioReport::new(&self.name, load, &self.measured);
         let answered = self.measured.count() + self.measured.errors;
         let per_op = |cpu: Duration| (cpu.as_secs_f64() * 1e6 / answered as f64).round() as u64;
         if answered > 0 {
-            report.process_cpu_us_per_op = Some(per_op(self.cpu));
+            // Scenarios sent in turn share this process's CPU, which
+            // cannot be split between them; a server's CPU can, as each
+            // serves one of them.
+            if self.in_turn_with.is_empty() {
+                report.process_cpu_us_per_op = Some(per_op(self.cpu));
+            }
             report.server_cpu_us_per_op = self.server.map(|_| per_op(self.server_cpu));
         }
         report
@@ -235,6 +255,118 @@ impl Scenario {
                 closed_loop(&self.operation, first, ops, workers, deadline).await
             }
         }
+    }
+}
+
+/// What a round runs as one slice: a scenario alone, or open-loop scenarios
+/// sent in turn on one schedule (`load::open_loop_in_turn`). A headline
+/// ratio between two open-loop scenarios measured one after the other
+/// moved with whatever the machine did in between (0.95 to 1.64 for
+/// `http_over_lwt_p50` over consecutive runs on a quiet machine); sent in
+/// turn, the two see the same moments. The schedule keeps the profile's
+/// rate, so each of two scenarios gets every other send and a slice takes
+/// as long as their two slices did.
+struct Group {
+    scenarios: Vec<Scenario>,
+}
+
+impl Group {
+    fn alone(scenario: Scenario) -> Self {
+        Self {
+            scenarios: vec![scenario],
+        }
+    }
+
+    /// Open-loop scenarios of one rate and one slice size, sent in turn.
+    fn in_turn(mut scenarios: Vec<Scenario>) -> Self {
+        let names: Vec<String> = scenarios.iter().map(|s| s.name.clone()).collect();
+        for scenario in &mut scenarios {
+            assert!(
+                matches!(scenario.load, Load::Open { .. }),
+                "only open loops share a schedule: {}",
+                scenario.name
+            );
+            scenario.in_turn_with = names
+                .iter()
+                .filter(|name| **name != scenario.name)
+                .cloned()
+                .collect();
+        }
+        Self { scenarios }
+    }
+
+    /// For progress lines: `a` or `a + b`.
+    fn name(&self) -> String {
+        let names: Vec<&str> = self.scenarios.iter().map(|s| s.name.as_str()).collect();
+        names.join(" + ")
+    }
+
+    /// Whether any of its scenarios is named `name`: a group runs whole.
+    fn has(&self, wanted: impl Fn(&str) -> bool) -> bool {
+        self.scenarios.iter().any(|s| wanted(&s.name))
+    }
+
+    /// A slice of `ops` requests per scenario, not measured.
+    async fn warm_up(&mut self, ops: u64, deadline: Duration) {
+        if let [scenario] = self.scenarios.as_mut_slice() {
+            let _discarded = scenario.run_slice(ops, deadline).await;
+            return;
+        }
+        let _discarded = self.run_in_turn(ops).await;
+    }
+
+    /// A measured slice of every scenario's `ops_per_round`, with the CPU
+    /// it cost.
+    async fn measure_slice(&mut self, deadline: Duration) {
+        if let [scenario] = self.scenarios.as_mut_slice() {
+            scenario.measure_slice(deadline).await;
+            return;
+        }
+        let server_cpus = |scenarios: &[Scenario]| -> Vec<Option<Duration>> {
+            scenarios
+                .iter()
+                .map(|s| s.server.map(|pid| process::cpu_time(Pid::Of(pid))))
+                .collect()
+        };
+        let ops = self.scenarios[0].ops_per_round;
+        let (cpu_before, servers_before) =
+            (process::cpu_time(Pid::Own), server_cpus(&self.scenarios));
+        let slices = self.run_in_turn(ops).await;
+        let cpu = process::cpu_time(Pid::Own).saturating_sub(cpu_before);
+        let servers_after = server_cpus(&self.scenarios);
+        for (((scenario, slice), before), after) in self
+            .scenarios
+            .iter_mut()
+            .zip(slices)
+            .zip(servers_before)
+            .zip(servers_after)
+        {
+            scenario.cpu += cpu;
+            if let (Some(before), Some(after)) = (before, after) {
+                scenario.server_cpu += after.saturating_sub(before);
+            }
+            scenario.measured.merge(&slice);
+        }
+    }
+
+    async fn run_in_turn(&mut self, ops_each: u64) -> Vec<Measurement> {
+        let Load::Open { rate_per_s } = self.scenarios[0].load else {
+            unreachable!("Group::in_turn takes open loops only");
+        };
+        let first = self.scenarios[0].next_index;
+        let operations: Vec<Operation> = self
+            .scenarios
+            .iter_mut()
+            .map(|scenario| {
+                scenario.next_index += ops_each;
+                scenario.operation.clone()
+            })
+            .collect();
+        open_loop_in_turn(&operations, first, ops_each, rate_per_s, 2048).await
+    }
+
+    fn reports(&self) -> impl Iterator<Item = ScenarioReport> + '_ {
+        self.scenarios.iter().map(Scenario::report)
     }
 }
 
@@ -320,8 +452,6 @@ struct TopologyRun {
     alternatives: Option<AlternativesReport>,
 }
 
-/// The scenarios the shared-cores run repeats: the comparisons the
-/// topology changes.
 /// The proxy's scenarios (headline run only).
 const PROXY_SCENARIOS: [&str; 5] = [
     "upstream_post",
@@ -331,6 +461,8 @@ const PROXY_SCENARIOS: [&str; 5] = [
     "proxy_replay_c16",
 ];
 
+/// The scenarios the shared-cores run repeats: the comparisons the
+/// topology changes.
 const SHARED_CORES_SCENARIOS: [&str; 10] = [
     "lwt_insert",
     "lwt_claim_row",
@@ -582,31 +714,35 @@ impl Bench<'_> {
         };
         let claim_options = ClaimOptions::new().ttl(Duration::from_secs(3600));
         let raw_claims_namespace = format!("bench-{run_id}-raw");
-        let mut scenarios = plain_and_lwt_inserts(raw, profile, run_id, "", "");
-        scenarios.extend([
-            Scenario::new(
-                "lwt_claim_row",
-                open,
-                raw.claim_row_lwt(raw_claims_namespace.clone(), format!("{run_id}-rawc")),
-                profile.open_ops_per_round,
-            ),
+        let mut groups = vec![
+            plain_and_lwt_inserts(raw, profile, run_id, "", ""),
+            Group::in_turn(vec![
+                Scenario::new(
+                    "lwt_claim_row",
+                    open,
+                    raw.claim_row_lwt(raw_claims_namespace.clone(), format!("{run_id}-rawc")),
+                    profile.open_ops_per_round,
+                ),
+                Scenario::new(
+                    "http_claim",
+                    open,
+                    http.claim_new(
+                        new_keys_namespace.clone(),
+                        format!("{run_id}-http"),
+                        claim_options.clone(),
+                    ),
+                    profile.open_ops_per_round,
+                )
+                .served_by(&server),
+            ]),
+        ];
+        let mut scenarios = vec![
             Scenario::new(
                 "lwt_claim_row_c16",
                 closed,
                 raw.claim_row_lwt(raw_claims_namespace.clone(), format!("{run_id}-rawcc")),
                 profile.closed_ops_per_round,
             ),
-            Scenario::new(
-                "http_claim",
-                open,
-                http.claim_new(
-                    new_keys_namespace.clone(),
-                    format!("{run_id}-http"),
-                    claim_options.clone(),
-                ),
-                profile.open_ops_per_round,
-            )
-            .served_by(&server),
             Scenario::new(
                 "lwt_insert_c16",
                 closed,
@@ -631,7 +767,7 @@ impl Bench<'_> {
                 profile.dup_ops_per_round,
             )
             .served_by(&server),
-        ]);
+        ];
         for workers in [1, 4, 16, 64] {
             let load = Load::Closed { workers };
             scenarios.push(Scenario::new(
@@ -701,7 +837,9 @@ impl Bench<'_> {
             );
             posts.send_once(&proxy_server.base, &stored).await?;
             let (upstream_base, proxy_base) = (upstream.base.as_str(), proxy_server.base.as_str());
-            scenarios.extend([
+            // In the report's order: what came before, then the proxy's.
+            groups.extend(scenarios.drain(..).map(Group::alone));
+            groups.push(Group::in_turn(vec![
                 Scenario::new(
                     "upstream_post",
                     open,
@@ -715,6 +853,8 @@ impl Bench<'_> {
                     profile.open_ops_per_round,
                 )
                 .served_by(&proxy_server),
+            ]));
+            scenarios.extend([
                 Scenario::new(
                     "upstream_post_c16",
                     closed,
@@ -777,23 +917,24 @@ impl Bench<'_> {
             ));
             Some(started)
         };
+        groups.extend(scenarios.into_iter().map(Group::alone));
         if only_headline {
-            scenarios.retain(|scenario| SHARED_CORES_SCENARIOS.contains(&scenario.name.as_str()));
+            groups.retain(|group| group.has(|name| SHARED_CORES_SCENARIOS.contains(&name)));
         }
-        scenarios.retain(|scenario| args.wants(&scenario.name));
+        groups.retain(|group| group.has(|name| args.wants(name)));
         let deadline = Duration::from_secs(profile.slice_deadline_secs);
-        for scenario in &mut scenarios {
-            progress.show(&format!("warm-up: {}", scenario.name));
+        for group in &mut groups {
+            progress.show(&format!("warm-up: {}", group.name()));
             // The duplicate-heavy pair warms up over one pass of the
             // preloaded keys: it is measured in the steady state of a
             // long-running replica, whose completed-claims cache has seen
             // the stream.
-            let ops = if scenario.name.starts_with("dup_heavy") {
+            let ops = if group.has(|name| name.starts_with("dup_heavy")) {
                 profile.dup_preloaded_keys as u64
             } else {
-                profile.warmup_ops.min(scenario.ops_per_round)
+                profile.warmup_ops.min(group.scenarios[0].ops_per_round)
             };
-            let _discarded = scenario.run_slice(ops, deadline).await;
+            group.warm_up(ops, deadline).await;
         }
         let rss_after_warmup = server.rss_mib();
         // The completed-claims cache's hits and misses during the measured
@@ -802,18 +943,20 @@ impl Bench<'_> {
         // 90 % of the time.
         let (mut cache_hits, mut cache_misses) = (0.0, 0.0);
         for round in 1..=profile.rounds {
-            for scenario in &mut scenarios {
+            for group in &mut groups {
                 progress.show(&format!(
-                    "round {round}/{}: {} ({} ops)",
-                    profile.rounds, scenario.name, scenario.ops_per_round
+                    "round {round}/{}: {} ({} ops each)",
+                    profile.rounds,
+                    group.name(),
+                    group.scenarios[0].ops_per_round
                 ));
-                let counted = scenario.name == "dup_heavy_dedupd_c16";
+                let counted = group.has(|name| name == "dup_heavy_dedupd_c16");
                 let before = if counted {
                     cache_counts(&server).await?
                 } else {
                     (0.0, 0.0)
                 };
-                scenario.measure_slice(deadline).await;
+                group.measure_slice(deadline).await;
                 if counted {
                     let after = cache_counts(&server).await?;
                     cache_hits += after.0 - before.0;
@@ -824,7 +967,7 @@ impl Bench<'_> {
         }
         let cross_partition_batch_error = raw.cross_partition_batch_error().await;
         let cache_lookups = cache_hits + cache_misses;
-        let reports: Vec<ScenarioReport> = scenarios.iter().map(Scenario::report).collect();
+        let reports: Vec<ScenarioReport> = groups.iter().flat_map(Group::reports).collect();
         let mut ratios = Ratios::compute(&reports);
         ratios.completed_cache_hit_share =
             (cache_lookups > 0.0).then(|| (cache_hits / cache_lookups * 1000.0).round() / 1000.0);
@@ -994,18 +1137,18 @@ fn replication_factor(map: &BTreeMap<String, String>) -> Option<u32> {
 const CACHED_KEYS: usize = 1000;
 
 /// The floor and what the guarantee costs on it: plain and conditional
-/// inserts of new keys under the profile's open loop. A run on another
-/// cluster setting names its scenarios with `name_suffix` and keeps its keys
-/// apart with `key_suffix`.
+/// inserts of new keys under the profile's open loop, in turn. A run on
+/// another cluster setting names its scenarios with `name_suffix` and keeps
+/// its keys apart with `key_suffix`.
 fn plain_and_lwt_inserts(
     raw: &Arc<RawDriver>,
     profile: &Profile,
     run_id: &str,
     name_suffix: &str,
     key_suffix: &str,
-) -> Vec<Scenario> {
+) -> Group {
     let open = Load::open(profile);
-    vec![
+    Group::in_turn(vec![
         Scenario::new(
             &format!("plain_insert{name_suffix}"),
             open,
@@ -1018,7 +1161,7 @@ fn plain_and_lwt_inserts(
             raw.lwt_insert(format!("{run_id}-lwt{key_suffix}")),
             profile.open_ops_per_round,
         ),
-    ]
+    ])
 }
 
 /// Restarts the local node with Paxos v1, measures plain and LWT inserts
@@ -1037,27 +1180,18 @@ async fn paxos_v1_scenarios(
         let session = Arc::new(wait_for_cql(settings).await?);
         let raw =
             Arc::new(RawDriver::prepare(session, keyspace, SerialConsistency::LocalSerial).await?);
-        let mut scenarios = plain_and_lwt_inserts(&raw, profile, run_id, "_paxos_v1", "v1");
+        let mut inserts = plain_and_lwt_inserts(&raw, profile, run_id, "_paxos_v1", "v1");
         let deadline = Duration::from_secs(profile.slice_deadline_secs);
-        for scenario in &mut scenarios {
-            let _warmup = scenario.run_slice(profile.warmup_ops, deadline).await;
-        }
+        inserts.warm_up(profile.warmup_ops, deadline).await;
         for round in 1..=profile.rounds {
-            for scenario in &mut scenarios {
-                progress.show(&format!(
-                    "paxos v1 round {round}/{}: {}",
-                    profile.rounds, scenario.name
-                ));
-                let slice = scenario.run_slice(scenario.ops_per_round, deadline).await;
-                scenario.measured.merge(&slice);
-            }
+            progress.show(&format!(
+                "paxos v1 round {round}/{}: {}",
+                profile.rounds,
+                inserts.name()
+            ));
+            inserts.measure_slice(deadline).await;
         }
-        anyhow::Ok(
-            scenarios
-                .iter()
-                .map(|s| ScenarioReport::new(&s.name, s.load.describe(), &s.measured))
-                .collect::<Vec<_>>(),
-        )
+        anyhow::Ok(inserts.reports().collect::<Vec<_>>())
     }
     .await;
     progress.line("restoring paxos_variant v2");
