@@ -23,6 +23,7 @@ mod proxy;
 mod report;
 pub mod scenarios;
 pub mod soak;
+mod targets;
 mod topology;
 
 use std::collections::BTreeMap;
@@ -393,8 +394,10 @@ struct BenchReport {
     /// `cassandra`, `postgres_synchronous_commit_on`, `…_off`, `redis`.
     durability: BTreeMap<String, Durability>,
     /// Redis and PostgreSQL beside dedupd: where they ran, what was
-    /// skipped and why, the goals of the comparison.
+    /// skipped and why.
     alternatives: Option<AlternativesReport>,
+    /// The performance targets, met or not, in the headline run.
+    targets: Vec<targets::Target>,
     checks: Vec<Check>,
     duration_secs: f64,
 }
@@ -569,8 +572,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut alternatives = main.alternatives.take();
     let mut checks = report::checks(&main.scenarios, &main.ratios);
     let mut durability = BTreeMap::from([("cassandra".to_owned(), cassandra_durability.clone())]);
+    let targets = targets::targets(&main.scenarios, &main.ratios);
     if let Some(alternatives) = &mut alternatives {
-        alternatives.goals = alternatives::goals(&main.ratios);
         durability.extend(alternatives.durability.clone());
         // Binaries that are there but a server that does not start is a
         // broken scenario; missing binaries are a loud skip, not a failure.
@@ -589,6 +592,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &cassandra_durability,
                 alternatives,
             ));
+        }
+        if index == 0 {
+            ratio_table.push('\n');
+            ratio_table.push_str(&targets::markdown(&targets));
         }
         println!(
             "\n## dedupd bench ({:?} profile) on {} cores, database {} (paxos {}), {}\n\n{}\n\n{table}\n{ratio_table}",
@@ -627,6 +634,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         other_topologies: runs,
         durability,
         alternatives,
+        targets,
         checks: checks.clone(),
         duration_secs: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };

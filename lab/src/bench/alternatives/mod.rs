@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::load::{Operation, on_keys};
-use super::report::{Ratios, ScenarioReport};
+use super::report::ScenarioReport;
 use super::scenarios::dup_heavy_key;
 use crate::process;
 use postgres::{PostgresClaims, PostgresServer};
@@ -299,48 +299,6 @@ impl RedisSettings {
     }
 }
 
-/// A ratio's goal, reported (never gated: CI gates only on broken
-/// scenarios for these).
-#[derive(Debug, Clone, Serialize)]
-pub struct Goal {
-    pub ratio: String,
-    pub value: Option<f64>,
-    /// `>= 0.5`
-    pub goal: String,
-    /// None when the run did not measure it.
-    pub met: Option<bool>,
-}
-
-/// The goals of the comparison with the alternatives.
-pub fn goals(ratios: &Ratios) -> Vec<Goal> {
-    let goal = |ratio: &str, value: Option<f64>, at_least: bool, bound: f64| Goal {
-        ratio: ratio.to_owned(),
-        value,
-        goal: format!("{} {bound}", if at_least { ">=" } else { "<=" }),
-        met: value.map(|value| {
-            if at_least {
-                value >= bound
-            } else {
-                value <= bound
-            }
-        }),
-    };
-    vec![
-        goal(
-            "dedupd_over_redis_dup_heavy_throughput",
-            ratios.dedupd_over_redis_dup_heavy_throughput,
-            true,
-            0.5,
-        ),
-        goal(
-            "dedupd_over_postgres_new_key_p50",
-            ratios.dedupd_over_postgres_new_key_p50,
-            false,
-            1.5,
-        ),
-    ]
-}
-
 /// The alternatives' part of the report.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AlternativesReport {
@@ -352,7 +310,6 @@ pub struct AlternativesReport {
     pub failed_to_start: Vec<String>,
     /// Keyed `redis`, `postgres_synchronous_commit_on`, `…_off`.
     pub durability: BTreeMap<String, Durability>,
-    pub goals: Vec<Goal>,
 }
 
 /// What the alternatives' scenarios need: where they answer, and the
@@ -637,7 +594,7 @@ fn ms(micros: u64) -> String {
 }
 
 /// The systems side by side: dedupd's figures and the alternatives', each
-/// beside what it promises; then the goals, and what was not measured.
+/// beside what it promises; then where each ran, and what was not measured.
 pub fn markdown(
     scenarios: &[ScenarioReport],
     cassandra: &Durability,
@@ -698,21 +655,6 @@ pub fn markdown(
         );
     }
     text.push('\n');
-    for goal in &report.goals {
-        let verdict = match goal.met {
-            Some(true) => "met",
-            Some(false) => "not met",
-            None => "not measured",
-        };
-        let value = goal
-            .value
-            .map_or("n/a".into(), |value| format!("{value:.3}"));
-        let _ = writeln!(
-            text,
-            "- {} = {value} (goal {}: {verdict}; reported, not gated)",
-            goal.ratio, goal.goal
-        );
-    }
     for line in &report.placement {
         let _ = writeln!(text, "- placement: {line}");
     }
@@ -832,35 +774,14 @@ mod tests {
     }
 
     #[test]
-    fn goals_are_reported_met_or_not_and_missing_figures_say_so() {
-        let ratios = Ratios {
-            dedupd_over_redis_dup_heavy_throughput: Some(0.4),
-            dedupd_over_postgres_new_key_p50: Some(1.2),
-            ..Ratios::default()
-        };
-        let reported = goals(&ratios);
-        assert_eq!(reported[0].met, Some(false));
-        assert_eq!(reported[0].goal, ">= 0.5");
-        assert_eq!(reported[1].met, Some(true));
-        assert_eq!(reported[1].goal, "<= 1.5");
-        assert!(
-            goals(&Ratios::default())
-                .iter()
-                .all(|goal| goal.met.is_none())
-        );
-    }
-
-    #[test]
     fn a_skipped_system_is_said_loudly_and_has_no_row() {
         let report = AlternativesReport {
             skipped: vec!["Redis: no redis-server on the PATH".into()],
-            goals: goals(&Ratios::default()),
             ..AlternativesReport::default()
         };
         let text = markdown(&[], &cassandra("periodic", Some(1)).durability(), &report);
         assert!(text.contains("**SKIPPED** Redis: no redis-server on the PATH"));
         assert!(!text.contains("| Redis"));
         assert!(text.contains("| dedupd on Cassandra"));
-        assert!(text.contains("dedupd_over_redis_dup_heavy_throughput = n/a"));
     }
 }
