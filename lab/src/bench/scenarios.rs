@@ -105,9 +105,9 @@ impl RawDriver {
         let claim_lwt = lwt_setup(
             session
                 .prepare(format!(
-                    "INSERT INTO {ks}.claims (namespace, key, owner, state, window, claimed_at, \
-                     expires_at, lease_expires_at) VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?) \
-                     IF NOT EXISTS USING TTL 3600"
+                    "INSERT INTO {ks}.claims (namespace, key, owner, state, claimant, window, \
+                     claimed_at, expires_at, lease_expires_at) \
+                     VALUES (?, ?, ?, 'in_progress', ?, ?, ?, ?, ?) IF NOT EXISTS USING TTL 3600"
                 ))
                 .await?,
         );
@@ -165,10 +165,13 @@ impl RawDriver {
             let namespace = namespace.clone();
             async move {
                 let now = chrono::Utc::now();
+                // The client's claimant when its caller names none.
+                let claimant = format!("dc-{}", Uuid::new_v4().simple());
                 let values = (
                     namespace.as_str(),
                     key,
                     Uuid::new_v4(),
+                    claimant,
                     Uuid::new_v4(),
                     now,
                     now + chrono::Duration::hours(1),
