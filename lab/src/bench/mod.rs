@@ -22,6 +22,7 @@ pub mod load;
 mod proxy;
 mod report;
 pub mod scenarios;
+mod server_counts;
 pub mod soak;
 mod targets;
 mod topology;
@@ -38,9 +39,9 @@ use serde::Serialize;
 
 use crate::cql::{Machine, lab_session, query_text, wait_for_cql};
 use crate::dedupd_process::ServerProcess;
+use crate::local_cluster;
 use crate::process::{self, Pid};
 use crate::target::Target;
-use crate::{local_cluster, metrics_text};
 use alternatives::{Alternatives, AlternativesReport, CassandraSettings, Durability, Plan};
 use dedupd::domain::KeyspaceName;
 use dedupd::store::CqlSettings;
@@ -49,6 +50,7 @@ use dedupd_client::ClaimOptions;
 use load::{Measurement, Operation, closed_loop, open_loop, open_loop_in_turn};
 use report::{Check, Ratios, ScenarioReport};
 use scenarios::{HttpApi, RawDriver};
+use server_counts::{Counted, ServerCounts};
 use topology::Topology;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -112,16 +114,20 @@ struct Profile {
 impl Profile {
     fn of(name: ProfileName) -> Self {
         match name {
+            // Many short rounds rather than a few long ones: a stall of the
+            // node (a garbage collection, a flush) then costs each
+            // scenario a slice or two of nine instead of a third of its
+            // samples.
             ProfileName::Ci => Self {
-                rounds: 3,
+                rounds: 9,
                 warmup_ops: 150,
                 open_rate_per_s: 150.0,
-                open_ops_per_round: 300,
+                open_ops_per_round: 100,
                 closed_workers: 16,
                 closed_ops_per_round: 1000,
-                contention_ops_per_round: 150,
+                contention_ops_per_round: 50,
                 batch_rows: 10,
-                batch_ops_per_round: 100,
+                batch_ops_per_round: 34,
                 dup_preloaded_keys: 1000,
                 dup_ops_per_round: 2000,
                 paxos_v1: false,
@@ -421,14 +427,6 @@ impl Progress {
     }
 }
 
-/// The completed-claims cache's (hits, misses) so far.
-async fn cache_counts(server: &ServerProcess) -> anyhow::Result<(f64, f64)> {
-    let text = server.metrics().await?;
-    let count =
-        |result| metrics_text::value(&text, "dedupd_completed_cache_total", &[("result", result)]);
-    Ok((count("hit"), count("miss")))
-}
-
 /// What the run shares across topologies.
 struct Bench<'a> {
     args: &'a BenchArgs,
@@ -453,6 +451,9 @@ struct TopologyRun {
     /// Measured in the first run only (the headline topology).
     #[serde(skip)]
     alternatives: Option<AlternativesReport>,
+    /// What the served dedupd counted over the measured slices.
+    #[serde(skip)]
+    counted: Counted,
 }
 
 /// The proxy's scenarios (headline run only).
@@ -559,9 +560,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await?;
             let main = &mut runs[0];
             main.scenarios.extend(v1);
-            let cache_share = main.ratios.completed_cache_hit_share;
             main.ratios = Ratios::compute(&main.scenarios);
-            main.ratios.completed_cache_hit_share = cache_share;
+            main.counted.fill(&mut main.ratios);
         } else {
             progress.line(
                 "paxos v1: skipped (only the local node can be restarted with another variant)",
@@ -945,11 +945,12 @@ impl Bench<'_> {
             group.warm_up(ops, deadline).await;
         }
         let rss_after_warmup = server.rss_mib();
-        // The completed-claims cache's hits and misses during the measured
-        // duplicate-heavy slices: 9 in 10 of those requests are
-        // redeliveries of completed keys, so a working cache hits about
-        // 90 % of the time.
-        let (mut cache_hits, mut cache_misses) = (0.0, 0.0);
+        // What the served instance counts over some measured slices: its
+        // cache's hits and misses over the duplicate-heavy ones (9 in 10
+        // of those requests are redeliveries of completed keys, so a
+        // working cache hits about 90 % of the time), its own clocks over
+        // the new-key claims at 16 workers.
+        let mut counted = Counted::default();
         for round in 1..=profile.rounds {
             for group in &mut groups {
                 progress.show(&format!(
@@ -958,27 +959,27 @@ impl Bench<'_> {
                     group.name(),
                     group.scenarios[0].ops_per_round
                 ));
-                let counted = group.has(|name| name == "dup_heavy_dedupd_c16");
-                let before = if counted {
-                    cache_counts(&server).await?
+                let counts = if group.has(|name| name == "dup_heavy_dedupd_c16") {
+                    Some(&mut counted.dup_heavy)
+                } else if group.has(|name| name == "http_claim_c16") {
+                    Some(&mut counted.new_keys_c16)
                 } else {
-                    (0.0, 0.0)
+                    None
                 };
+                let Some(counts) = counts else {
+                    group.measure_slice(deadline).await;
+                    continue;
+                };
+                let before = ServerCounts::read(&server).await?;
                 group.measure_slice(deadline).await;
-                if counted {
-                    let after = cache_counts(&server).await?;
-                    cache_hits += after.0 - before.0;
-                    cache_misses += after.1 - before.1;
-                }
+                counts.add(ServerCounts::read(&server).await?.since(before));
             }
             progress.line(&format!("round {round}/{} done", profile.rounds));
         }
         let cross_partition_batch_error = raw.cross_partition_batch_error().await;
-        let cache_lookups = cache_hits + cache_misses;
         let reports: Vec<ScenarioReport> = groups.iter().flat_map(Group::reports).collect();
         let mut ratios = Ratios::compute(&reports);
-        ratios.completed_cache_hit_share =
-            (cache_lookups > 0.0).then(|| (cache_hits / cache_lookups * 1000.0).round() / 1000.0);
+        counted.fill(&mut ratios);
         let memory = Memory {
             rss_after_warmup_mib: rss_after_warmup,
             rss_end_mib: server.rss_mib(),
@@ -1000,6 +1001,7 @@ impl Bench<'_> {
             cross_partition_batch_error,
             memory,
             alternatives,
+            counted,
         })
     }
 }

@@ -20,6 +20,7 @@ pub struct ScenarioReport {
     pub errors: u64,
     pub error_kinds: std::collections::BTreeMap<String, u64>,
     pub throughput_per_s: f64,
+    pub mean_us: u64,
     pub p50_us: u64,
     pub p90_us: u64,
     pub p99_us: u64,
@@ -51,6 +52,11 @@ impl ScenarioReport {
             errors: measurement.errors,
             error_kinds: measurement.error_kinds.iter().cloned().collect(),
             throughput_per_s: round2(measurement.throughput_per_s()),
+            mean_us: if latency.is_empty() {
+                0
+            } else {
+                latency.mean().round() as u64
+            },
             p50_us: quantile(0.5),
             p90_us: quantile(0.9),
             p99_us: quantile(0.99),
@@ -102,6 +108,13 @@ pub struct Ratios {
     /// The same when claims come one at a time, 13 ms apart (`http_claim`,
     /// open loop): each then wakes an idle process with cold caches.
     pub server_cpu_us_per_open_loop_claim: Option<f64>,
+    /// dedupd's own clocks over `http_claim_c16`: the mean claim from
+    /// request to answer, and the mean of its LWT (`claim_insert`), in µs.
+    /// Their difference is the service's own handling; the LWT's mean
+    /// against `lwt_claim_row_c16`'s is the same statement from the load
+    /// generator's process.
+    pub server_claim_mean_us_c16: Option<f64>,
+    pub server_lwt_mean_us_c16: Option<f64>,
     /// dedupd's own CPU per redelivery its completed-claims cache answers.
     pub server_cpu_us_per_cached_duplicate: Option<f64>,
     /// dedupd's claims/s on the duplicate-heavy stream over Redis's (`SET
@@ -169,6 +182,9 @@ impl Ratios {
             http_added_p50_us: minus(p50("http_claim"), p50("lwt_claim_row")),
             server_cpu_us_per_claim: server_cpu("http_claim_c16"),
             server_cpu_us_per_open_loop_claim: server_cpu("http_claim"),
+            // Counted by the served process: `server_counts::Counted::fill`.
+            server_claim_mean_us_c16: None,
+            server_lwt_mean_us_c16: None,
             server_cpu_us_per_cached_duplicate: server_cpu("cached_duplicate_c16"),
             dedupd_over_redis_dup_heavy_throughput: over(
                 tput("dup_heavy_dedupd_c16"),
@@ -484,6 +500,7 @@ mod tests {
             errors: 0,
             error_kinds: Default::default(),
             throughput_per_s: throughput,
+            mean_us: p50,
             p50_us: p50,
             p90_us: p50 * 2,
             p99_us: p50 * 3,
