@@ -57,11 +57,12 @@ pub fn targets(scenarios: &[ScenarioReport], ratios: &Ratios) -> Vec<Target> {
             ratios.http_over_lwt_p50,
             AtMost(1.10),
             format!(
-                "http_claim {} against lwt_claim_row {}, sent in turn: the service adds {} at p50, the goal allows {}",
+                "http_claim {} against lwt_claim_row {}, sent in turn: the service adds {} at p50, the goal allows {}; one HTTP exchange with a trivial handler (upstream_post) takes {}",
                 p50("http_claim"),
                 p50("lwt_claim_row"),
                 us(ratios.http_added_p50_us),
                 us(p50_budget),
+                p50("upstream_post"),
             ),
         ),
         target(
@@ -208,6 +209,7 @@ mod tests {
             scenario("lwt_claim_row", 250, 40, None),
             scenario("http_claim", 330, 50, Some(65)),
             scenario("dup_heavy_dedupd_c16", 300, 12, Some(13)),
+            scenario("upstream_post", 110, 30, None),
         ];
         let ratios = Ratios::compute(&scenarios);
         let said = targets(&scenarios, &ratios);
@@ -225,6 +227,11 @@ mod tests {
         assert!(
             p50.measured
                 .contains("adds 80 µs at p50, the goal allows 25 µs"),
+            "{}",
+            p50.measured
+        );
+        assert!(
+            p50.measured.ends_with("(upstream_post) takes 0.11 ms"),
             "{}",
             p50.measured
         );
