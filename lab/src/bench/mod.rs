@@ -214,19 +214,6 @@ impl Scenario {
         self
     }
 
-    /// Runs a measured slice and adds it, with the CPU it cost, to the totals.
-    async fn measure_slice(&mut self, deadline: Duration) {
-        let server = self.server;
-        let server_cpu = move || server.map(|pid| process::cpu_time(Pid::Of(pid)));
-        let (cpu_before, server_before) = (process::cpu_time(Pid::Own), server_cpu());
-        let slice = self.run_slice(self.ops_per_round, deadline).await;
-        self.cpu += process::cpu_time(Pid::Own).saturating_sub(cpu_before);
-        if let (Some(before), Some(after)) = (server_before, server_cpu()) {
-            self.server_cpu += after.saturating_sub(before);
-        }
-        self.measured.merge(&slice);
-    }
-
     fn report(&self) -> ScenarioReport {
         let load = match self.in_turn_with.as_slice() {
             [] => self.load.describe(),
@@ -315,20 +302,12 @@ impl Group {
 
     /// A slice of `ops` requests per scenario, not measured.
     async fn warm_up(&mut self, ops: u64, deadline: Duration) {
-        if let [scenario] = self.scenarios.as_mut_slice() {
-            let _discarded = scenario.run_slice(ops, deadline).await;
-            return;
-        }
-        let _discarded = self.run_in_turn(ops).await;
+        let _discarded = self.run(ops, deadline).await;
     }
 
-    /// A measured slice of every scenario's `ops_per_round`, with the CPU
-    /// it cost.
+    /// A measured slice of every scenario's `ops_per_round`, added with the
+    /// CPU it cost to each scenario's totals.
     async fn measure_slice(&mut self, deadline: Duration) {
-        if let [scenario] = self.scenarios.as_mut_slice() {
-            scenario.measure_slice(deadline).await;
-            return;
-        }
         let server_cpus = |scenarios: &[Scenario]| -> Vec<Option<Duration>> {
             scenarios
                 .iter()
@@ -338,7 +317,7 @@ impl Group {
         let ops = self.scenarios[0].ops_per_round;
         let (cpu_before, servers_before) =
             (process::cpu_time(Pid::Own), server_cpus(&self.scenarios));
-        let slices = self.run_in_turn(ops).await;
+        let slices = self.run(ops, deadline).await;
         let cpu = process::cpu_time(Pid::Own).saturating_sub(cpu_before);
         let servers_after = server_cpus(&self.scenarios);
         for (((scenario, slice), before), after) in self
@@ -356,7 +335,12 @@ impl Group {
         }
     }
 
-    async fn run_in_turn(&mut self, ops_each: u64) -> Vec<Measurement> {
+    /// `ops_each` requests of every scenario: a scenario alone under its
+    /// own load, several in turn on one open-loop schedule.
+    async fn run(&mut self, ops_each: u64, deadline: Duration) -> Vec<Measurement> {
+        if let [scenario] = self.scenarios.as_mut_slice() {
+            return vec![scenario.run_slice(ops_each, deadline).await];
+        }
         let Load::Open { rate_per_s } = self.scenarios[0].load else {
             unreachable!("Group::in_turn takes open loops only");
         };

@@ -59,23 +59,23 @@ impl ServerCounts {
 
     /// What grew from `before` to `self`.
     pub fn since(self, before: Self) -> Self {
-        Self {
-            cache_hits: self.cache_hits - before.cache_hits,
-            cache_misses: self.cache_misses - before.cache_misses,
-            acquired: self.acquired - before.acquired,
-            acquired_seconds: self.acquired_seconds - before.acquired_seconds,
-            claim_lwts: self.claim_lwts - before.claim_lwts,
-            claim_lwt_seconds: self.claim_lwt_seconds - before.claim_lwt_seconds,
-        }
+        self.each(before, |now, then| now - then)
     }
 
     pub fn add(&mut self, other: Self) {
-        self.cache_hits += other.cache_hits;
-        self.cache_misses += other.cache_misses;
-        self.acquired += other.acquired;
-        self.acquired_seconds += other.acquired_seconds;
-        self.claim_lwts += other.claim_lwts;
-        self.claim_lwt_seconds += other.claim_lwt_seconds;
+        *self = self.each(other, |total, more| total + more);
+    }
+
+    /// `op` on each counter of `self` and `other`.
+    fn each(self, other: Self, op: fn(f64, f64) -> f64) -> Self {
+        Self {
+            cache_hits: op(self.cache_hits, other.cache_hits),
+            cache_misses: op(self.cache_misses, other.cache_misses),
+            acquired: op(self.acquired, other.acquired),
+            acquired_seconds: op(self.acquired_seconds, other.acquired_seconds),
+            claim_lwts: op(self.claim_lwts, other.claim_lwts),
+            claim_lwt_seconds: op(self.claim_lwt_seconds, other.claim_lwt_seconds),
+        }
     }
 }
 
@@ -134,6 +134,9 @@ dedupd_store_latency_seconds_count{statement=\"claim_complete\"} 30
         assert_eq!(grown.cache_hits, 90.0);
         assert_eq!(grown.acquired, 1000.0);
         assert_eq!(grown.claim_lwts, 1000.0);
+        let mut twice = grown;
+        twice.add(grown);
+        assert_eq!((twice.cache_hits, twice.acquired_seconds), (180.0, 3.0));
         let counted = Counted {
             dup_heavy: grown,
             new_keys_c16: grown,
